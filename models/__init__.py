@@ -1,0 +1,33 @@
+"""The configurable hierarchical transformer: MViTv2 (row "mvitv2") to Hiera (row "f").
+
+    import models
+    model = models.build("B", step="f")                    # Hiera-B
+    model = models.build("L", step="mvitv2")               # MViTv2-L
+    model = models.build("cpu-xs", step="c", modality="video", num_classes=10)
+"""
+
+from .config import BlockSpec, ModelConfig, PoolSpec, resolve_blocks
+from .convert import from_timm, load_pretrained
+from .hvit import HierarchicalViT
+from .steps import SIZES, load_rows, model_config, steps
+
+
+def build(size: str = "B", step: str = "f", modality: str = "image", num_classes: int = 1000, **overrides):
+    """The model for a named size and Table 1 row. `overrides` are ModelConfig fields."""
+    return HierarchicalViT(model_config(size, step, modality, num_classes=num_classes, **overrides))
+
+
+__all__ = [
+    "BlockSpec",
+    "HierarchicalViT",
+    "ModelConfig",
+    "PoolSpec",
+    "SIZES",
+    "build",
+    "from_timm",
+    "load_pretrained",
+    "load_rows",
+    "model_config",
+    "resolve_blocks",
+    "steps",
+]
