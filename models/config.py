@@ -220,7 +220,9 @@ def resolve_blocks(cfg: ModelConfig) -> list[BlockSpec]:
             mua_stage = i - 1 if (first and i > 0 and cfg.mua_lag) else i
             use_mua = cfg.kv == "mask_unit" and cfg.mask_unit_attn[mua_stage]
             q_pool = _pool_spec(cfg, qs)
-            kv_pool = None if use_mua else _pool_spec(cfg, kv_strides[i])
+            # Row f removes KV pooling everywhere (mask unit attention replaces it in the early
+            # stages; with video's 1x8x8 adaptive stride a stage-3 KV pool would otherwise survive).
+            kv_pool = None if cfg.kv == "mask_unit" else _pool_spec(cfg, kv_strides[i])
             rel = None
             if cfg.position == "relative":
                 q_size = [g // s for g, s in zip(grid, qs)]

@@ -52,8 +52,8 @@ class MaskedAutoencoder(nn.Module):
         if not 0.0 < mask_ratio < 1.0:
             raise ValueError(f"mae.mask_ratio must be in (0, 1), got {mask_ratio}")
         self.encoder = encoder
-        self.mask_ratio, self.target, self.norm_pix_loss, self.dense = mask_ratio, target, norm_pix_loss, dense
-        self.in_chans = in_chans
+        self.mask_ratio, self.target, self.dense = mask_ratio, target, dense
+        self.norm_pix_loss, self.in_chans = norm_pix_loss, in_chans
 
         self.mask_shape = tuple(encoder.mask_spatial_shape)
         self.num_units = math.prod(self.mask_shape)
@@ -165,10 +165,11 @@ class MaskedAutoencoder(nn.Module):
 
     def _check_keep(self, keep: torch.Tensor, batch: int) -> None:
         if keep.dtype != torch.bool or tuple(keep.shape) != (batch, self.num_units):
-            raise ValueError(f"keep must be bool of shape {(batch, self.num_units)}, got {keep.dtype} {tuple(keep.shape)}")
+            got = f"{keep.dtype} {tuple(keep.shape)}"
+            raise ValueError(f"keep must be bool of shape {(batch, self.num_units)}, got {got}")
         counts = keep.sum(1)
         if (counts != counts[0]).any():
-            raise ValueError(f"keep must keep the same number of units per sample, got counts {counts.tolist()}")
+            raise ValueError(f"keep must keep the same number of units per sample, got {counts.tolist()}")
         if counts[0] == self.num_units:
             raise ValueError("keep masks nothing: the MAE loss is over masked units only")
 
@@ -176,8 +177,8 @@ class MaskedAutoencoder(nn.Module):
     def no_weight_decay(self) -> set[str]:
         """The encoder's own no-decay set (position tables), plus the mask tokens and decoder positions."""
         names = {f"encoder.{n}" for n in getattr(self.encoder, "no_weight_decay", set)()}
-        names |= {n for n, _ in self.named_parameters() if n.endswith("mask_token") or n == "decoder.pos_embed"}
-        return names
+        own = {n for n, _ in self.named_parameters() if n.endswith("mask_token") or n == "decoder.pos_embed"}
+        return names | own
 
     # ------------------------------------------------------------------ transfer and figures
     def encoder_state_dict(self) -> dict[str, torch.Tensor]:

@@ -68,12 +68,11 @@ class MAEDecoder(nn.Module):
     un-windowing (the official code's ``undo_windowing`` only permutes the slots).
     """
 
-    def __init__(self, num_tokens: int, dim: int, depth: int, heads: int, out_dim: int, mlp_ratio: float = 4.0):
+    def __init__(self, num_tokens: int, dim: int, depth: int, heads: int, out_dim: int, mlp_ratio=4.0):
         super().__init__()
         self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, dim))
-        self.blocks = nn.Sequential(
-            *[Block(dim, heads, mlp_ratio=mlp_ratio, qkv_bias=True, norm_layer=LayerNorm) for _ in range(depth)]
-        )
+        block = partial(Block, dim, heads, mlp_ratio=mlp_ratio, qkv_bias=True, norm_layer=LayerNorm)
+        self.blocks = nn.Sequential(*[block() for _ in range(depth)])
         self.norm = LayerNorm(dim)
         self.pred = nn.Linear(dim, out_dim)
         trunc_normal_(self.pos_embed, std=0.02)

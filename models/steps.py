@@ -41,8 +41,9 @@ MODALITIES = ("image", "video")
 
 
 def _did_you_mean(value: str, valid) -> str:
-    close = difflib.get_close_matches(str(value), [str(v) for v in valid], n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    lower = {str(v).lower(): str(v) for v in valid}
+    close = difflib.get_close_matches(str(value).lower(), list(lower), n=1)
+    return f" (did you mean {lower[close[0]]!r}?)" if close else ""
 
 
 @cache
