@@ -1,0 +1,99 @@
+"""Checkpoints: plain dicts, written atomically, loadable with torch.load(weights_only=True).
+
+A checkpoint holds everything needed to continue bit-exactly: model, optimizer, AMP scaler,
+the position (epoch, step inside the epoch), RNG states of every rank, and bookkeeping (loss
+history, elapsed time, the log size at save time so a resumed run can drop lines it will redo).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def save_atomic(obj, path: Path) -> None:
+    """torch.save to a temp file in the same folder, then os.replace: a crash mid-write never
+    leaves a truncated checkpoint-last.pth behind (the previous one survives intact)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(obj: dict, path: Path) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict | None:
+    """The checkpoint dict, or None if there is none. weights_only=True: plain data only."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def get_rng_state() -> dict:
+    """RNG states as plain tensors/ints/tuples (all allowed by the weights_only unpickler)."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def training_state(model, optimizer, scaler, *, rng: list, **extra) -> dict:
+    """The checkpoint dict: model (unwrapped from DDP), optimizer, scaler, every rank's RNG, and
+    plain bookkeeping passed as keywords (epoch, step, meter, history, elapsed_s, log_bytes, ...)."""
+    raw = getattr(model, "module", model)
+    return {"model": raw.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+            "rng": rng, **extra}  # fmt: skip
+
+
+def restore_training_state(
+    ckpt: dict, model, optimizer, scaler, rank: int, world_size: int, seed: int
+) -> None:
+    """Load weights, optimizer and scaler, and this rank's RNG streams."""
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scaler.load_state_dict(ckpt["scaler"])
+    if len(ckpt["rng"]) == world_size:
+        set_rng_state(ckpt["rng"][rank])
+    else:  # another world size cannot replay the same random streams anyway
+        warnings.warn("resuming with a different world size: RNG streams are reseeded", stacklevel=2)
+        seed_everything(seed + rank + 7919 * ckpt["epoch"])

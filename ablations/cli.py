@@ -1,0 +1,177 @@
+"""The command line of ablate.py: choose runs, train what is not finished, write the report.
+
+Usage (python ablate.py --help for every flag):
+python ablate.py --step f                      # Table 1 row f: MAE pretrain + finetune
+python ablate.py --table 1                     # rows mvitv2 (supervised), a..f (MAE)
+python ablate.py --table 3                     # MAE ablations on row f
+python ablate.py --fig 8                       # rows mvitv2..f supervised from scratch
+python ablate.py --table 1 --modality video --preset gpu-cifar --seeds 3
+python ablate.py --step f --set pretrain.epochs=20 --dry-run
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+import yaml
+
+from ablations import config as C
+from ablations import runs as R
+
+EPILOG = (
+    "Rows: ablations/rows.yaml. Presets: ablations/presets/. Tables: ablations/tables/. --list shows all."
+)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ablate.py",
+        description="Recreate the Hiera paper's Table 1, Table 3 and Fig. 8.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--step", metavar="ROW", help="one Table 1 row: mvitv2, a..f")
+    what.add_argument("--table", metavar="N", help="1 (Table 1: all rows) or 3 (Table 3: MAE ablations)")
+    what.add_argument("--fig", metavar="N", help="8 (Fig. 8: the rows trained supervised from scratch)")
+    p.add_argument(
+        "--mode", help="mae (pretrain + finetune) or supervised (from scratch); default: the table's"
+    )
+    p.add_argument("--modality", help="image or video (default: the preset's first; image for cpu)")
+    p.add_argument(
+        "--preset", default="cpu", help="cpu (default), tiny, gpu-cifar, in1k-b, in1k-l, k400-b, k400-l"
+    )
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value (dotted key; value parsed as YAML); repeatable")  # fmt: skip
+    p.add_argument("--seeds", type=int, default=1, help="repeat with N seeds; tables show mean ± std")
+    p.add_argument("--runs-dir", default="runs", type=Path, help="where run folders go (default: runs/)")
+    p.add_argument("--force", action="store_true", help="retrain runs that already finished")
+    p.add_argument("--list", action="store_true", help="show rows, tables and presets, then exit")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved configs as YAML; train nothing")
+    p.add_argument(
+        "--bench", action="store_true", help="measure params, MACs and throughput only; no training"
+    )
+    p.add_argument("--report", action="store_true", help="only regenerate runs/report/ from finished runs")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def selection(args) -> C.Selection:
+    table = None
+    if args.table is not None:
+        table = C.table_name(args.table)
+        if table == "fig8":
+            raise C.ConfigError("Fig. 8 is --fig 8, not --table 8.")
+    if args.fig is not None:
+        if str(args.fig) != "8":
+            raise C.ConfigError(f"Unknown figure {args.fig!r}. Valid: 8.")
+        table = "fig8"
+    return C.Selection(
+        table=table, step=args.step, mode=args.mode, modality=args.modality, preset=args.preset,
+        sets=C.parse_sets(args.sets), seeds=args.seeds,
+    )  # fmt: skip
+
+
+def show_list() -> str:
+    rows = C.load_yaml(C.ROWS_FILE) if C.ROWS_FILE.exists() else {}
+    paper = yaml.safe_load((Path(__file__).parent.parent / "analysis" / "paper_numbers.yaml").read_text())
+    lines = ["Rows (--step; ablations/rows.yaml, each = previous + one change):"]
+    for row in C.list_rows():
+        label = paper["table1"]["rows"].get(row, {}).get("label", "")
+        changes = ", ".join(f"{k}={v}" for k, v in (rows.get(row) or {}).items())
+        lines.append(f"  {row:8s} {label}  [{changes}]")
+    lines.append("\nTables (--table 1, --table 3, --fig 8):")
+    for t in C.list_tables():
+        spec = C.load_table(t)
+        n = {m: len(C.table_entries(t, m)) for m in C.MODALITIES}
+        lines.append(f"  {t:8s} {spec.get('title', '')}  ({n['image']} image / {n['video']} video runs)")
+    lines.append("\nPresets (--preset):")
+    for p in C.list_presets():
+        meta = C.load_preset(p).get("preset", {})
+        lines.append(f"  {p:10s} {meta.get('description', '')}  [{', '.join(meta.get('modalities', []))}]")
+    lines.append("\nModes: mae, supervised.  Modalities: image, video.")
+    return "\n".join(lines)
+
+
+def dry_run_text(runs: list[C.Run]) -> str:
+    docs = []
+    for run in runs:
+        docs.append(f"# run: {run.name}\n" + yaml.safe_dump(run.config, sort_keys=False))
+    return "---\n".join(docs)
+
+
+def bench(runs: list[C.Run]) -> str:
+    """Params, MACs and throughput of each run's classifier on this machine (no training)."""
+    from analysis.tables import fmt, markdown
+
+    rows, base = [], None
+    for run in runs:
+        stats = R.measure_model(run.config)
+        base = base or (stats["throughput"] if run.config["model"]["step"] == "mvitv2" else None)
+        rel = fmt(stats["throughput"] / base) + "x" if base else "–"
+        speeds = ", ".join(f"{k} {v:.1f}" for k, v in stats["throughput_by_dtype"].items())
+        rows.append([run.name, f"{stats['params'] / 1e6:.3f}", f"{stats['macs'] / 1e6:.1f}", speeds, rel])
+        print(f"[bench] {run.name}: {speeds} /s on {stats.get('bench_device', '?')}", flush=True)
+    return markdown(["run", "params (M)", "MMACs", "throughput (/s)", "x mvitv2"], rows)
+
+
+def print_table(runs: list[C.Run], runs_dir: Path) -> None:
+    from analysis.report import table_text
+
+    tables = []
+    for run in runs:  # the table each run belongs to, in order (Table 3's defaults live in table1)
+        name = "table3" if run.table == "table3" else run.table
+        tables.append(name)
+    shown = sorted(set(tables), key=tables.index)
+    if any(r.name.startswith("table1/f/") for r in runs) and "table3" in shown:
+        shown = ["table3"]  # Table 3 shows row f as its defaults
+    for name in shown:
+        print(f"\n{name} ({runs[0].variant}), ours beside the paper's:\n")
+        print(table_text(runs_dir, runs[0].variant, name))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.list:
+        print(show_list())
+        return 0
+    if args.report:
+        from analysis.report import write_report
+
+        print(f"report written to {write_report(args.runs_dir)}")
+        return 0
+    try:
+        runs = C.resolve(selection(args))
+        if not (args.dry_run or args.bench):
+            for run in runs:
+                C.check_data_root(run.config)
+    except C.ConfigError as e:
+        print(f"ablate.py: error: {e}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(dry_run_text(runs))
+        return 0
+    if args.bench:
+        print(bench(runs))
+        return 0
+
+    outcomes = {}
+    for i, run in enumerate(runs, 1):
+        print(f"\n== [{i}/{len(runs)}] {run.name}", flush=True)
+        try:
+            outcomes[run.name] = R.execute(run, args.runs_dir, force=args.force, progress=not args.quiet)[0]
+        except Exception as e:  # one failed run does not stop the others; its folder stays resumable
+            traceback.print_exc()
+            print(f"[failed] {run.name}: {type(e).__name__}: {e} (rerun the same command to resume)")
+            outcomes[run.name] = "failed"
+
+    from analysis.report import write_report
+
+    report = write_report(args.runs_dir)
+    print_table(runs, args.runs_dir)
+    counts = {k: list(outcomes.values()).count(k) for k in sorted(set(outcomes.values()))}
+    print(f"\n{len(runs)} runs: {counts}. Report: {report}/{runs[0].variant}/")
+    return 1 if counts.get("failed") or counts.get("changed") else 0

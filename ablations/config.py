@@ -1,0 +1,423 @@
+"""Resolve a preset + a table selection + ``--set`` overrides into a list of run configs.
+
+A preset (``ablations/presets/<name>.yaml``) holds the full config tree of CONTRACTS.md plus
+an optional overlay per modality (``video:`` / ``image:``). A table (``ablations/tables/``)
+names the runs: Table 1 and Fig. 8 list rows of ``ablations/rows.yaml`` (whose flags live with
+the model), Table 3 lists one-key changes to row f. Every value is checked before any work.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).parent
+PRESET_DIR = HERE / "presets"
+TABLE_DIR = HERE / "tables"
+ROWS_FILE = HERE / "rows.yaml"
+
+MODES = ("mae", "supervised")
+MODALITIES = ("image", "video")
+PRESET_META_KEYS = ("preset", "image", "video")  # keys of a preset file that are not config
+# Keys the selection flags own: setting them with --set would make a run's name lie.
+SELECTION_KEYS = {"mode": "--mode", "model.step": "--step", "model.modality": "--modality", "seed": "--seeds"}
+# Closed vocabularies, checked after --set. Sizes and data names follow CONTRACTS.md.
+CHOICES = {
+    "model.size": ("T", "S", "B", "B+", "L", "H", "cpu-xs", "cpu-s"),  # models.SIZES when importable
+    "mae.target": ("pixel", "hog"),
+    "runtime.amp": ("bf16", "fp16", "none"),
+    "data.name": ("builtin", "builtin_video", "cifar10", "cifar100", "imagefolder", "video_folder"),
+}
+
+
+def choices() -> dict:
+    """CHOICES, with the model sizes the model package actually defines."""
+    out = dict(CHOICES)
+    try:
+        from models import SIZES
+
+        out["model.size"] = tuple(SIZES)
+    except ImportError:
+        pass
+    try:
+        from ablations.data import DATASETS
+
+        out["data.name"] = tuple(DATASETS)
+    except ImportError:
+        pass
+    return out
+
+
+RANGES = {  # key: (low, high), inclusive
+    "mae.mask_ratio": (0.0, 0.99),
+    "pretrain.drop_path": (0.0, 0.99),
+    "finetune.drop_path": (0.0, 0.99),
+    "supervised.drop_path": (0.0, 0.99),
+}
+NEEDS_ROOT = ("imagefolder", "video_folder")
+# Where and how verbosely a run trains, not what it trains: left out of run names and of the
+# "same config" check, so a run resumes on another machine with its data elsewhere.
+NEUTRAL_KEYS = (
+    "data.root", "data.num_workers", "data.download", "runtime.device", "runtime.log_every", "runtime.threads",
+)  # fmt: skip
+
+
+class ConfigError(ValueError):
+    """A bad preset, row, table, key or value; the message names the fix."""
+
+
+def did_you_mean(word: str, valid, pool=None) -> str:
+    """' Did you mean X? Valid: ...' with X the closest of pool (default: valid)."""
+    valid = [str(v) for v in valid]
+    close = difflib.get_close_matches(str(word), [str(v) for v in (pool or valid)], n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"{hint} Valid: {', '.join(valid)}."
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_yaml(path: Path) -> dict:
+    with open(path) as f:
+        return yaml.safe_load(f) or {}
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def list_tables() -> list[str]:
+    return sorted(p.stem for p in TABLE_DIR.glob("*.yaml"))
+
+
+def list_rows() -> list[str]:
+    """Table 1 rows in order, as the model owner defines them in ablations/rows.yaml."""
+    if ROWS_FILE.exists():
+        return list(load_yaml(ROWS_FILE))
+    return ["mvitv2", "a", "b", "c", "d", "e", "f"]  # CONTRACTS.md, until rows.yaml exists
+
+
+def load_preset(name: str) -> dict:
+    if name not in list_presets():
+        raise ConfigError(f"Unknown preset {name!r}.{did_you_mean(name, list_presets())}")
+    return load_yaml(PRESET_DIR / f"{name}.yaml")
+
+
+def load_table(name: str) -> dict:
+    if name not in list_tables():
+        raise ConfigError(f"Unknown table {name!r}.{did_you_mean(name, list_tables())}")
+    return load_yaml(TABLE_DIR / f"{name}.yaml")
+
+
+def preset_modalities(preset: dict) -> list[str]:
+    return list(preset.get("preset", {}).get("modalities", MODALITIES))
+
+
+def preset_config(name: str, modality: str) -> dict:
+    """The full config tree of a preset for one modality (base tree + that modality's overlay)."""
+    preset = load_preset(name)
+    if modality not in preset_modalities(preset):
+        raise ConfigError(
+            f"Preset {name!r} has no {modality} recipe (it has: {', '.join(preset_modalities(preset))}). "
+            "Choose a preset for that modality (--list shows them)."
+        )
+    cfg = {k: copy.deepcopy(v) for k, v in preset.items() if k not in PRESET_META_KEYS}
+    deep_update(cfg, preset.get(modality) or {}, path="", strict=True)
+    cfg["model"]["modality"] = modality
+    return cfg
+
+
+# ----------------------------------------------------------------------------- dotted keys
+
+
+def flat_keys(tree: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        out.append(key)
+        if isinstance(v, dict):
+            out += flat_keys(v, key + ".")
+    return out
+
+
+def get_dotted(tree: dict, key: str):
+    node = tree
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def deep_update(tree: dict, overlay: dict, path: str = "", strict: bool = True) -> dict:
+    """Merge overlay into tree in place; nested keys may be dotted ("mae.mask_ratio": 0.9)."""
+    for k, v in overlay.items():
+        if "." in k:
+            head, rest = k.split(".", 1)
+            deep_update(tree, {head: {rest: v}}, path, strict)
+            continue
+        if strict and k not in tree:
+            raise ConfigError(f"Unknown key {path + k!r}.{did_you_mean(path + k, flat_keys(tree, path))}")
+        if isinstance(v, dict) and isinstance(tree.get(k), dict):
+            free = (path + k) == "model.overrides"  # model fields, checked by models.build
+            deep_update(tree[k], v, path + k + ".", strict and not free)
+        else:
+            tree[k] = copy.deepcopy(v)
+    return tree
+
+
+def parse_sets(items: list[str]) -> dict:
+    """["mae.mask_ratio=0.75", "data.root=/x"] -> {"mae.mask_ratio": 0.75, "data.root": "/x"}."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set pretrain.epochs=20")
+        key, raw = item.split("=", 1)
+        out[key.strip()] = _number(yaml.safe_load(raw)) if raw.strip() else None
+    return out
+
+
+def _number(value):
+    """YAML 1.1 reads 1e-3 as a string (it wants 1.0e-3); take it as the float it means."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def check_sets(cfg: dict, sets: dict) -> None:
+    """Every --set key must exist (model.overrides.* excepted) and keep its type."""
+    valid = flat_keys(cfg)
+    for key, value in sets.items():
+        if key in SELECTION_KEYS:
+            raise ConfigError(f"--set {key}: choose this with {SELECTION_KEYS[key]} instead.")
+        if key.startswith("model.overrides."):
+            continue
+        if key not in valid:
+            raise ConfigError(f"Unknown key {key!r} in --set.{did_you_mean(key, _nearby(key, valid), valid)}")
+        old = get_dotted(cfg, key)
+        if isinstance(old, dict):
+            raise ConfigError(f"--set {key}: {key} is a section; set one of its keys, e.g. {key}.<name>=...")
+        if not _type_ok(old, value):
+            raise ConfigError(
+                f"--set {key}={value!r}: expected {type(old).__name__} like {old!r}, "
+                f"got {type(value).__name__}."
+            )
+
+
+def _nearby(key: str, valid: list[str]) -> list[str]:
+    """The keys of key's section (mae.* for mae.x), or the top-level sections if it has none."""
+    section = key.split(".")[0]
+    inside = [k for k in valid if k.startswith(section + ".")]
+    return inside or [k for k in valid if "." not in k]
+
+
+def _type_ok(old, new) -> bool:
+    if old is None or new is None:
+        return True
+    if isinstance(old, bool) or isinstance(new, bool):
+        return isinstance(old, bool) and isinstance(new, bool)
+    if isinstance(old, (int, float)):
+        return isinstance(new, (int, float))
+    if isinstance(old, list):
+        return isinstance(new, list)
+    return isinstance(new, type(old))
+
+
+def validate(cfg: dict, name: str = "config") -> None:
+    """Closed vocabularies and ranges; raises ConfigError listing the valid values."""
+    for key, valid in choices().items():
+        value = get_dotted(cfg, key)
+        if value not in valid:
+            raise ConfigError(f"{name}: {key}={value!r} is not valid.{did_you_mean(value, valid)}")
+    for key, (lo, hi) in RANGES.items():
+        value = get_dotted(cfg, key)
+        if not lo <= value <= hi:
+            raise ConfigError(f"{name}: {key}={value!r} must lie in [{lo}, {hi}].")
+    if cfg["model"]["step"] not in list_rows():
+        raise ConfigError(
+            f"Unknown row {cfg['model']['step']!r}.{did_you_mean(cfg['model']['step'], list_rows())}"
+        )
+    _check_model_overrides(cfg["model"]["overrides"], name)
+    if cfg["mode"] not in MODES:
+        raise ConfigError(f"Unknown mode {cfg['mode']!r}.{did_you_mean(cfg['mode'], MODES)}")
+    if cfg["mode"] == "mae" and cfg["model"]["step"] == "mvitv2":
+        raise ConfigError(
+            "Row mvitv2 cannot be MAE-pretrained: its relative positions and overlapping convs are not "
+            "sparse (that is what rows a-d remove). Use --mode supervised, or a row from a on."
+        )
+
+
+def _check_model_overrides(overrides: dict, name: str) -> None:
+    try:
+        from dataclasses import fields
+
+        from models import ModelConfig
+    except ImportError:
+        return  # the model package checks them itself when it builds
+    valid = sorted(f.name for f in fields(ModelConfig))
+    for key in overrides:
+        if key not in valid:
+            raise ConfigError(f"{name}: unknown model override {key!r}.{did_you_mean(key, valid)}")
+
+
+def comparable(cfg: dict) -> dict:
+    """cfg without NEUTRAL_KEYS: two runs with equal comparable configs train the same thing."""
+    cfg = copy.deepcopy(cfg)
+    for key in NEUTRAL_KEYS:
+        head, _, leaf = key.rpartition(".")
+        cfg.get(head, {}).pop(leaf, None)
+    return cfg
+
+
+def config_hash(obj) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:6]
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run: its folder name and resolved config."""
+
+    name: str  # e.g. table1/f/image/cpu/seed0
+    table: str  # table1 | table3 | fig8
+    entry: str  # a row (table1, fig8) or a Table 3 entry "group-value"
+    modality: str
+    preset: str
+    variant: str  # the preset, plus "+<hash>" when --set changed it
+    seed: int
+    config: dict = field(compare=False, hash=False)
+
+    @property
+    def meta(self) -> dict:
+        keys = ("name", "table", "entry", "modality", "preset", "variant", "seed")
+        return {k: getattr(self, k) for k in keys} | {
+            "mode": self.config["mode"],
+            "row": self.config["model"]["step"],
+        }
+
+
+@dataclass
+class Selection:
+    """What the command line asked for."""
+
+    table: str | None = None  # "table1" | "table3" | "fig8"
+    step: str | None = None
+    mode: str | None = None
+    modality: str | None = None  # None: the preset's first (image, or video for k400-*)
+    preset: str = "cpu"
+    sets: dict = field(default_factory=dict)
+    seeds: int = 1
+
+
+def table_name(arg: str) -> str:
+    """'1' -> 'table1', '3' -> 'table3', '8' (with --fig) -> 'fig8'; table names pass through."""
+    names = {"1": "table1", "3": "table3", "8": "fig8"}
+    name = names.get(str(arg), str(arg))
+    if name not in list_tables():
+        raise ConfigError(f"Unknown table {arg!r}. Valid: --table 1, --table 3, --fig 8.")
+    return name
+
+
+def table_entries(table: str, modality: str) -> list[tuple[str, dict]]:
+    """[(entry name, {"mode", "step", "set": {dotted: value}, "scale": {dotted: factor}})] in table order."""
+    spec = load_table(table)
+    rows = list_rows()
+    out = []
+    if "rows" in spec:
+        for row, info in spec["rows"].items():
+            if row not in rows:
+                raise ConfigError(f"{table}.yaml: unknown row {row!r}.{did_you_mean(row, rows)}")
+            out.append((row, {"mode": info["mode"], "step": row, "set": {}, "scale": {}}))
+    for group, gspec in (spec.get("groups") or {}).items():
+        for value, info in gspec["entries"].items():
+            info = info or {}
+            if modality not in info.get("modalities", MODALITIES):
+                continue
+            scale = {
+                k: (f[modality] if isinstance(f, dict) else f) for k, f in (info.get("scale") or {}).items()
+            }
+            entry = {"mode": spec["mode"], "step": spec["row"], "set": info.get("set") or {}, "scale": scale}
+            out.append((f"{group}-{value}", entry))
+    return out
+
+
+def entry_changes(entry: dict, base: dict) -> dict:
+    """The dotted-key values an entry sets on a base config (scales applied, ints stay ints)."""
+    changes = dict(entry["set"])
+    for key, factor in entry["scale"].items():
+        old = get_dotted(base, key)
+        changes[key] = max(1, round(old * factor)) if isinstance(old, int) else old * factor
+    return changes
+
+
+def build_config(preset: str, modality: str, entry: dict, sets: dict, seed: int) -> dict:
+    cfg = preset_config(preset, modality)
+    check_sets(cfg, sets)
+    deep_update(cfg, sets)
+    cfg["mode"], cfg["model"]["step"], cfg["seed"] = entry["mode"], entry["step"], seed
+    deep_update(cfg, entry_changes(entry, cfg))
+    return cfg
+
+
+def resolve(sel: Selection) -> list[Run]:
+    """Expand a selection into runs. Runs whose config equals a Table 1 row (Table 3's defaults,
+    Fig. 8's supervised MViTv2) share that row's folder, so they are trained once."""
+    if sel.modality is None:
+        sel = replace(sel, modality=preset_modalities(load_preset(sel.preset))[0])
+    if sel.modality not in MODALITIES:
+        raise ConfigError(f"Unknown modality {sel.modality!r}.{did_you_mean(sel.modality, MODALITIES)}")
+    load_preset(sel.preset)
+    if sel.seeds < 1:
+        raise ConfigError("--seeds must be at least 1.")
+    if sel.mode is not None and sel.mode not in MODES:
+        raise ConfigError(f"Unknown mode {sel.mode!r}.{did_you_mean(sel.mode, MODES)}")
+    table = sel.table or "table1"
+    if sel.mode == "supervised" and table == "table1":
+        table = "fig8"  # Table 1's rows trained from scratch = Fig. 8
+    elif sel.mode == "mae" and table == "fig8":
+        table = "table1"
+    elif sel.mode == "supervised" and table == "table3":
+        raise ConfigError("Table 3 ablates MAE pretraining; --mode supervised does not apply to it.")
+    entries = table_entries(table, sel.modality)
+    if sel.step is not None:
+        if sel.step not in list_rows():
+            raise ConfigError(f"Unknown row {sel.step!r}.{did_you_mean(sel.step, list_rows())}")
+        entries = [(n, dict(e, mode=sel.mode or e["mode"])) for n, e in entries if n == sel.step]
+        if not entries:
+            raise ConfigError(f"Row {sel.step!r} is not in {table}.")
+    recipe_sets = {k: v for k, v in sel.sets.items() if k not in NEUTRAL_KEYS}
+    variant = sel.preset + (f"+{config_hash(recipe_sets)}" if recipe_sets else "")
+    canonical = {t: dict(table_entries(t, sel.modality)) for t in ("table1", "fig8") if t in list_tables()}
+    runs = []
+    for s in range(sel.seeds):
+        seed = preset_config(sel.preset, sel.modality)["seed"] + s
+        for entry_name, entry in entries:
+            cfg = build_config(sel.preset, sel.modality, entry, sel.sets, seed)
+            validate(cfg, f"{table}/{entry_name}")
+            owner, owner_entry = table, entry_name
+            for t, rows in canonical.items():  # share folders with identical Table 1 / Fig. 8 runs
+                same = rows.get(cfg["model"]["step"])
+                if same and build_config(sel.preset, sel.modality, same, sel.sets, seed) == cfg:
+                    owner, owner_entry = t, cfg["model"]["step"]
+                    break
+            name = f"{owner}/{owner_entry}/{sel.modality}/{variant}/seed{seed}"
+            runs.append(Run(name, owner, owner_entry, sel.modality, sel.preset, variant, seed, cfg))
+    return list({r.name: r for r in runs}.values())  # unique, order kept
+
+
+def check_data_root(cfg: dict) -> None:
+    data = cfg["data"]
+    if data["name"] in NEEDS_ROOT and not data.get("root"):
+        raise ConfigError(
+            f"Dataset {data['name']!r} needs its folder: add --set data.root=/path/to/the/dataset "
+            "(with train/ and val/ class folders)."
+        )

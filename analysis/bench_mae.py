@@ -1,0 +1,135 @@
+"""Sparse vs dense MAE training-step cost (paper Fig. 4c / Fig. 7), timed side by side.
+
+    .venv/bin/python -m analysis.bench_mae                       # row f, size B, 224 px, batch 2
+    .venv/bin/python -m analysis.bench_mae --size cpu-s --batch 16
+    .venv/bin/python -m analysis.bench_mae --rows                # fwd+bwd per Table 1 row a..f
+
+One "step" is forward + backward + AdamW step. Sparse deletes masked units before the encoder;
+dense keeps every token and swaps masked ones for a mask token (MaskFeat/SimMIM). Both use the
+same encoder config, decoder and loss, and run interleaved so drift hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from models.mae import build_mae
+
+
+def _input(mae, batch: int, device: str) -> torch.Tensor:
+    return torch.randn(batch, mae.in_chans, *mae.encoder.cfg.input_size, device=device)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _step_fn(mae, x: torch.Tensor, optimizer: bool, amp: bool):
+    opt = torch.optim.AdamW(mae.parameters(), lr=1e-4) if optimizer else None
+    dtype = torch.bfloat16 if amp else None
+
+    def step():
+        with torch.autocast(x.device.type, dtype=dtype, enabled=amp):
+            loss = mae(x)[0]
+        loss.backward()
+        if opt is not None:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        else:
+            mae.zero_grad(set_to_none=True)
+
+    return step
+
+
+def forward_gmacs(mae, x: torch.Tensor) -> float:
+    """Forward multiply-adds per sample (G), encoder + decoder; load-independent, unlike CPU time.
+
+    The MATH attention backend makes flop_counter see attention (it counts 0 for the CPU kernel).
+    """
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:
+        mae(x)
+    return fc.get_total_flops() / 2 / x.shape[0] / 1e9
+
+
+def time_interleaved(fns: dict, warmup: int, repeats: int, device: str) -> dict[str, float]:
+    """Median seconds per call for each fn, calls interleaved round-robin (all samples printed)."""
+    times = {k: [] for k in fns}
+    for i in range(warmup + repeats):
+        for name, fn in fns.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    for k, v in times.items():
+        print(f"  {k}: " + " ".join(f"{t * 1e3:.0f}" for t in v) + " ms")
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _mae(args, step: str, dense: bool):
+    model_cfg = {"size": args.size, "step": step, "modality": args.modality, "overrides": {}}
+    mae_cfg = dict(mask_ratio=args.mask_ratio, decoder_depth=args.decoder_depth, decoder_dim=args.decoder_dim,
+                   decoder_heads=args.decoder_heads, dense=dense)  # fmt: skip
+    return build_mae(model_cfg, mae_cfg, drop_path=0.0).to(args.device).train()
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", default="B")
+    p.add_argument("--step", default="f", help="Table 1 row for the sparse-vs-dense comparison")
+    p.add_argument("--modality", default="image", choices=("image", "video"))
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--mask-ratio", type=float, default=0.6)
+    p.add_argument("--decoder-depth", type=int, default=8)
+    p.add_argument("--decoder-dim", type=int, default=512)
+    p.add_argument("--decoder-heads", type=int, default=16)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast")
+    p.add_argument("--rows", action="store_true", help="sparse MAE fwd+bwd time per Table 1 row a..f")
+    args = p.parse_args(argv)
+    torch.manual_seed(0)
+    where = f"{args.device} ({torch.get_num_threads()} threads)" if args.device == "cpu" else args.device
+    head = f"size {args.size} {args.modality}, batch {args.batch}, mask {args.mask_ratio}, {where}"
+
+    if args.rows:
+        print(f"# sparse MAE forward+backward per row, {head}")
+        for row in "abcdef":
+            mae = _mae(args, row, dense=False)
+            x = _input(mae, args.batch, args.device)
+            t = time_interleaved(
+                {row: _step_fn(mae, x, False, args.amp)}, args.warmup, args.repeats, args.device
+            )
+            g = forward_gmacs(mae, x)
+            print(
+                f"row {row}: {t[row] * 1e3:9.1f} ms/iter  {args.batch / t[row]:8.2f} im/s  fwd {g:.2f} GMACs/im"
+            )
+            del mae
+        return
+
+    sparse, dense = _mae(args, args.step, dense=False), _mae(args, args.step, dense=True)
+    x = _input(sparse, args.batch, args.device)
+    t = time_interleaved(
+        {"sparse": _step_fn(sparse, x, True, args.amp), "dense": _step_fn(dense, x, True, args.amp)},
+        args.warmup, args.repeats, args.device,
+    )  # fmt: skip
+    g = {"sparse": forward_gmacs(sparse, x), "dense": forward_gmacs(dense, x)}
+    print(f"# MAE training step (fwd+bwd+AdamW), row {args.step}, {head}")
+    for k, v in t.items():
+        print(f"{k:>6}: {v * 1e3:9.1f} ms/step  {args.batch / v:8.2f} im/s  fwd {g[k]:.2f} GMACs/im")
+    print(
+        f"dense / sparse: time {t['dense'] / t['sparse']:.2f}x, forward MACs {g['dense'] / g['sparse']:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Read every finished run under runs/ into one DataFrame (one row per run folder)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+PAPER_FILE = Path(__file__).parent / "paper_numbers.yaml"
+COLUMNS = ["name", "table", "entry", "modality", "variant", "preset", "seed", "mode", "row",
+           "top1", "top5", "throughput", "params", "macs", "train_time_s", "config"]  # fmt: skip
+
+
+def paper_numbers() -> dict:
+    return yaml.safe_load(PAPER_FILE.read_text())
+
+
+def load_runs(runs_dir) -> pd.DataFrame:
+    """Finished runs (those with metrics.json); unfinished or unreadable folders are left out."""
+    records = []
+    runs_dir = Path(runs_dir)
+    for path in sorted(runs_dir.rglob("metrics.json")):
+        if "report" in path.relative_to(runs_dir).parts[:1]:
+            continue
+        try:
+            m = json.loads(path.read_text())
+            cfg = yaml.safe_load((path.parent / "config.yaml").read_text())
+        except (OSError, ValueError, yaml.YAMLError) as e:
+            warnings.warn(f"skipping {path.parent}: {e}", stacklevel=2)
+            continue
+        rec = {k: m.get("run", {}).get(k) for k in COLUMNS[:9]}
+        rec.update({k: m.get(k) for k in COLUMNS[9:15]})
+        rec["config"] = cfg
+        records.append(rec)
+    df = pd.DataFrame(records, columns=COLUMNS)
+    for col in COLUMNS[9:15]:
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df

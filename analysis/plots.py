@@ -1,0 +1,136 @@
+"""Paper-style figures from the tables of analysis.tables (PNG + PDF, Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis.tables import UNITS  # noqa: E402
+
+OURS, PAPER, SUP = "#1f77b4", "#7f7f7f", "#d62728"
+MODS = ("image", "video")
+
+
+def save(fig, out: Path, stem: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
+    fig.savefig(paths[0], dpi=200, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})
+    plt.close(fig)
+    return paths
+
+
+def _empty(ax, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what} runs yet", ha="center", va="center", transform=ax.transAxes, color=PAPER)
+
+
+def table1_accuracy(t1: pd.DataFrame, out: Path, title: str) -> list[Path]:
+    """Top-1 per row, ours (left axis) and the paper's (right axis: different scale and data)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    x = np.arange(len(t1))
+    for ax, m in zip(axes, MODS):
+        ax.set_title(f"{m} ({'IN1K' if m == 'image' else 'K400'} in the paper)")
+        ax.set_xticks(x, t1["row"])
+        ax.set_xlabel("Table 1 row (cumulative changes)")
+        ax.set_ylabel("ours: top-1 (%)", color=OURS)
+        if t1[f"{m}_top1"].notna().any():
+            ax.errorbar(x, t1[f"{m}_top1"], yerr=t1[f"{m}_top1_std"].fillna(0), marker="o", color=OURS,
+                        capsize=3, label="ours")  # fmt: skip
+        else:
+            _empty(ax, m)
+        twin = ax.twinx()
+        twin.plot(x, t1[f"{m}_paper_top1"], marker="s", ls="--", color=PAPER, label="paper (L)")
+        twin.set_ylabel("paper: top-1 (%)", color=PAPER)
+        handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        ax.legend(handles=handles, loc="lower right", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, out, "table1_accuracy")
+
+
+def table1_speed(t1: pd.DataFrame, out: Path, title: str) -> list[Path]:
+    """Throughput relative to the mvitv2 row, ours vs the paper's (ratios are comparable)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    x, w = np.arange(len(t1)), 0.38
+    for ax, m in zip(axes, MODS):
+        ax.bar(x - w / 2, t1[f"{m}_speedup"].fillna(0), w, color=OURS, label="ours")
+        ax.bar(x + w / 2, t1[f"{m}_paper_speedup"].fillna(0), w, color=PAPER, label="paper (A100 fp16)")
+        ax.axhline(1.0, color="black", lw=0.8)
+        ax.set_xticks(x, t1["row"])
+        ax.set_xlabel("Table 1 row")
+        ax.set_ylabel(f"{UNITS[m]} relative to mvitv2")
+        ax.set_title(m)
+        if t1[f"{m}_speedup"].isna().all():
+            _empty(ax, m)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, out, "table1_speed")
+
+
+def fig8(f8: pd.DataFrame, out: Path, title: str) -> list[Path]:
+    """MAE vs supervised from scratch per row (paper Fig. 8: the trend reverses without MAE)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    x = np.arange(len(f8))
+    for ax, m in zip(axes, MODS):
+        any_data = False
+        for key, label, color in (
+            (f"{m}_mae_top1", "MAE + finetune", OURS),
+            (f"{m}_supervised_top1", "supervised from scratch", SUP),
+        ):
+            if f8[key].notna().any():
+                std = f8[key.replace("top1", "std")].fillna(0)
+                ax.errorbar(x, f8[key], yerr=std, marker="o", color=color, capsize=3, label=label)
+                any_data = True
+        if not any_data:
+            _empty(ax, m)
+        ax.set_xticks(x, f8["row"])
+        ax.set_xlabel("Table 1 row (cumulative changes)")
+        ax.set_ylabel("top-1 (%)")
+        ax.set_title(m)
+        if any_data:
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, out, "fig8_mae_vs_supervised")
+
+
+def acc_vs_speed(t1: pd.DataFrame, f8: pd.DataFrame, out: Path, title: str) -> list[Path]:
+    """Fig. 3 style: accuracy against throughput, one point per row; ours and the paper's."""
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    for r, m in enumerate(MODS):
+        ours, paper = axes[r]
+        speed = t1[f"{m}_speed"]
+        series = [("MAE", t1[f"{m}_top1"], OURS)]
+        sup = f8.set_index("row")[f"{m}_supervised_top1"].reindex(t1["row"]).to_numpy()
+        series.append(("supervised", pd.Series(sup), SUP))
+        any_data = False
+        for label, acc, color in series:
+            ok = speed.notna().to_numpy() & acc.notna().to_numpy()
+            if ok.any():
+                any_data = True
+                ours.plot(speed[ok], acc[ok], marker="o", color=color, label=label)
+                for s, a, name in zip(speed[ok], acc[ok], t1["row"][ok]):
+                    ours.annotate(name, (s, a), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        if any_data:
+            ours.legend(fontsize=8)
+        else:
+            _empty(ours, m)
+        ours.set_title(f"ours, {m}")
+        paper.plot(t1[f"{m}_paper_speed"], t1[f"{m}_paper_top1"], marker="s", color=PAPER, label="paper, L")
+        for s, a, name in zip(t1[f"{m}_paper_speed"], t1[f"{m}_paper_top1"], t1["row"]):
+            paper.annotate(name, (s, a), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        paper.set_title(f"paper (A100 fp16), {m}")
+        paper.legend(fontsize=8)
+        for ax in (ours, paper):
+            ax.set_xlabel(f"throughput ({UNITS[m]})")
+            ax.set_ylabel("top-1 (%)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, out, "acc_vs_speed")

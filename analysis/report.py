@@ -1,0 +1,71 @@
+"""Write runs/report/: per variant (preset, or preset+hash of --set overrides) the Markdown and
+CSV tables and the plots; an index.md that lists them. Deterministic: no timestamps, fixed order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import plots, tables
+from analysis.collect import load_runs, paper_numbers
+
+TITLES = {
+    "table1": "Table 1: simplifying MViTv2 into Hiera (MAE from row a on)",
+    "table3": "Table 3: MAE ablations on row f (Hiera); * = default",
+    "fig8": "Fig. 8: MAE vs supervised from scratch, per row",
+}
+
+
+def build_tables(
+    df: pd.DataFrame, variant: str, paper: dict | None = None
+) -> dict[str, tuple[pd.DataFrame, str]]:
+    paper = paper or paper_numbers()
+    return {
+        "table1": tables.table1(df, variant, paper),
+        "table3": tables.table3(df, variant, paper),
+        "fig8": tables.fig8(df, variant, paper),
+    }
+
+
+def render(name: str, variant: str, md: str, extra: str = "") -> str:
+    note = "Paper: Hiera-L (Table 1, 3), Hiera-B (Fig. 8)."
+    return f"# {TITLES[name]}\n\nRuns: `{variant}`. {note}\n\n{md}{extra}"
+
+
+def write_report(runs_dir, out: Path | None = None) -> Path:
+    runs_dir = Path(runs_dir)
+    out = Path(out) if out else runs_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    df = load_runs(runs_dir)
+    paper = paper_numbers()
+    index = ["# Report", "", f"{len(df)} finished runs under `{runs_dir}`.", ""]
+    for variant in sorted(df["variant"].dropna().unique()):
+        vdir = out / variant
+        vdir.mkdir(parents=True, exist_ok=True)
+        built = build_tables(df, variant, paper)
+        for name, (frame, md) in built.items():
+            extra = (
+                "\n## Model sizes (ours, one sample)\n\n" + tables.model_sizes(df, variant)
+                if name == "table1"
+                else ""
+            )
+            (vdir / f"{name}.md").write_text(render(name, variant, md, extra))
+            frame.to_csv(vdir / f"{name}.csv", index=False, float_format="%.4f", lineterminator="\n")
+        t1, f8 = built["table1"][0], built["fig8"][0]
+        plots.table1_accuracy(t1, vdir, f"Table 1 accuracy per row ({variant})")
+        plots.table1_speed(t1, vdir, f"Table 1 speed per row ({variant})")
+        plots.fig8(f8, vdir, f"Fig. 8: MAE vs supervised ({variant})")
+        plots.acc_vs_speed(t1, f8, vdir, f"Accuracy vs throughput ({variant})")
+        index += [f"## {variant}", ""] + [
+            f"- [{n}]({variant}/{n}.md) ([csv]({variant}/{n}.csv))" for n in built
+        ]
+        index += [f"- plots: `{variant}/*.png`, `{variant}/*.pdf`", ""]
+    (out / "index.md").write_text("\n".join(index))
+    return out
+
+
+def table_text(runs_dir, variant: str, name: str) -> str:
+    """The Markdown of one table for one variant (what the CLI prints after a run)."""
+    df = load_runs(runs_dir)
+    return tables.__dict__[name](df, variant, paper_numbers())[1]

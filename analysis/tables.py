@@ -1,0 +1,196 @@
+"""Table 1, Table 3 and Fig. 8 as DataFrames (raw numbers, for CSV) and Markdown (formatted),
+ours beside the paper's. Means and stds are over seeds; speeds are also given as ratios to the
+mvitv2 row. Output depends on the runs only: fixed row order, fixed float formats."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ablations.config import MODALITIES, entry_changes, get_dotted, list_rows, table_entries
+
+UNITS = {"image": "im/s", "video": "clip/s"}
+
+
+def select(df: pd.DataFrame, table: str, entry: str, modality: str, variant: str) -> pd.DataFrame:
+    m = (
+        (df["table"] == table)
+        & (df["entry"] == entry)
+        & (df["modality"] == modality)
+        & (df["variant"] == variant)
+    )
+    return df[m]
+
+
+def stat(runs: pd.DataFrame, col: str) -> tuple[float, float, int]:
+    """(mean, std over seeds (0 for one seed), n); NaN mean when there are no runs."""
+    values = runs[col].dropna()
+    if values.empty:
+        return math.nan, math.nan, 0
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0, len(values)
+
+
+def fmt(mean: float, std: float = math.nan, n: int = 1, digits: int = 2) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    text = f"{mean:.{digits}f}"
+    return f"{text} ± {std:.{digits}f}" if n > 1 else text
+
+
+def times(r: float) -> str:
+    return "–" if math.isnan(r) else f"{r:.2f}x"
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _paper(d: dict | None, *keys):
+    for k in keys:
+        d = (d or {}).get(k)
+    return math.nan if d is None else float(d)
+
+
+# ----------------------------------------------------------------------------- Table 1
+
+
+def table1(df: pd.DataFrame, variant: str, paper: dict) -> tuple[pd.DataFrame, str]:
+    rows, md = [], []
+    base = {m: stat(select(df, "table1", "mvitv2", m, variant), "throughput")[0] for m in MODALITIES}
+    pbase = {m: _paper(paper["table1"]["rows"], "mvitv2", m, "speed") for m in MODALITIES}
+    for row in list_rows():
+        prow = paper["table1"]["rows"].get(row, {})
+        rec, cells = {"row": row, "setting": prow.get("label", row)}, [row, prow.get("label", row)]
+        for m in MODALITIES:
+            runs = select(df, "table1", row, m, variant)
+            acc, sd, n = stat(runs, "top1")
+            speed = stat(runs, "throughput")[0]
+            p_acc, p_speed = _paper(prow, m, "acc"), _paper(prow, m, "speed")
+            rec |= {
+                f"{m}_top1": acc, f"{m}_top1_std": sd, f"{m}_seeds": n, f"{m}_speed": speed,
+                f"{m}_speedup": ratio(speed, base[m]), f"{m}_params_m": stat(runs, "params")[0] / 1e6,
+                f"{m}_gmacs": stat(runs, "macs")[0] / 1e9, f"{m}_paper_top1": p_acc,
+                f"{m}_paper_speed": p_speed, f"{m}_paper_speedup": ratio(p_speed, pbase[m]),
+            }  # fmt: skip
+            cells += [
+                fmt(acc, sd, n),
+                fmt(p_acc, digits=1),
+                fmt(speed, digits=1),
+                times(rec[f"{m}_speedup"]),
+                fmt(p_speed, digits=1),
+                times(rec[f"{m}_paper_speedup"]),
+            ]
+        rows.append(rec)
+        md.append(cells)
+    header = ["row", "setting"]
+    for m in MODALITIES:
+        u = UNITS[m]
+        header += [f"{m} top-1", "paper", u, "x mvitv2", f"paper {u}", "paper x"]
+    return pd.DataFrame(rows), markdown(header, md)
+
+
+def model_sizes(df: pd.DataFrame, variant: str) -> str:
+    """Params and MACs per row and modality (our sizes, one sample)."""
+    md = []
+    for row in list_rows():
+        cells = [row]
+        for m in MODALITIES:
+            runs = select(df, "table1", row, m, variant)
+            if runs.empty:
+                runs = select(df, "fig8", row, m, variant)
+            cells += [
+                fmt(stat(runs, "params")[0] / 1e6, digits=3),
+                fmt(stat(runs, "macs")[0] / 1e6, digits=1),
+            ]
+        md.append(cells)
+    return markdown(["row", "image params (M)", "image MMACs", "video params (M)", "video MMACs"], md)
+
+
+# ----------------------------------------------------------------------------- Table 3
+
+
+def _is_default(entry: dict, cfg: dict) -> bool:
+    """True if the entry's change leaves row f's config as it is (the preset's own setting)."""
+    return all(get_dotted(cfg, k) == v for k, v in entry_changes(entry, cfg).items())
+
+
+def table3(df: pd.DataFrame, variant: str, paper: dict) -> tuple[pd.DataFrame, str]:
+    """Per group and value: ours (its own run, or Table 1's row f where the value is the preset's
+    default, marked with *) beside the paper's (its default marked with *)."""
+    groups = paper["table3"]["groups"]
+    order = {}
+    for m in MODALITIES:
+        for name, entry in table_entries("table3", m):
+            order.setdefault(name, {})[m] = entry
+    rows, md = [], []
+    for name, per_mod in order.items():
+        group, value = name.split("-", 1)
+        pgroup = groups.get(group, {})
+        rec, cells = {"group": group, "value": value}, [group, value]
+        for m in MODALITIES:
+            entry = per_mod.get(m)
+            runs, default = select(df, "table3", name, m, variant), False
+            if entry is not None:
+                f_runs = select(df, "table1", "f", m, variant)
+                default = not f_runs.empty and _is_default(entry, f_runs["config"].iloc[0])
+                if runs.empty and default:
+                    runs = f_runs
+            acc, sd, n = stat(runs, "top1")
+            p_acc = _paper(pgroup.get("entries"), value, m)
+            pdef = pgroup.get("default")
+            pdef = pdef.get(m) if isinstance(pdef, dict) else pdef
+            rec |= {f"{m}_top1": acc, f"{m}_top1_std": sd, f"{m}_seeds": n, f"{m}_default": default,
+                    f"{m}_paper_top1": p_acc, f"{m}_paper_default": pdef == value}  # fmt: skip
+            cells += [fmt(acc, sd, n) + " *" * default, fmt(p_acc, digits=1) + " *" * (pdef == value)]
+        rows.append(rec)
+        md.append(cells)
+    header = ["ablation", "value", "image top-1", "paper", "video top-1", "paper"]
+    return pd.DataFrame(rows), markdown(header, md)
+
+
+# ----------------------------------------------------------------------------- Fig. 8
+
+
+def supervised_runs(df: pd.DataFrame, row: str, m: str, variant: str) -> pd.DataFrame:
+    runs = select(df, "fig8", row, m, variant)
+    if runs.empty:  # Fig. 8's mvitv2 run is Table 1's (same config, one folder)
+        t1 = select(df, "table1", row, m, variant)
+        runs = t1[t1["mode"] == "supervised"]
+    return runs
+
+
+def mae_runs(df: pd.DataFrame, row: str, m: str, variant: str) -> pd.DataFrame:
+    t1 = select(df, "table1", row, m, variant)
+    return t1[t1["mode"] == "mae"]
+
+
+def fig8(df: pd.DataFrame, variant: str, paper: dict) -> tuple[pd.DataFrame, str]:
+    rows, md = [], []
+    p1, p8 = paper["table1"]["rows"], paper["fig8"]["rows"]
+    for row in list_rows():
+        rec, cells = {"row": row}, [row]
+        for m in MODALITIES:
+            sup, sup_sd, sup_n = stat(supervised_runs(df, row, m, variant), "top1")
+            mae, mae_sd, mae_n = stat(mae_runs(df, row, m, variant), "top1")
+            p_sup, p_mae = (
+                _paper(p8, row, m, "acc"),
+                _paper(p1, row, m, "acc") if row != "mvitv2" else math.nan,
+            )
+            rec |= {f"{m}_supervised_top1": sup, f"{m}_supervised_std": sup_sd, f"{m}_mae_top1": mae,
+                    f"{m}_mae_std": mae_sd, f"{m}_mae_minus_supervised": mae - sup,
+                    f"{m}_paper_supervised_B": p_sup, f"{m}_paper_mae_L": p_mae}  # fmt: skip
+            cells += [fmt(sup, sup_sd, sup_n), fmt(mae, mae_sd, mae_n), fmt(mae - sup),
+                      fmt(p_sup, digits=1), fmt(p_mae, digits=1)]  # fmt: skip
+        rows.append(rec)
+        md.append(cells)
+    header = ["row"]
+    for m in MODALITIES:
+        header += [f"{m} supervised", f"{m} MAE", "MAE - sup.", "paper sup. (B)", "paper MAE (L, Tab. 1)"]
+    return pd.DataFrame(rows), markdown(header, md)

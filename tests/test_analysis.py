@@ -1,0 +1,122 @@
+"""analysis/: tables and plots from runs/ alone, also from partial results; throughput and MACs."""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from ablations import config as C
+from analysis import tables
+from analysis.collect import load_runs, paper_numbers
+from analysis.model_stats import count_macs, count_params
+from analysis.report import write_report
+from analysis.throughput import measure_throughput
+
+
+def fake_run(runs_dir, run: C.Run, top1: float, speed: float = 100.0):
+    """A finished run folder as ablations.runs writes it."""
+    folder = runs_dir / run.name
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(run.config))
+    metrics = {"run": run.meta, "top1": top1, "top5": 99.0, "throughput": speed, "params": 2e6, "macs": 3e8,
+               "train_time_s": 10.0}  # fmt: skip
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+def runs_of(**kw):
+    return {r.entry: r for r in C.resolve(C.Selection(**kw))}
+
+
+def test_partial_results_give_tables_and_plots(tmp_path):
+    t1 = runs_of(table="table1")
+    fake_run(tmp_path, t1["mvitv2"], 70.0, speed=100.0)
+    fake_run(tmp_path, t1["f"], 75.0, speed=250.0)
+    (tmp_path / "table1/a/image/cpu/seed0").mkdir(parents=True)  # an unfinished run: ignored
+    out = write_report(tmp_path)
+    md = (out / "cpu" / "table1.md").read_text()
+    assert (
+        "| f. replace KV pooling with mask unit attn (Hiera) | 75.00 | 85.6 | 250.0 | 2.50x | 531.4 | 2.42x |"
+        in md
+    )
+    assert "| a | a. replace rel pos with absolute | – | 85.6 | – | – | 253.3 | 1.15x |" in md
+    for stem in ["table1_accuracy", "table1_speed", "fig8_mae_vs_supervised", "acc_vs_speed"]:
+        assert (out / "cpu" / f"{stem}.png").stat().st_size > 1000
+        assert (out / "cpu" / f"{stem}.pdf").exists()
+    assert "table1" in (out / "index.md").read_text()
+
+
+def test_empty_runs_dir(tmp_path):
+    out = write_report(tmp_path)
+    assert "0 finished runs" in (out / "index.md").read_text()
+
+
+def test_report_is_deterministic(tmp_path, monkeypatch):
+    for name in ("table1_accuracy", "table1_speed", "fig8", "acc_vs_speed"):  # tables only: faster
+        monkeypatch.setattr(f"analysis.plots.{name}", lambda *a, **k: [])
+    t1 = runs_of(table="table1", seeds=2)
+    for i, run in enumerate(t1.values()):
+        fake_run(tmp_path, run, 60.0 + i)
+    first = write_report(tmp_path, tmp_path / "r1")
+    second = write_report(tmp_path, tmp_path / "r2")
+    for p in first.rglob("*.[mc]*[dv]"):
+        assert p.read_bytes() == (second / p.relative_to(first)).read_bytes(), p
+
+
+def test_table3_uses_row_f_for_the_defaults(tmp_path):
+    t1, t3 = runs_of(table="table1"), runs_of(table="table3")
+    fake_run(tmp_path, t1["f"], 75.0)
+    fake_run(tmp_path, t3["mask_ratio-0.5"], 73.0)
+    frame, md = tables.table3(load_runs(tmp_path), "cpu", paper_numbers())
+    assert "| mask_ratio | 0.6 | 75.00 * | 85.6 * |" in md  # cpu's mask ratio 0.6 = row f = default
+    assert "| mask_ratio | 0.5 | 73.00 | 85.5 |" in md
+    assert "| drop_path | 0.0 | 75.00 * | 85.2 |" in md  # cpu pretrains without drop path
+    assert "| drop_path | 0.2 | – | 85.6 * |" in md
+    assert "| epochs | 400 | 75.00 * | 85.6 | – | 84.0 |" in md
+    assert frame.set_index(["group", "value"]).loc[("target", "hog"), "video_paper_top1"] == 86.1
+
+
+def test_fig8_mae_vs_supervised(tmp_path):
+    t1, f8 = runs_of(table="table1"), runs_of(table="fig8")
+    fake_run(tmp_path, t1["mvitv2"], 70.0)
+    fake_run(tmp_path, t1["f"], 75.0)
+    fake_run(tmp_path, f8["f"], 65.0)
+    frame, md = tables.fig8(load_runs(tmp_path), "cpu", paper_numbers())
+    row = frame.set_index("row")
+    assert row.loc["f", "image_mae_minus_supervised"] == pytest.approx(10.0)
+    assert row.loc["mvitv2", "image_supervised_top1"] == 70.0  # from table1/mvitv2
+    assert "| mvitv2 | 70.00 | – | – | 84.4 | – |" in md
+
+
+def test_paper_numbers_match_the_tables():
+    paper = paper_numbers()
+    assert list(paper["table1"]["rows"]) == C.list_rows()
+    for m in C.MODALITIES:
+        for name, _ in C.table_entries("table3", m):
+            group, value = name.split("-", 1)
+            assert m in paper["table3"]["groups"][group]["entries"][value], name
+    assert paper["table1"]["rows"]["f"]["image"] == {"acc": 85.6, "speed": 531.4}
+
+
+def test_params_macs_and_throughput():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5))
+    assert count_params(model) == 12 * 5 + 5
+    assert count_macs(model, (3, 2, 2)) == 12 * 5
+    best, all_ = measure_throughput(model, (3, 2, 2), [1, 4], torch.float32, "cpu", warmup=1, iters=2,
+                                    return_all=True)  # fmt: skip
+    assert set(all_) == {1, 4} and best == max(all_.values()) > 0
+    assert measure_throughput(model, (3, 2, 2), [2], torch.bfloat16, "cpu", warmup=1, iters=1) > 0
+
+
+def test_macs_count_attention():
+    class Attn(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(8, 8, bias=False)
+
+        def forward(self, x):  # x: (B, 4 tokens, 8)
+            q = self.proj(x)[:, None]
+            return torch.nn.functional.scaled_dot_product_attention(q, q, q)
+
+    # projection 4*8*8, then QK^T and AV: 2 * 4*4*8 (counted only under the MATH backend on CPU)
+    assert count_macs(Attn(), (4, 8)) == 4 * 8 * 8 + 2 * 4 * 4 * 8

@@ -1,0 +1,209 @@
+"""ablate.py end to end with a fake trainer: what runs, what is skipped, locks, atomic metrics."""
+
+import fcntl
+import json
+import threading
+import time
+
+import pytest
+import yaml
+
+from ablations import cli
+from ablations import runs as R
+
+ROWS = ["mvitv2", "a", "b", "c", "d", "e", "f"]
+
+
+class FakeTrainer:
+    """Stands in for ablations.train.run_training: writes only inside run_dir, returns metrics."""
+
+    def __init__(self, fail: bool = False, delay: float = 0.0):
+        self.calls, self.fail, self.delay = [], fail, delay
+
+    def __call__(self, cfg, run_dir, progress=True):
+        self.calls.append(str(run_dir))
+        phase = "supervised" if cfg["mode"] == "supervised" else "finetune"
+        (run_dir / phase).mkdir(parents=True, exist_ok=True)
+        (run_dir / phase / "log.jsonl").write_text('{"epoch": 0}\n')
+        time.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("boom")
+        row = ROWS.index(cfg["model"]["step"])
+        top1 = 50.0 + row + (5 if cfg["mode"] == "mae" else 0) + cfg["seed"] + 10 * cfg["mae"]["mask_ratio"]
+        return {"top1": top1, "top5": 90.0, "train_time_s": 1.5}
+
+
+def fake_measure(cfg):
+    speed = 100.0 + 10 * ROWS.index(cfg["model"]["step"])
+    by_dtype = {"float32": speed}
+    return {"params": 123456, "macs": 7_000_000, "throughput": speed, "throughput_by_dtype": by_dtype}
+
+
+PLOTS = ("table1_accuracy", "table1_speed", "fig8", "acc_vs_speed")
+
+
+@pytest.fixture(autouse=True)
+def plotted(monkeypatch):
+    """Records plot calls instead of drawing (slow on 2 cores; tests/test_analysis.py draws them)."""
+    calls = []
+    for name in PLOTS:
+        monkeypatch.setattr(f"analysis.plots.{name}", lambda *a, name=name, **k: calls.append(name))
+    return calls
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    trainer = FakeTrainer()
+    monkeypatch.setattr(R, "run_training", trainer)
+    monkeypatch.setattr(R, "measure_model", fake_measure)
+    return trainer
+
+
+def ablate(tmp_path, *args):
+    return cli.main([*args, "--runs-dir", str(tmp_path / "runs"), "--quiet"])
+
+
+def test_list(capsys):
+    assert cli.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for word in ["mvitv2", "mask unit attn", "table3", "fig8", "in1k-b", "k400-l", "gpu-cifar", "tiny"]:
+        assert word in out
+
+
+def test_dry_run_prints_yaml_and_does_nothing(tmp_path, capsys, fake):
+    assert ablate(tmp_path, "--table", "1", "--dry-run", "--set", "pretrain.epochs=3") == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert len(docs) == 7 and {d["model"]["step"] for d in docs} == {"mvitv2", "a", "b", "c", "d", "e", "f"}
+    assert all(d["pretrain"]["epochs"] == 3 for d in docs)
+    assert not (tmp_path / "runs").exists() and not fake.calls
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--step", "f", "--set", "mae.mask_ratoi=0.5"], ["mae.mask_ratio", "mae.target"]),
+        (["--step", "z"], ["Unknown row 'z'", "mvitv2, a, b"]),
+        (["--step", "f", "--preset", "gpu"], ["Unknown preset", "gpu-cifar"]),
+        (["--table", "2"], ["--table 1, --table 3, --fig 8"]),
+        (["--fig", "3"], ["Valid: 8"]),
+        (["--step", "f", "--set", "mae.target=pix"], ["Did you mean 'pixel'"]),
+        (["--step", "f", "--set", "novalue"], ["expected key=value"]),
+        (["--step", "f", "--preset", "in1k-b"], ["data.root="]),
+    ],
+)
+def test_errors_come_before_any_work(tmp_path, capsys, fake, args, words):
+    assert ablate(tmp_path, *args) == 2
+    err = capsys.readouterr().err
+    for w in words:
+        assert w in err
+    assert not fake.calls and not (tmp_path / "runs").exists()
+
+
+def test_train_skip_rerun_identical_and_force(tmp_path, capsys, fake, plotted):
+    assert ablate(tmp_path, "--step", "f") == 0
+    folder = tmp_path / "runs" / "table1/f/image/cpu/seed0"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["top1"] == pytest.approx(67.0) and metrics["params"] == 123456
+    assert metrics["run"]["name"] == "table1/f/image/cpu/seed0"
+    assert {"git_commit", "device", "torch", "timm"} <= set(metrics["env"])
+    assert yaml.safe_load((folder / "config.yaml").read_text())["model"]["step"] == "f"
+    out = capsys.readouterr().out
+    assert "| f | f. replace KV pooling" in out and "| 67.00 | 85.6 |" in out
+    report = tmp_path / "runs" / "report" / "cpu"
+    before = {p.name: p.read_bytes() for p in report.glob("*.[mc]*[dv]")}
+    assert {"table1.md", "table1.csv", "table3.md", "fig8.csv"} <= set(before)
+    assert sorted(plotted) == sorted(PLOTS)
+
+    assert ablate(tmp_path, "--step", "f") == 0  # finished: skipped, tables byte-identical
+    assert len(fake.calls) == 1 and "[skip]" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in report.glob("*.[mc]*[dv]")} == before
+
+    assert ablate(tmp_path, "--step", "f", "--force") == 0
+    assert len(fake.calls) == 2 and (folder / "metrics.json").exists()
+
+
+def test_interrupted_run_resumes(tmp_path, capsys, monkeypatch, fake):
+    monkeypatch.setattr(R, "run_training", FakeTrainer(fail=True))
+    assert ablate(tmp_path, "--step", "f") == 1
+    folder = tmp_path / "runs" / "table1/f/image/cpu/seed0"
+    assert (folder / "config.yaml").exists() and (folder / "finetune" / "log.jsonl").exists()
+    assert not (folder / "metrics.json").exists()
+    assert not list(folder.glob(".*.tmp")) and "[failed]" in capsys.readouterr().out
+    monkeypatch.setattr(R, "run_training", fake)
+    assert ablate(tmp_path, "--step", "f") == 0
+    assert "[resume]" in capsys.readouterr().out and (folder / "metrics.json").exists()
+
+
+def test_metrics_written_atomically(tmp_path, monkeypatch, fake):
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(R.os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        R.write_atomic(tmp_path / "metrics.json", "{}")
+    assert list(tmp_path.iterdir()) == []  # neither metrics.json nor a temporary file
+
+
+def test_changed_config_is_not_overwritten(tmp_path, capsys, fake):
+    assert ablate(tmp_path, "--step", "a") == 0
+    folder = tmp_path / "runs" / "table1/a/image/cpu/seed0"
+    cfg = yaml.safe_load((folder / "config.yaml").read_text())
+    cfg["pretrain"]["epochs"] = 999  # as if the preset had been edited since
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert ablate(tmp_path, "--step", "a") == 1
+    out = capsys.readouterr().out
+    assert "[changed]" in out and "pretrain.epochs: 999 -> 8" in out and "--force" in out
+    assert len(fake.calls) == 1
+    assert ablate(tmp_path, "--step", "a", "--force") == 0 and len(fake.calls) == 2
+
+
+def test_lock_held_elsewhere_skips_the_run(tmp_path, capsys, fake):
+    folder = tmp_path / "runs" / "table1/f/image/cpu/seed0"
+    folder.mkdir(parents=True)
+    with open(folder / R.LOCK, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert ablate(tmp_path, "--step", "f") == 0
+    assert "being trained by another process" in capsys.readouterr().out
+    assert not fake.calls and not (folder / "metrics.json").exists()
+
+
+def test_concurrent_invocations_train_each_run_once(tmp_path, monkeypatch):
+    trainer = FakeTrainer(delay=0.5)
+    monkeypatch.setattr(R, "run_training", trainer)
+    monkeypatch.setattr(R, "measure_model", fake_measure)
+    from ablations.config import Selection, resolve
+
+    (run,) = resolve(Selection(step="f"))
+    results = []
+
+    def invocation():
+        results.append(R.execute(run, tmp_path, log=lambda m: None)[0])
+
+    threads = [threading.Thread(target=invocation) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["locked", "trained"] and len(trainer.calls) == 1
+    assert json.loads((tmp_path / run.name / "metrics.json").read_text())["top1"] == pytest.approx(67.0)
+
+
+def test_seeds_mean_and_std(tmp_path, capsys, fake):
+    assert ablate(tmp_path, "--step", "f", "--seeds", "3") == 0
+    assert len(fake.calls) == 3
+    out = capsys.readouterr().out
+    assert "| 68.00 ± 1.00 |" in out  # seeds 0, 1, 2 -> 67, 68, 69
+    csv = (tmp_path / "runs/report/cpu/table1.csv").read_text()
+    assert "68.0000,1.0000,3" in csv
+
+
+def test_table_runs_every_row_and_bench(tmp_path, capsys, fake):
+    assert ablate(tmp_path, "--table", "1") == 0
+    assert len(fake.calls) == 7
+    out = capsys.readouterr().out
+    assert "| 1.60x |" in out  # row f: 160 / 100 im/s against mvitv2
+    assert ablate(tmp_path, "--fig", "8") == 0
+    assert len(fake.calls) == 13  # mvitv2 is shared with Table 1
+    assert ablate(tmp_path, "--table", "1", "--bench") == 0
+    assert "| table1/f/image/cpu/seed0 | 0.123 | 7.0 | float32 160.0 | 1.60x |" in capsys.readouterr().out
+    assert cli.main(["--report", "--runs-dir", str(tmp_path / "runs")]) == 0
