@@ -118,19 +118,17 @@ def bench(runs: list[C.Run]) -> str:
     return markdown(["run", "params (M)", "MMACs", "throughput (/s)", "x mvitv2"], rows)
 
 
-def print_table(runs: list[C.Run], runs_dir: Path) -> None:
+def print_table(sel: C.Selection, runs: list[C.Run], runs_dir: Path) -> None:
+    """The table that was asked for (for --step: its header and that row), ours beside the paper's."""
     from analysis.report import table_text
 
-    tables = []
-    for run in runs:  # the table each run belongs to, in order (Table 3's defaults live in table1)
-        name = "table3" if run.table == "table3" else run.table
-        tables.append(name)
-    shown = sorted(set(tables), key=tables.index)
-    if any(r.name.startswith("table1/f/") for r in runs) and "table3" in shown:
-        shown = ["table3"]  # Table 3 shows row f as its defaults
-    for name in shown:
-        print(f"\n{name} ({runs[0].variant}), ours beside the paper's:\n")
-        print(table_text(runs_dir, runs[0].variant, name))
+    name = C.selected_table(sel)
+    text = table_text(runs_dir, runs[0].variant, name)
+    if sel.step is not None:
+        lines = text.splitlines()
+        text = "\n".join(lines[:2] + [ln for ln in lines[2:] if ln.startswith(f"| {sel.step} |")]) + "\n"
+    print(f"\n{name} ({runs[0].variant}, {runs[0].modality}), ours beside the paper's:\n")
+    print(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"report written to {write_report(args.runs_dir)}")
         return 0
     try:
-        runs = C.resolve(selection(args))
+        sel = selection(args)
+        runs = C.resolve(sel)
         if not (args.dry_run or args.bench):
             for run in runs:
                 C.check_data_root(run.config)
@@ -171,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     from analysis.report import write_report
 
     report = write_report(args.runs_dir)
-    print_table(runs, args.runs_dir)
+    print_table(sel, runs, args.runs_dir)
     counts = {k: list(outcomes.values()).count(k) for k in sorted(set(outcomes.values()))}
     print(f"\n{len(runs)} runs: {counts}. Report: {report}/{runs[0].variant}/")
     return 1 if counts.get("failed") or counts.get("changed") else 0

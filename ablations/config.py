@@ -368,6 +368,20 @@ def build_config(preset: str, modality: str, entry: dict, sets: dict, seed: int)
     return cfg
 
 
+def selected_table(sel: Selection) -> str:
+    """The table a selection draws its runs from: --mode moves Table 1 <-> Fig. 8."""
+    if sel.mode is not None and sel.mode not in MODES:
+        raise ConfigError(f"Unknown mode {sel.mode!r}.{did_you_mean(sel.mode, MODES)}")
+    table = sel.table or "table1"
+    if sel.mode == "supervised" and table == "table1":
+        return "fig8"  # Table 1's rows trained from scratch = Fig. 8
+    if sel.mode == "mae" and table == "fig8":
+        return "table1"
+    if sel.mode == "supervised" and table == "table3":
+        raise ConfigError("Table 3 ablates MAE pretraining; --mode supervised does not apply to it.")
+    return table
+
+
 def resolve(sel: Selection) -> list[Run]:
     """Expand a selection into runs. Runs whose config equals a Table 1 row (Table 3's defaults,
     Fig. 8's supervised MViTv2) share that row's folder, so they are trained once."""
@@ -378,15 +392,7 @@ def resolve(sel: Selection) -> list[Run]:
     load_preset(sel.preset)
     if sel.seeds < 1:
         raise ConfigError("--seeds must be at least 1.")
-    if sel.mode is not None and sel.mode not in MODES:
-        raise ConfigError(f"Unknown mode {sel.mode!r}.{did_you_mean(sel.mode, MODES)}")
-    table = sel.table or "table1"
-    if sel.mode == "supervised" and table == "table1":
-        table = "fig8"  # Table 1's rows trained from scratch = Fig. 8
-    elif sel.mode == "mae" and table == "fig8":
-        table = "table1"
-    elif sel.mode == "supervised" and table == "table3":
-        raise ConfigError("Table 3 ablates MAE pretraining; --mode supervised does not apply to it.")
+    table = selected_table(sel)
     entries = table_entries(table, sel.modality)
     if sel.step is not None:
         if sel.step not in list_rows():

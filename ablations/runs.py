@@ -123,12 +123,12 @@ def measure_model(cfg: dict) -> dict:
     """Params, MACs (one sample) and inference throughput of the run's classifier on this machine."""
     import torch
 
-    from analysis.model_stats import build_model, count_macs, count_params, input_shape
+    from analysis.model_stats import build_model, input_shape, model_summary
     from analysis.throughput import default_dtypes, measure_throughput
 
     model = build_model(cfg)
     shape = input_shape(model)
-    out = {"params": count_params(model), "macs": count_macs(model, shape), "input_shape": list(shape)}
+    out = model_summary(cfg, model)
     device = torch.device(
         "cuda" if torch.cuda.is_available() and cfg["runtime"]["device"] != "cpu" else "cpu"
     )

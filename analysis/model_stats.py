@@ -40,8 +40,14 @@ def input_shape(model: torch.nn.Module) -> tuple[int, ...]:
     return (model.cfg.in_chans, *model.cfg.input_size)
 
 
-def model_summary(cfg: dict) -> dict:
-    """{"params", "macs", "input_shape"} of a run's classifier."""
-    model = build_model(cfg)
+def model_summary(cfg: dict, model: torch.nn.Module | None = None) -> dict:
+    """{"params", "macs", "input_shape"} of a run's classifier, counted by the model package's
+    models.summary when it exists (the model owner's convention), else by the functions above."""
+    model = model if model is not None else build_model(cfg)
     shape = input_shape(model)
-    return {"params": count_params(model), "macs": count_macs(model, shape), "input_shape": list(shape)}
+    try:
+        from models.summary import count_macs as macs_fn
+        from models.summary import count_params as params_fn
+    except ImportError:
+        macs_fn, params_fn = count_macs, count_params
+    return {"params": params_fn(model), "macs": macs_fn(model, shape), "input_shape": list(shape)}

@@ -107,9 +107,9 @@ def acc_vs_speed(t1: pd.DataFrame, f8: pd.DataFrame, out: Path, title: str) -> l
     for r, m in enumerate(MODS):
         ours, paper = axes[r]
         speed = t1[f"{m}_speed"]
-        series = [("MAE", t1[f"{m}_top1"], OURS)]
+        series = [("Table 1 (MAE from row a)", t1[f"{m}_top1"], OURS)]
         sup = f8.set_index("row")[f"{m}_supervised_top1"].reindex(t1["row"]).to_numpy()
-        series.append(("supervised", pd.Series(sup), SUP))
+        series.append(("Fig. 8 (supervised)", pd.Series(sup), SUP))
         any_data = False
         for label, acc, color in series:
             ok = speed.notna().to_numpy() & acc.notna().to_numpy()

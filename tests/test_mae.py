@@ -166,3 +166,11 @@ def test_reconstruct_and_figure(tmp_path):
     out = save_reconstructions(mae, x, tmp_path / "fig" / "rec.png", n=2)
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert [p.name for p in out.parent.iterdir()] == ["rec.png"]  # no temp file left behind
+
+
+def test_sparse_costs_fewer_macs_than_dense():
+    from analysis.bench_mae import forward_gmacs
+
+    sparse, dense = make("f", mask_ratio=0.75), make("f", mask_ratio=0.75, dense=True)
+    x = inputs(sparse)
+    assert forward_gmacs(sparse, x) < 0.7 * forward_gmacs(dense, x)

@@ -1,0 +1,96 @@
+"""Inference speed of the configurable model, side by side with timm, and Table 1's speed column.
+
+    python -m analysis.bench_model                      # CPU, fp32, batch 8, 224 px (issue protocol)
+    python -m analysis.bench_model --device cuda --dtype fp16 --batch-sizes 32 64 128 256
+    python -m analysis.bench_model --table1 image --table1-size L     # rows mvitv2..f as ratios
+
+Part 1 times our row f (size B) against timm's hiera_base_224 and our row mvitv2 against timm's
+mvitv2_base, alternating the two models for several rounds and keeping each one's best, so both
+see the same machine load. Part 2 times every Table 1 row and prints its speed as a ratio to
+the mvitv2 row beside the paper's A100 ratios (analysis/paper_numbers.yaml).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import timm
+import torch
+
+import models
+from analysis.throughput import measure_throughput
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Paper Table 1 (A100 fp16): im/s and clip/s per row.
+PAPER_SPEED = {
+    "image": {"mvitv2": 219.8, "a": 253.3, "b": 99.9, "c": 309.2, "d": 369.8, "e": 374.3, "f": 531.4},
+    "video": {"mvitv2": 20.5, "a": 20.7, "b": 10.4, "c": 26.2, "d": 29.4, "e": 29.8, "f": 40.8},
+}
+
+
+def side_by_side(pairs, shape, args) -> list[tuple[str, float, float]]:
+    """[(label, ours/s, theirs/s)]: alternating rounds, best of each."""
+    out = []
+    for label, ours, theirs in pairs:
+        best = [0.0, 0.0]
+        for _ in range(args.rounds):
+            for i, m in enumerate((ours, theirs)):
+                best[i] = max(best[i], measure(m, shape, args))
+        out.append((label, *best))
+    return out
+
+
+def measure(model, shape, args) -> float:
+    return measure_throughput(
+        model, shape, args.batch_sizes, DTYPES[args.dtype], args.device, warmup=args.warmup, iters=args.iters
+    )
+
+
+def timm_pairs(size_name: str):
+    for step, name in (("f", f"hiera_{size_name}_224"), ("mvitv2", f"mvitv2_{size_name}")):
+        theirs = timm.create_model(name, num_classes=1000).eval()
+        ours = models.build({"base": "B", "tiny": "T", "small": "S", "large": "L"}[size_name], step=step).eval()
+        yield f"row {step} vs timm {name}", ours, theirs
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", default=None, choices=list(DTYPES), help="fp16 on GPU, fp32 on CPU by default")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[8])
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds per pair (best kept)")
+    p.add_argument("--timm-size", default="base", choices=["tiny", "small", "base", "large"])
+    p.add_argument("--skip-timm", action="store_true")
+    p.add_argument("--table1", default="none", choices=["none", "image", "video", "both"])
+    p.add_argument("--table1-size", default="L", choices=list(models.SIZES))
+    args = p.parse_args(argv)
+    args.dtype = args.dtype or ("fp16" if str(args.device).startswith("cuda") else "fp32")
+    torch.set_grad_enabled(False)
+    device_name = torch.cuda.get_device_name() if str(args.device).startswith("cuda") else "CPU"
+    threads = torch.get_num_threads()
+    print(f"device {device_name} ({threads} threads), {args.dtype}, batch sizes {args.batch_sizes}")
+
+    if not args.skip_timm:
+        print("\n| model | ours (im/s) | timm (im/s) | ours / timm |\n|---|---|---|---|")
+        for label, ours, theirs in side_by_side(timm_pairs(args.timm_size), (3, 224, 224), args):
+            print(f"| {label} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f}x |")
+
+    modalities = {"none": [], "both": ["image", "video"]}.get(args.table1, [args.table1])
+    for modality in modalities:
+        unit = "im/s" if modality == "image" else "clip/s"
+        print(f"\nTable 1 speed, size {args.table1_size}, {modality}")
+        print(f"| row | ours ({unit}) | ours / mvitv2 | paper A100 / mvitv2 |\n|---|---|---|---|")
+        base = None
+        for step in models.steps():
+            m = models.build(args.table1_size, step=step, modality=modality).eval()
+            speed = max(measure(m, (3, *m.cfg.input_size), args) for _ in range(args.rounds))
+            base = base or speed
+            paper = PAPER_SPEED[modality][step] / PAPER_SPEED[modality]["mvitv2"]
+            print(f"| {step} | {speed:.2f} | {speed / base:.2f}x | {paper:.2f}x |")
+            del m
+
+
+if __name__ == "__main__":
+    main()
