@@ -64,7 +64,8 @@ NEEDS_ROOT = ("imagefolder", "video_folder")
 # Where and how verbosely a run trains, not what it trains: left out of run names and of the
 # "same config" check, so a run resumes on another machine with its data elsewhere.
 NEUTRAL_KEYS = (
-    "data.root", "data.num_workers", "data.download", "runtime.device", "runtime.log_every", "runtime.threads",
+    "data.root", "data.num_workers", "data.download",
+    "runtime.device", "runtime.log_every", "runtime.threads",
 )  # fmt: skip
 
 
