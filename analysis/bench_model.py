@@ -49,7 +49,9 @@ def measure(model, shape, args) -> float:
 def timm_pairs(size_name: str):
     for step, name in (("f", f"hiera_{size_name}_224"), ("mvitv2", f"mvitv2_{size_name}")):
         theirs = timm.create_model(name, num_classes=1000).eval()
-        ours = models.build({"base": "B", "tiny": "T", "small": "S", "large": "L"}[size_name], step=step).eval()
+        ours = models.build(
+            {"base": "B", "tiny": "T", "small": "S", "large": "L"}[size_name], step=step
+        ).eval()
         yield f"row {step} vs timm {name}", ours, theirs
 
 

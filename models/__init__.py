@@ -1,9 +1,9 @@
 """The configurable hierarchical transformer: MViTv2 (row "mvitv2") to Hiera (row "f").
 
-    import models
-    model = models.build("B", step="f")                    # Hiera-B
-    model = models.build("L", step="mvitv2")               # MViTv2-L
-    model = models.build("cpu-xs", step="c", modality="video", num_classes=10)
+import models
+model = models.build("B", step="f")                    # Hiera-B
+model = models.build("L", step="mvitv2")               # MViTv2-L
+model = models.build("cpu-xs", step="c", modality="video", num_classes=10)
 """
 
 from .config import BlockSpec, ModelConfig, PoolSpec, resolve_blocks

@@ -69,15 +69,30 @@ class ModelConfig:
     drop_rate: float = 0.0
 
     def __post_init__(self):
-        for name in ("input_size", "patch_kernel", "patch_stride", "patch_padding", "mask_unit_size",
-                     "q_stride", "kv_stride_adaptive", "depths", "mask_unit_attn"):  # fmt: skip
+        for name in (
+            "input_size",
+            "patch_kernel",
+            "patch_stride",
+            "patch_padding",
+            "mask_unit_size",
+            "q_stride",
+            "kv_stride_adaptive",
+            "depths",
+            "mask_unit_attn",
+        ):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         for name, valid in CHOICES.items():
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not valid; choose one of {valid}")
         D = len(self.input_size)
-        for name in ("patch_kernel", "patch_stride", "patch_padding", "mask_unit_size", "q_stride",
-                     "kv_stride_adaptive"):  # fmt: skip
+        for name in (
+            "patch_kernel",
+            "patch_stride",
+            "patch_padding",
+            "mask_unit_size",
+            "q_stride",
+            "kv_stride_adaptive",
+        ):
             if len(getattr(self, name)) != D:
                 raise ValueError(
                     f"{name}={getattr(self, name)} has {len(getattr(self, name))} dims but "

@@ -11,8 +11,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-HIERA_SIZES = {"hiera_tiny_224": "T", "hiera_small_224": "S", "hiera_base_224": "B",
-               "hiera_base_plus_224": "B+", "hiera_large_224": "L", "hiera_huge_224": "H"}  # fmt: skip
+HIERA_SIZES = {
+    "hiera_tiny_224": "T",
+    "hiera_small_224": "S",
+    "hiera_base_224": "B",
+    "hiera_base_plus_224": "B+",
+    "hiera_large_224": "L",
+    "hiera_huge_224": "H",
+}
 MVIT_SIZES = {"mvitv2_tiny": "T", "mvitv2_small": "S", "mvitv2_base": "B", "mvitv2_large": "L"}
 # Keys of official MAE checkpoints that belong to the pretraining decoder, not the encoder.
 MAE_ONLY = ("decoder", "mask_token", "multi_scale_fusion_heads", "pred")
@@ -74,13 +80,18 @@ def load_pretrained(model: nn.Module, source, strict: bool = True) -> dict:
     own = model.state_dict()
     ignored = sorted(k for k in sd if k.startswith(MAE_ONLY))
     sd = {k: v for k, v in sd.items() if k not in ignored}
-    new_head = sorted(k for k in own if k.startswith("head.") and (k not in sd or sd[k].shape != own[k].shape))
+    new_head = sorted(
+        k for k in own if k.startswith("head.") and (k not in sd or sd[k].shape != own[k].shape)
+    )
     for k in new_head:
         sd.pop(k, None)
     missing = sorted(k for k in own if k not in sd and k not in new_head)
     unexpected = sorted(k for k in sd if k not in own)
-    shape = sorted(f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-                   for k in sd if k in own and sd[k].shape != own[k].shape)  # fmt: skip
+    shape = sorted(
+        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sd
+        if k in own and sd[k].shape != own[k].shape
+    )
     if strict and (missing or unexpected or shape):
         raise KeyError(
             "checkpoint does not match the model (is it the same size, row and modality?)\n"
@@ -98,7 +109,9 @@ def timm_spec(name: str) -> tuple[str, str]:
         return HIERA_SIZES[base], "f"
     if base in MVIT_SIZES:
         return MVIT_SIZES[base], "mvitv2"
-    raise ValueError(f"no equivalent for timm model {name!r}; supported: {list(HIERA_SIZES) + list(MVIT_SIZES)}")
+    raise ValueError(
+        f"no equivalent for timm model {name!r}; supported: {list(HIERA_SIZES) + list(MVIT_SIZES)}"
+    )
 
 
 def from_timm(name_or_model, **overrides) -> nn.Module:

@@ -38,8 +38,11 @@ class HierarchicalViT(nn.Module):
             else:
                 self.pos_embed = nn.Parameter(torch.zeros(1, math.prod(grid), cfg.embed_dim))
         self.blocks = nn.ModuleList(Block(s, cfg) for s in self.specs)
-        self.stage_ends = [i for i, s in enumerate(self.specs) if i + 1 == len(self.specs)
-                           or self.specs[i + 1].stage != s.stage]  # fmt: skip
+        self.stage_ends = [
+            i
+            for i, s in enumerate(self.specs)
+            if i + 1 == len(self.specs) or self.specs[i + 1].stage != s.stage
+        ]
         # Units are needed for sparse input, per-unit pooling and mask unit attention; a dense model
         # with none of them runs in plain raster order (U = 1), as MViTv2 does.
         self.needs_units = cfg.separate_and_pad or any(s.attention == "mask_unit" for s in self.specs)
@@ -70,8 +73,10 @@ class HierarchicalViT(nn.Module):
     def stage_unit_sizes(self) -> list[tuple[int, ...]]:
         """Tokens per mask unit per dim at each stage output."""
         g0 = self.cfg.token_grid
-        return [tuple(u * g // g0d for u, g, g0d in zip(self.cfg.mask_unit_size, self.specs[i].out_grid, g0))
-                for i in self.stage_ends]  # fmt: skip
+        return [
+            tuple(u * g // g0d for u, g, g0d in zip(self.cfg.mask_unit_size, self.specs[i].out_grid, g0))
+            for i in self.stage_ends
+        ]
 
     # ------------------------------------------------------------------ init
     def _init_weights(self):
@@ -218,6 +223,8 @@ class HierarchicalViT(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.cfg
-        return (f"{c.modality}, input {c.input_size}, position={c.position}, pool={c.pool}, "
-                f"stride1_pools={c.stride1_pools}, overlap={c.overlap}, attn_residual={c.attn_residual}, "
-                f"kv={c.kv}, separate_and_pad={c.separate_and_pad}")  # fmt: skip
+        return (
+            f"{c.modality}, input {c.input_size}, position={c.position}, pool={c.pool}, "
+            f"stride1_pools={c.stride1_pools}, overlap={c.overlap}, attn_residual={c.attn_residual}, "
+            f"kv={c.kv}, separate_and_pad={c.separate_and_pad}"
+        )

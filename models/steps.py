@@ -28,14 +28,29 @@ SIZES: dict[str, dict] = {
     # CPU sizes: train in minutes on a laptop. Every stage keeps >= 1 token per mask unit.
     # cpu-xs: 32 px, 2x2-px patches -> 16x16 tokens, 4x4-token mask units (16 units), 3 stages.
     "cpu-xs": dict(
-        embed_dim=32, num_heads=1, depths=(1, 2, 2), image_size=32, video_frames=8,
-        patch_kernel=3, patch_stride=2, patch_padding=1, mask_unit=4, mask_unit_attn=(True, True, False),
-    ),  # fmt: skip
+        embed_dim=32,
+        num_heads=1,
+        depths=(1, 2, 2),
+        image_size=32,
+        video_frames=8,
+        patch_kernel=3,
+        patch_stride=2,
+        patch_padding=1,
+        mask_unit=4,
+        mask_unit_attn=(True, True, False),
+    ),
     # cpu-s: 64 px, 2x2-px patches -> 32x32 tokens, 8x8-token mask units (16 units), 4 stages.
     "cpu-s": dict(
-        embed_dim=48, num_heads=1, depths=(1, 1, 3, 1), image_size=64, video_frames=8,
-        patch_kernel=3, patch_stride=2, patch_padding=1, mask_unit=8,
-    ),  # fmt: skip
+        embed_dim=48,
+        num_heads=1,
+        depths=(1, 1, 3, 1),
+        image_size=64,
+        video_frames=8,
+        patch_kernel=3,
+        patch_stride=2,
+        patch_padding=1,
+        mask_unit=8,
+    ),
 }
 MODALITIES = ("image", "video")
 
@@ -66,23 +81,45 @@ def size_geometry(size: str, modality: str) -> dict:
     spec = SIZES[size]
     S = len(spec["depths"])
     if "image_size" in spec:  # CPU sizes
-        px, k, s, p, mu = (spec[n] for n in ("image_size", "patch_kernel", "patch_stride", "patch_padding",
-                                             "mask_unit"))  # fmt: skip
-        img = dict(input_size=(px, px), patch_kernel=(k, k), patch_stride=(s, s), patch_padding=(p, p),
-                   mask_unit_size=(mu, mu), q_stride=(2, 2), kv_stride_adaptive=(4, 4),
-                   mask_unit_attn=spec.get("mask_unit_attn", (True, True, False, False)), q_pool=S - 1)  # fmt: skip
+        px, k, s, p, mu = (
+            spec[n] for n in ("image_size", "patch_kernel", "patch_stride", "patch_padding", "mask_unit")
+        )
+        img = dict(
+            input_size=(px, px),
+            patch_kernel=(k, k),
+            patch_stride=(s, s),
+            patch_padding=(p, p),
+            mask_unit_size=(mu, mu),
+            q_stride=(2, 2),
+            kv_stride_adaptive=(4, 4),
+            mask_unit_attn=spec.get("mask_unit_attn", (True, True, False, False)),
+            q_pool=S - 1,
+        )
         if modality == "image":
             return img
-        return dict(img, input_size=(spec["video_frames"], px, px), patch_kernel=(3, k, k),
-                    patch_stride=(2, s, s), patch_padding=(1, p, p), mask_unit_size=(1, mu, mu),
-                    q_stride=(1, 2, 2), kv_stride_adaptive=(1, 4, 4))  # fmt: skip
+        return dict(
+            img,
+            input_size=(spec["video_frames"], px, px),
+            patch_kernel=(3, k, k),
+            patch_stride=(2, s, s),
+            patch_padding=(1, p, p),
+            mask_unit_size=(1, mu, mu),
+            q_stride=(1, 2, 2),
+            kv_stride_adaptive=(1, 4, 4),
+        )
     if modality == "image":
         return dict(input_size=(224, 224))
     # Video (paper Table 4): 16x224^2 clips, 3x7x7 patches with stride 2x4x4, 1x8x8-token mask
     # units; MViTv2's K400 configs pool KV with adaptive stride 1x8x8.
-    return dict(input_size=(16, 224, 224), patch_kernel=(3, 7, 7), patch_stride=(2, 4, 4),
-                patch_padding=(1, 3, 3), mask_unit_size=(1, 8, 8), q_stride=(1, 2, 2),
-                kv_stride_adaptive=(1, 8, 8))  # fmt: skip
+    return dict(
+        input_size=(16, 224, 224),
+        patch_kernel=(3, 7, 7),
+        patch_stride=(2, 4, 4),
+        patch_padding=(1, 3, 3),
+        mask_unit_size=(1, 8, 8),
+        q_stride=(1, 2, 2),
+        kv_stride_adaptive=(1, 8, 8),
+    )
 
 
 def model_config(size: str = "B", step: str = "f", modality: str = "image", **overrides) -> ModelConfig:
