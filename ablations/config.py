@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
@@ -85,6 +86,12 @@ def did_you_mean(word: str, valid, pool=None) -> str:
 
 
 def load_yaml(path: Path) -> dict:
+    """A YAML file as a fresh dict (parsed once per process; callers may modify the copy)."""
+    return copy.deepcopy(_parse(Path(path), Path(path).stat().st_mtime_ns))
+
+
+@functools.cache
+def _parse(path: Path, mtime_ns: int) -> dict:
     with open(path) as f:
         return yaml.safe_load(f) or {}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib
@@ -20,8 +21,10 @@ MODS = ("image", "video")
 def save(fig, out: Path, stem: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
-    fig.savefig(paths[0], dpi=200, bbox_inches="tight", metadata={"Software": None})
-    fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})
+    for path, meta in zip(paths, ({"Software": None}, {"CreationDate": None})):
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")  # then an atomic rename
+        fig.savefig(tmp, dpi=200, bbox_inches="tight", metadata=meta)
+        os.replace(tmp, path)
     plt.close(fig)
     return paths
 

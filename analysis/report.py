@@ -1,5 +1,6 @@
 """Write runs/report/: per variant (preset, or preset+hash of --set overrides) the Markdown and
-CSV tables and the plots; an index.md that lists them. Deterministic: no timestamps, fixed order."""
+CSV tables and the plots; an index.md that lists them. Deterministic: no timestamps, fixed order.
+Every file is replaced atomically, so two invocations writing the report at once leave whole files."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ablations.runs import write_atomic
 from analysis import plots, tables
 from analysis.collect import load_runs, paper_numbers
 
@@ -50,8 +52,9 @@ def write_report(runs_dir, out: Path | None = None) -> Path:
                 if name == "table1"
                 else ""
             )
-            (vdir / f"{name}.md").write_text(render(name, variant, md, extra))
-            frame.to_csv(vdir / f"{name}.csv", index=False, float_format="%.4f", lineterminator="\n")
+            write_atomic(vdir / f"{name}.md", render(name, variant, md, extra))
+            csv = frame.to_csv(index=False, float_format="%.4f", lineterminator="\n")
+            write_atomic(vdir / f"{name}.csv", csv)
         t1, f8 = built["table1"][0], built["fig8"][0]
         plots.table1_accuracy(t1, vdir, f"Table 1 accuracy per row ({variant})")
         plots.table1_speed(t1, vdir, f"Table 1 speed per row ({variant})")
@@ -61,7 +64,7 @@ def write_report(runs_dir, out: Path | None = None) -> Path:
             f"- [{n}]({variant}/{n}.md) ([csv]({variant}/{n}.csv))" for n in built
         ]
         index += [f"- plots: `{variant}/*.png`, `{variant}/*.pdf`", ""]
-    (out / "index.md").write_text("\n".join(index))
+    write_atomic(out / "index.md", "\n".join(index))
     return out
 
 
