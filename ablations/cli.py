@@ -109,6 +109,7 @@ def bench(runs: list[C.Run]) -> str:
 
     rows, base = [], None
     for run in runs:
+        R.set_threads(run.config)
         stats = R.measure_model(run.config)
         base = base or (stats["throughput"] if run.config["model"]["step"] == "mvitv2" else None)
         rel = fmt(stats["throughput"] / base) + "x" if base else "–"

@@ -1,0 +1,47 @@
+"""Datasets for the ablation harness (contract: ablations/CONTRACTS.md, "data").
+
+    info = dataset_info(data_cfg)   # {"num_classes", "input_size", "mean", "std", "modality"}
+    ds = build_dataset(data_cfg, split="train" | "val", aug=aug_cfg_or_None)
+    x, y = ds[i]                    # x float32 normalised: (C, H, W) image, (C, T, H, W) video,
+                                    # (V, C, T, H, W) video val with views.spatial * temporal > 1
+
+input_size is (H, W) for images and (T, H, W) for video (video info also has "num_frames").
+Names: builtin, builtin_video (synthetic, generated on the fly, seeded by data.seed, default 0),
+cifar10, cifar100, imagefolder, video_folder (files under data.root).
+"""
+
+from . import builtin_image, builtin_video, cifar, imagefolder, video_folder
+
+DATASETS = {
+    "builtin": builtin_image,
+    "builtin_video": builtin_video,
+    "cifar10": cifar,
+    "cifar100": cifar,
+    "imagefolder": imagefolder,
+    "video_folder": video_folder,
+}
+
+
+def _module(data_cfg: dict):
+    name = data_cfg.get("name")
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset data.name={name!r}; valid names: {sorted(DATASETS)}")
+    return DATASETS[name]
+
+
+def dataset_info(data_cfg: dict) -> dict:
+    """{"num_classes": int, "input_size": (H, W) or (T, H, W), "mean": (3,), "std": (3,),
+    "modality": "image" | "video"} (+ "num_frames" for video). For real datasets the class count
+    comes from the data on disk, not from data.num_classes."""
+    return _module(data_cfg).info(data_cfg)
+
+
+def build_dataset(data_cfg: dict, split: str, aug: dict | None = None):
+    """A map-style Dataset of (x, y). split: "train" | "val". aug: the phase's aug dict
+    (rrc_scale, hflip, randaug, optional reprob) for training, None for evaluation."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    return _module(data_cfg).build(data_cfg, split, aug)
+
+
+__all__ = ["DATASETS", "build_dataset", "dataset_info"]

@@ -1,0 +1,189 @@
+"""Augmentation, multi-view cropping and normalisation.
+
+Two paths:
+- real images (PIL): timm's `create_transform`, i.e. the paper's recipe (bicubic random resized
+  crop, flip, RandAugment from a timm string such as "rand-m9-mstd0.5-inc1").
+- uint8 tensors (..., C, H, W): the synthetic sets and every video. torchvision.transforms.v2
+  treats leading dims as a batch that shares one random draw, so all frames of a clip get the
+  same crop, flip and RandAugment ops, which is what video augmentation needs.
+Transforms on the tensor path return (x, flipped) so the synthetic video set can mirror its
+label (left <-> right) when the clip is flipped.
+"""
+
+import re
+
+import torch
+import torch.nn.functional as F
+from timm.data import create_transform
+from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from torchvision.transforms import v2
+
+from .common import single_thread
+
+IMAGENET_MEAN, IMAGENET_STD = tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD)
+
+
+def parse_randaug(spec: str) -> dict:
+    """timm RandAugment string -> {"num_ops", "magnitude", "mstd"}.
+
+    "rand-m9-mstd0.5-inc1" -> 2 ops, magnitude 9 (of 10), magnitude noise std 0.5. torchvision's
+    RandAugment already uses the "increasing" op variants (stronger posterize/solarize at higher
+    magnitude), so inc1 is what it does; other timm options are not supported on this path."""
+    parts = spec.split("-")
+    if parts[0] != "rand":
+        raise ValueError(
+            f"RandAugment spec must start with 'rand-', e.g. 'rand-m9-mstd0.5-inc1'; got {spec!r}"
+        )
+    out = {"num_ops": 2, "magnitude": 9.0, "mstd": 0.0}
+    for p in parts[1:]:
+        m = re.fullmatch(r"(mstd|m|n|inc)([\d.]+)", p)
+        if m is None:
+            raise ValueError(f"unsupported RandAugment option {p!r} in {spec!r} (known: m, n, mstd, inc)")
+        key, val = m.groups()
+        if key == "m":
+            out["magnitude"] = float(val)
+        elif key == "n":
+            out["num_ops"] = int(val)
+        elif key == "mstd":
+            out["mstd"] = float(val)
+    return out
+
+
+class RandAugment:
+    """v2.RandAugment on uint8 (..., C, H, W) with timm's magnitude scale (0-10) and magnitude
+    noise (mstd): magnitude ~ N(m, mstd) per call, clipped to [0, 10], on a 0.1-step grid."""
+
+    def __init__(self, spec: str):
+        p = parse_randaug(spec)
+        self.magnitude, self.mstd = p["magnitude"], p["mstd"]
+        self.op = v2.RandAugment(
+            num_ops=p["num_ops"], magnitude=round(self.magnitude * 10), num_magnitude_bins=101
+        )
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.magnitude
+        if self.mstd > 0:
+            m = float(torch.normal(torch.tensor(m), torch.tensor(self.mstd)).clamp(0, 10))
+        self.op.magnitude = round(m * 10)
+        return self.op(x)
+
+
+class TensorAugment:
+    """Train augmentation of uint8 (..., C, H, W) -> (uint8 (..., C, *size), flipped).
+
+    aug keys: rrc_scale [lo, hi] (default [0.08, 1]), hflip (prob, default 0.5), randaug (timm
+    string or None). One draw per call, shared by all leading dims (frames of a clip)."""
+
+    def __init__(self, size, aug: dict):
+        self.crop = v2.RandomResizedCrop(
+            tuple(size), scale=tuple(aug.get("rrc_scale", (0.08, 1.0))), antialias=True
+        )
+        self.hflip = float(aug.get("hflip", 0.5))
+        self.randaug = RandAugment(aug["randaug"]) if aug.get("randaug") else None
+
+    def __call__(self, x: torch.Tensor):
+        x = self.crop(x)
+        flipped = bool(torch.rand(()) < self.hflip)
+        if flipped:
+            x = x.flip(-1)
+        if self.randaug is not None:
+            x = self.randaug(x)
+        return x, flipped
+
+
+def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8 (..., C, H, W) -> float32 (x / 255 - mean) / std, same shape."""
+    mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+    std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    return (x.float() / 255 - mean) / std
+
+
+def resize_cover(x: torch.Tensor, size) -> torch.Tensor:
+    """Resize uint8 (..., C, H, W), keeping aspect, so that it covers `size` (h, w) exactly along
+    one side (for square crops: the short side becomes the crop size, as in SlowFast's eval)."""
+    h, w = x.shape[-2:]
+    s = max(size[0] / h, size[1] / w)
+    new = (max(size[0], round(h * s)), max(size[1], round(w * s)))
+    if new == (h, w):
+        return x
+    lead = x.shape[:-3]
+    y = F.interpolate(x.reshape(-1, *x.shape[-3:]).float(), size=new, mode="bilinear", antialias=True)
+    return y.round().clamp(0, 255).to(torch.uint8).reshape(*lead, x.shape[-3], *new)
+
+
+def spatial_views(x: torch.Tensor, size, n: int) -> torch.Tensor:
+    """uint8 (..., C, H, W) -> (n, ..., C, h, w): resize to cover `size`, then n crops evenly
+    spaced along the longer side (n=3: left/centre/right or top/centre/bottom; n=1: centre)."""
+    x = resize_cover(x, size)
+    h, w = x.shape[-2:]
+    slack_h, slack_w = h - size[0], w - size[1]
+    crops = []
+    for i in range(n):
+        f = 0.5 if n == 1 else i / (n - 1)
+        # Crops move along the side with slack; the other side is centred.
+        top = round(slack_h * (f if slack_h >= slack_w else 0.5))
+        left = round(slack_w * (f if slack_w > slack_h else 0.5))
+        crops.append(x[..., top : top + size[0], left : left + size[1]])
+    return torch.stack(crops)
+
+
+class ImageTensorTransform:
+    """uint8 (C, H, W) -> (float32 (C, h, w) normalised, flipped). aug=None: resize-and-centre-crop."""
+
+    def __init__(self, size, mean, std, aug: dict | None):
+        self.size, self.mean, self.std = tuple(size), mean, std
+        self.aug = TensorAugment(size, aug) if aug is not None else None
+
+    @single_thread()
+    def __call__(self, x):
+        flipped = False
+        if self.aug is not None:
+            x, flipped = self.aug(x)
+        else:
+            x = spatial_views(x, self.size, 1)[0]
+        return normalize(x, self.mean, self.std), flipped
+
+
+class VideoTransform:
+    """Clip -> (float32 normalised, flipped).
+
+    Train (aug given): uint8 (T, C, H, W) -> (C, T, h, w) with one crop/flip/RandAugment per clip.
+    Eval (aug None): uint8 (Vt, T, C, H, W) temporal views -> Vs spatial views each ->
+    (V, C, T, h, w) with V = Vt * Vs (temporal-major), or (C, T, h, w) when V == 1."""
+
+    def __init__(self, size, mean, std, aug: dict | None, spatial_views: int = 1):
+        self.size, self.mean, self.std, self.views = tuple(size), mean, std, spatial_views
+        self.aug = TensorAugment(size, aug) if aug is not None else None
+
+    @single_thread()
+    def __call__(self, clip):
+        if self.aug is not None:
+            x, flipped = self.aug(clip)
+            return normalize(x, self.mean, self.std).transpose(0, 1), flipped
+        if clip.dim() == 4:
+            clip = clip[None]
+        x = spatial_views(clip, self.size, self.views).transpose(0, 1)  # (Vt, Vs, T, C, h, w)
+        x = normalize(x.flatten(0, 1), self.mean, self.std).transpose(1, 2)  # (V, C, T, h, w)
+        return (x[0] if x.shape[0] == 1 else x), False
+
+
+def pil_image_transform(size, mean, std, aug: dict | None, crop_pct: float):
+    """timm transform for PIL images -> float32 (C, h, w). Train: bicubic random resized crop with
+    aug["rrc_scale"], flip, optional RandAugment and random erasing (aug["reprob"], default 0);
+    no colour jitter (MAE's recipe). Eval: resize to size / crop_pct, centre crop."""
+    if aug is None:
+        return create_transform(
+            tuple(size), is_training=False, interpolation="bicubic", crop_pct=crop_pct, mean=mean, std=std
+        )
+    return create_transform(
+        tuple(size),
+        is_training=True,
+        scale=tuple(aug.get("rrc_scale", (0.08, 1.0))),
+        hflip=float(aug.get("hflip", 0.5)),
+        color_jitter=None,
+        auto_augment=aug.get("randaug") or None,
+        interpolation="bicubic",
+        re_prob=float(aug.get("reprob", 0.0)),
+        mean=mean,
+        std=std,
+    )

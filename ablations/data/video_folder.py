@@ -1,0 +1,109 @@
+"""`video_folder`: Kinetics-style clips <root>/{train,val}/<class>/<clip>.mp4 or <clip>/<frames>.
+
+Clip sampling follows the paper (MAE-ST / SlowFast): num_frames frames taken every frame_stride
+frames (16 x 4 by default). Train: one clip at a random temporal start, one random resized crop
+and flip for all its frames. Val: views.temporal clips with evenly spaced starts, each resized
+(short side = crop) and cut into views.spatial crops along the long side -> (V, C, T, H, W).
+"""
+
+import os
+
+import torch
+from torch.utils.data import Dataset
+
+from .common import input_hw, limit, opt, views
+from .folders import class_names, split_dir
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, VideoTransform
+from .video_io import VIDEO_EXTENSIONS, is_clip, num_frames, read_frames
+
+LAYOUT = (
+    f"<root>/train/<class>/<clip>{{{','.join(VIDEO_EXTENSIONS)}}} or <root>/train/<class>/<clip>/<frame>.jpg"
+    " (the same under <root>/val/)"
+)
+
+
+def clip_indices(start: int, num: int, stride: int, available: int) -> list[int]:
+    """Frame indices start, start + stride, ... (num of them), clamped to the last frame so a
+    clip shorter than the span repeats its last frame."""
+    return [min(start + i * stride, max(available - 1, 0)) for i in range(num)]
+
+
+def temporal_starts(available: int, span: int, n: int) -> list[int]:
+    """n start frames evenly spaced over the clip (n=1: the centred window)."""
+    slack = max(available - span, 0)
+    if n == 1:
+        return [slack // 2]
+    return [round(slack * i / (n - 1)) for i in range(n)]
+
+
+class VideoFolder(Dataset):
+    """Item: (x, y). Train: x float32 (C, T, H, W). Val: (V, C, T, H, W) when V > 1, else (C, T, H, W)."""
+
+    def __init__(self, clips, num_frames_, stride, train: bool, temporal_views: int, transform):
+        self.clips, self.num_frames, self.stride = clips, num_frames_, stride
+        self.train, self.temporal_views, self.transform = train, temporal_views, transform
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def _indices(self, available: int) -> list[list[int]]:
+        span = (self.num_frames - 1) * self.stride + 1
+        if self.train:
+            starts = [int(torch.randint(0, max(available - span, 0) + 1, ()))]
+        else:
+            starts = temporal_starts(available, span, self.temporal_views)
+        return [clip_indices(s, self.num_frames, self.stride, available) for s in starts]
+
+    def __getitem__(self, index: int):
+        path, y = self.clips[index]
+        try:
+            available = num_frames(path)
+            windows = self._indices(available)
+            frames = read_frames(path, [i for w in windows for i in w])
+        except Exception as e:
+            raise RuntimeError(f"failed to read clip {path}: {e}") from e
+        frames = frames.view(len(windows), self.num_frames, *frames.shape[1:])  # (Vt, T, C, H, W)
+        x, _ = self.transform(frames[0] if self.train else frames)
+        return x, y
+
+
+def _scan(split_path: str, classes: list[str]) -> list[tuple[str, int]]:
+    clips = []
+    for y, c in enumerate(classes):
+        folder = os.path.join(split_path, c)
+        if not os.path.isdir(folder):
+            continue  # a val split may lack a class
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if is_clip(path):
+                clips.append((path, y))
+    return clips
+
+
+def info(cfg: dict) -> dict:
+    t = int(opt(cfg, "num_frames", 16))
+    return {
+        "num_classes": len(class_names(cfg.get("root"), LAYOUT, "video_folder")),
+        "input_size": (t, *input_hw(cfg, 224)),
+        "num_frames": t,
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+        "modality": "video",
+    }
+
+
+def build(cfg: dict, split: str, aug: dict | None):
+    classes = class_names(cfg.get("root"), LAYOUT, "video_folder")
+    path = split_dir(cfg.get("root"), split, LAYOUT, "video_folder")
+    clips = _scan(path, classes)
+    if not clips:
+        raise FileNotFoundError(f"video_folder: no clips in {path}/<class>/; expected {LAYOUT}")
+    spatial, temporal = views(cfg) if split == "val" else (1, 1)
+    train = split == "train"
+    transform = VideoTransform(
+        input_hw(cfg, 224), IMAGENET_MEAN, IMAGENET_STD, aug if train else None, spatial
+    )
+    ds = VideoFolder(
+        clips, int(opt(cfg, "num_frames", 16)), int(opt(cfg, "frame_stride", 4)), train, temporal, transform
+    )
+    return limit(ds, opt(cfg, "train_size" if train else "val_size", None), int(opt(cfg, "seed", 0)))
