@@ -19,6 +19,16 @@ CHOICES = {
     "expand": ("attn", "mlp"),
 }
 
+# Spatial fields with one value per input dimension.
+_PER_DIM = (
+    "patch_kernel",
+    "patch_stride",
+    "patch_padding",
+    "mask_unit_size",
+    "q_stride",
+    "kv_stride_adaptive",
+)
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -69,30 +79,13 @@ class ModelConfig:
     drop_rate: float = 0.0
 
     def __post_init__(self):
-        for name in (
-            "input_size",
-            "patch_kernel",
-            "patch_stride",
-            "patch_padding",
-            "mask_unit_size",
-            "q_stride",
-            "kv_stride_adaptive",
-            "depths",
-            "mask_unit_attn",
-        ):
+        for name in ("input_size", "depths", "mask_unit_attn", *_PER_DIM):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         for name, valid in CHOICES.items():
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not valid; choose one of {valid}")
         D = len(self.input_size)
-        for name in (
-            "patch_kernel",
-            "patch_stride",
-            "patch_padding",
-            "mask_unit_size",
-            "q_stride",
-            "kv_stride_adaptive",
-        ):
+        for name in _PER_DIM:
             if len(getattr(self, name)) != D:
                 raise ValueError(
                     f"{name}={getattr(self, name)} has {len(getattr(self, name))} dims but "
