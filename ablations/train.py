@@ -74,6 +74,8 @@ def build_classifier(cfg: dict, phase_cfg: dict, num_classes: int) -> torch.nn.M
     overrides = dict(m.get("overrides") or {})
     # The phase's regularisation wins over the row's defaults.
     overrides["drop_path"] = phase_cfg.get("drop_path", 0.0)
+    if phase_cfg.get("head_init_scale") is not None:
+        overrides["head_init_scale"] = phase_cfg["head_init_scale"]
     if phase_cfg.get("dropout") is not None:
         overrides["drop_rate"] = phase_cfg["dropout"]  # ModelConfig calls head dropout drop_rate
     return models.build(
@@ -194,9 +196,25 @@ def run_phase(phase: str, cfg: dict, phase_dir: Path, dist: DistInfo, progress: 
     if dist.is_main:
         if phase == "pretrain":  # before done.json: a finished pretrain phase always has its encoder
             save_atomic(model.encoder_state_dict(), phase_dir / "encoder.pth")
+            if hasattr(model, "reconstruct") and cfg.get("mae", {}).get("target") == "pixel":
+                save_pretrain_figure(model, cfg, info, phase_dir / "reconstructions.png")
         write_json_atomic(result, done)
     barrier()
     return result
+
+
+def save_pretrain_figure(mae, cfg: dict, info: dict, path: Path, n: int = 8) -> None:
+    """Input / masked / reconstruction of the first n val items (a figure for the report; the
+    mask is drawn from a fixed seed so reruns give the same picture)."""
+    from analysis.reconstructions import save_reconstructions
+
+    val = build_data(cfg, "val", None)
+    images = torch.stack([val[i][0] for i in range(min(n, len(val)))])
+    if images.dim() == 6:  # video with several views: (B, V, C, T, H, W) -> the first view
+        images = images[:, 0]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg["seed"])
+        save_reconstructions(mae, images, path, n=n, mean=info["mean"], std=info["std"])
 
 
 def summarize(results: dict) -> dict:

@@ -63,8 +63,23 @@ def write_report(runs_dir, out: Path | None = None) -> Path:
         index += [f"## {variant}", ""] + [
             f"- [{n}]({variant}/{n}.md) ([csv]({variant}/{n}.csv))" for n in built
         ]
-        index += [f"- plots: `{variant}/*.png`, `{variant}/*.pdf`", ""]
+        figures = copy_reconstructions(runs_dir, df[df["variant"] == variant], vdir)
+        index += [f"- plots: `{variant}/*.png`, `{variant}/*.pdf`"]
+        index += [f"- MAE reconstructions: [{f.stem}]({variant}/{f.name})" for f in figures] + [""]
     write_atomic(out / "index.md", "\n".join(index))
+    return out
+
+
+def copy_reconstructions(runs_dir: Path, runs: pd.DataFrame, vdir: Path) -> list[Path]:
+    """Each MAE run's pretrain/reconstructions.png (written when pretraining ends) as
+    vdir/reconstructions_<table>_<entry>_<modality>_seed<N>.png; returns the files written."""
+    out = []
+    for r in runs[runs["mode"] == "mae"].sort_values("name").itertuples():
+        src = runs_dir / str(r.name) / "pretrain" / "reconstructions.png"
+        if src.exists():
+            dst = vdir / f"reconstructions_{r.table}_{r.entry}_{r.modality}_seed{r.seed}.png"
+            write_atomic(dst, src.read_bytes())
+            out.append(dst)
     return out
 
 

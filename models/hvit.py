@@ -81,7 +81,8 @@ class HierarchicalViT(nn.Module):
     # ------------------------------------------------------------------ init
     def _init_weights(self):
         # Official Hiera: trunc-normal(0.02) weights, biases (Linear and LayerNorm) 0.02, the
-        # head scaled by 1e-3. Used for every row so rows differ only in their flags.
+        # head scaled by cfg.head_init_scale (Hiera 1e-3). Used for every row so rows differ
+        # only in their flags.
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 trunc_normal_(m.weight, std=0.02)
@@ -94,8 +95,8 @@ class HierarchicalViT(nn.Module):
             if "pos_embed" in name or "rel_pos" in name:
                 trunc_normal_(p, std=0.02)
         if isinstance(self.head, nn.Linear):
-            self.head.weight.data.mul_(1e-3)
-            self.head.bias.data.mul_(1e-3)
+            self.head.weight.data.mul_(self.cfg.head_init_scale)
+            self.head.bias.data.mul_(self.cfg.head_init_scale)
 
     # ------------------------------------------------------------------ checks
     def _check(self, x: torch.Tensor, mask: torch.Tensor | None, dense: bool):

@@ -27,6 +27,10 @@ def test_step_f_tiny_end_to_end(tmp_path, capsys, one_thread):
     for phase in ("pretrain", "finetune"):  # the engine's files, inside the run folder
         assert (folder / phase / "done.json").exists() and (folder / phase / "log.jsonl").exists()
     assert (runs / "report/tiny/table1.md").exists() and (runs / "report/tiny/table1_speed.png").exists()
+    # MAE reconstructions: written when pretraining ends, gathered into the report
+    png = (folder / "pretrain" / "reconstructions.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (runs / "report/tiny/reconstructions_table1_f_image_seed0.png").read_bytes() == png
     assert "| f | f. replace KV pooling" in capsys.readouterr().out
 
     assert cli.main(["--step", "f", "--preset", "tiny", "--runs-dir", str(runs), "--quiet"]) == 0

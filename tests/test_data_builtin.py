@@ -34,6 +34,25 @@ def test_deterministic_across_instances_and_calls(cfg):
     assert not torch.equal(a[0][0], build_dataset({**cfg, "seed": 1}, "val")[0][0])
 
 
+@pytest.mark.parametrize("cfg", [IMG, VID], ids=["image", "video"])
+def test_render_cache_changes_nothing_but_time(cfg):
+    # Cached items must equal fresh renders, survive augmentation untouched (no in-place op on
+    # the cached tensor), and the byte budget must bound what is kept.
+    aug = build_dataset(cfg, "train", aug=AUG)
+    fresh = build_dataset(cfg, "train")
+    fresh.cache.max_bytes = 0
+    for _ in range(2):
+        for i in (0, 5):
+            aug[i]
+    plain = build_dataset(cfg, "train")
+    for i in (0, 5):
+        assert torch.equal(plain[i][0], fresh[i][0])  # cached (2nd call) == rendered every time
+        assert torch.equal(plain[i][0], fresh[i][0])
+        assert torch.equal(aug.cache.items[i], plain.cache.items[i])  # augmenting left it intact
+    assert fresh.cache.items == {} and fresh.cache.used == 0
+    assert aug.cache.used == sum(t.numel() for t in aug.cache.items.values())
+
+
 PINNED_SUM = 412665  # sum of item 0's uint8 pixels (train, seed 0, label 0, 32 px)
 
 

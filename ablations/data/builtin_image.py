@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from . import render
-from .common import input_hw, opt, single_thread
+from .common import RenderCache, input_hw, opt, single_thread
 from .synthetic import Draws, Scene, item_generator
 from .transforms import ImageTensorTransform
 
@@ -53,6 +53,7 @@ class BuiltinImages(Dataset):
             )
         self.num_classes, self.size, self.length = num_classes, tuple(input_size), length
         self.split, self.seed, self.transform = split, seed, transform
+        self.cache = RenderCache()
 
     def __len__(self) -> int:
         return self.length
@@ -61,7 +62,7 @@ class BuiltinImages(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(index)
         y = index % self.num_classes
-        x = render_image(self.seed, self.split, index, y, self.size)
+        x = self.cache.get(index, lambda: render_image(self.seed, self.split, index, y, self.size))
         x, _ = self.transform(x)
         return x, y
 

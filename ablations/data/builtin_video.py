@@ -19,7 +19,7 @@ import math
 import torch
 from torch.utils.data import Dataset
 
-from .common import input_hw, opt, single_thread, views
+from .common import RenderCache, input_hw, opt, single_thread, views
 from .synthetic import Draws, Scene, contrast_color, item_generator
 from .transforms import VideoTransform
 
@@ -98,6 +98,7 @@ class BuiltinVideo(Dataset):
         self.num_classes, self.size, self.num_frames = num_classes, tuple(input_size), num_frames
         self.length, self.split, self.seed = length, split, seed
         self.transform, self.frames_to_render = transform, frames_to_render
+        self.cache = RenderCache()
         names = MOTIONS[:num_classes]
         # Mirrored label per class; None where the mirror class is not among the first num_classes.
         mirror = [HFLIP_LABEL.get(m, m) for m in names]
@@ -110,7 +111,10 @@ class BuiltinVideo(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(index)
         y = index % self.num_classes
-        clip = render_clip(self.seed, self.split, index, y, self.size, self.frames_to_render)
+        clip = self.cache.get(
+            index,
+            lambda: render_clip(self.seed, self.split, index, y, self.size, self.frames_to_render),
+        )
         if self.frames_to_render > self.num_frames:  # temporal views: consecutive windows
             clip = clip.view(-1, self.num_frames, *clip.shape[1:])  # (Vt, T, 3, H, W)
         x, flipped = self.transform(clip)

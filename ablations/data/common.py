@@ -54,3 +54,27 @@ def limit(ds: Dataset, n: int | None, seed: int) -> Dataset:
         return ds
     perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))
     return Subset(ds, perm[:n].sort().values.tolist())
+
+
+class RenderCache:
+    """Memo of rendered synthetic items (uint8 tensors) by index, up to `max_bytes`.
+
+    Rendering an item is a pure function of (seed, split, index), so caching changes nothing but
+    time: at 32 px a render costs ~0.6 ms against ~0.15 ms for the augmentation, about a third of
+    a cpu-preset epoch (measured on the 2-core box). Items past the budget are rendered every
+    time. Each DataLoader worker holds its own cache; the default budget keeps the cpu preset's
+    sets (6 MB images, 25 MB clips) whole."""
+
+    def __init__(self, max_bytes: int = 512 * 2**20):
+        self.max_bytes, self.used, self.items = max_bytes, 0, {}
+
+    def get(self, index: int, render):
+        """The cached item `index`, or `render()` (stored if it fits in the budget)."""
+        item = self.items.get(index)
+        if item is None:
+            item = render()
+            size = item.numel() * item.element_size()
+            if self.used + size <= self.max_bytes:
+                self.items[index] = item
+                self.used += size
+        return item
