@@ -104,19 +104,29 @@ def dry_run_text(runs: list[C.Run]) -> str:
 
 
 def bench(runs: list[C.Run]) -> str:
-    """Params, MACs and throughput of each run's classifier on this machine (no training)."""
+    """Params, MACs and throughput of each run's classifier on this machine (no training), with
+    speeds as ratios to the mvitv2 row beside the paper's Table 1 ratios (A100 fp16, size L)."""
+    from analysis.collect import paper_numbers
     from analysis.tables import fmt, markdown
 
+    paper = paper_numbers()["table1"]["rows"]
     rows, base = [], None
     for run in runs:
         R.set_threads(run.config)
         stats = R.measure_model(run.config)
-        base = base or (stats["throughput"] if run.config["model"]["step"] == "mvitv2" else None)
+        step, modality = run.config["model"]["step"], run.config["model"]["modality"]
+        base = base or (stats["throughput"] if step == "mvitv2" else None)
         rel = fmt(stats["throughput"] / base) + "x" if base else "–"
+        p = paper.get(step, {}).get(modality, {}).get("speed")
+        p0 = paper["mvitv2"][modality]["speed"]
+        paper_rel = fmt(p / p0) + "x" if p else "–"
         speeds = ", ".join(f"{k} {v:.1f}" for k, v in stats["throughput_by_dtype"].items())
-        rows.append([run.name, f"{stats['params'] / 1e6:.3f}", f"{stats['macs'] / 1e6:.1f}", speeds, rel])
+        rows.append(
+            [run.name, f"{stats['params'] / 1e6:.3f}", f"{stats['macs'] / 1e6:.1f}", speeds, rel, paper_rel]
+        )
         print(f"[bench] {run.name}: {speeds} /s on {stats.get('bench_device', '?')}", flush=True)
-    return markdown(["run", "params (M)", "MMACs", "throughput (/s)", "x mvitv2"], rows)
+    head = ["run", "params (M)", "MMACs", "throughput (/s)", "x mvitv2", "paper x mvitv2 (L, A100 fp16)"]
+    return markdown(head, rows)
 
 
 def print_table(sel: C.Selection, runs: list[C.Run], runs_dir: Path) -> None:
@@ -163,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n== [{i}/{len(runs)}] {run.name}", flush=True)
         try:
             outcomes[run.name] = R.execute(run, args.runs_dir, force=args.force, progress=not args.quiet)[0]
+        except KeyboardInterrupt as e:
+            where = f" ({e})" if str(e) else ""
+            print(f"\n[interrupted] {run.name}{where}. Rerun the same command to resume.", flush=True)
+            return 130
         except Exception as e:  # one failed run does not stop the others; its folder stays resumable
             traceback.print_exc()
             print(f"[failed] {run.name}: {type(e).__name__}: {e} (rerun the same command to resume)")

@@ -42,6 +42,7 @@ from ablations.checkpoint import (
 )
 from ablations.distributed import DistInfo, ShardedSampler, all_gather_object, barrier, init_distributed
 from ablations.engine import evaluate, train_one_epoch
+from ablations.interrupt import Stopped, StopRequest
 from ablations.optim import build_optimizer, lr_at, resolve_lr
 
 CKPT = "checkpoint-last.pth"
@@ -338,65 +339,71 @@ def fit(
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     ckpt_every = int(rt.get("ckpt_every_steps") or 0)
-    for epoch in range(state["epoch"], epochs):
-        start_step = state["step"] if epoch == state["epoch"] else 0
-        meter = dict(state["meter"]) if epoch == state["epoch"] else {"loss_sum": 0.0, "count": 0}
-        sampler.set_epoch(epoch, skip=start_step * bs)
-        loader_gen.manual_seed(seed * 100_003 + epoch)
-        t_epoch, last_saved = time.perf_counter(), start_step
+    with StopRequest(enabled=dist.world_size == 1) as stop:
+        for epoch in range(state["epoch"], epochs):
+            start_step = state["step"] if epoch == state["epoch"] else 0
+            meter = dict(state["meter"]) if epoch == state["epoch"] else {"loss_sum": 0.0, "count": 0}
+            sampler.set_epoch(epoch, skip=start_step * bs)
+            loader_gen.manual_seed(seed * 100_003 + epoch)
+            t_epoch, last_saved = time.perf_counter(), start_step
 
-        def on_update(steps_done: int, epoch=epoch, meter=meter) -> None:
-            nonlocal last_saved
-            if ckpt_every and steps_done - last_saved >= ckpt_every and steps_done < steps_per_epoch:
-                save(epoch, steps_done, meter)
-                last_saved = steps_done
-            if after_update is not None:
-                after_update(epoch, steps_done)
+            def on_update(steps_done: int, epoch=epoch, meter=meter) -> None:
+                nonlocal last_saved
+                if ckpt_every and steps_done - last_saved >= ckpt_every and steps_done < steps_per_epoch:
+                    save(epoch, steps_done, meter)
+                    last_saved = steps_done
+                if after_update is not None:
+                    after_update(epoch, steps_done)
+                if stop.requested and steps_done < steps_per_epoch:
+                    save(epoch, steps_done, meter)
+                    raise Stopped(f"{phase}: stopped at epoch {epoch}, step {steps_done}; checkpoint saved")
 
-        train_one_epoch(
-            net,
-            loss_fn,
-            loader,
-            optimizer,
-            scaler,
-            epoch=epoch,
-            steps_per_epoch=steps_per_epoch,
-            lr_fn=lr_fn,
-            device=device,
-            start_step=start_step,
-            accum_iter=accum_iter,
-            clip_grad=phase_cfg.get("clip_grad"),
-            amp_dtype=amp_dtype,
-            mixup_fn=mixup_fn,
-            meter=meter,
-            after_update=on_update,
-            log=log,
-            log_every=int(rt["log_every"]),
-            progress=progress and main,
-            phase=phase,
-        )
-        totals = torch.tensor([meter["loss_sum"], meter["count"]], dtype=torch.float64, device=device)
-        if dist.world_size > 1:
-            torch.distributed.all_reduce(totals)
-        dt = time.perf_counter() - t_epoch
-        record = {
-            "epoch": epoch,
-            "step": (epoch + 1) * steps_per_epoch,
-            "train_loss": (totals[0] / totals[1]).item(),
-            "lr": lr_fn((epoch + 1) * updates_per_epoch - 1),
-            "epoch_time_s": dt,
-            "throughput": (steps_per_epoch - start_step) * bs * dist.world_size / max(dt, 1e-9),
-        }
-        if val_loader is not None and ((epoch + 1) % int(rt["eval_every"]) == 0 or epoch + 1 == epochs):
-            record.update(evaluate(net, val_loader, device, amp_dtype, multi_view=multi_view))
-        log(record)
-        state["history"].append(
-            {k: record[k] for k in ("epoch", "train_loss", "top1", "top5", "val_loss") if k in record}
-        )
-        save(epoch + 1, 0, {"loss_sum": 0.0, "count": 0})
-        if main and progress:
-            shown = {k: round(v, 4) for k, v in record.items() if isinstance(v, float)}
-            print(f"[{phase}] epoch {epoch}: {shown}")
+            train_one_epoch(
+                net,
+                loss_fn,
+                loader,
+                optimizer,
+                scaler,
+                epoch=epoch,
+                steps_per_epoch=steps_per_epoch,
+                lr_fn=lr_fn,
+                device=device,
+                start_step=start_step,
+                accum_iter=accum_iter,
+                clip_grad=phase_cfg.get("clip_grad"),
+                amp_dtype=amp_dtype,
+                mixup_fn=mixup_fn,
+                meter=meter,
+                after_update=on_update,
+                log=log,
+                log_every=int(rt["log_every"]),
+                progress=progress and main,
+                phase=phase,
+            )
+            totals = torch.tensor([meter["loss_sum"], meter["count"]], dtype=torch.float64, device=device)
+            if dist.world_size > 1:
+                torch.distributed.all_reduce(totals)
+            dt = time.perf_counter() - t_epoch
+            record = {
+                "epoch": epoch,
+                "step": (epoch + 1) * steps_per_epoch,
+                "train_loss": (totals[0] / totals[1]).item(),
+                "lr": lr_fn((epoch + 1) * updates_per_epoch - 1),
+                "epoch_time_s": dt,
+                "throughput": (steps_per_epoch - start_step) * bs * dist.world_size / max(dt, 1e-9),
+            }
+            if val_loader is not None and ((epoch + 1) % int(rt["eval_every"]) == 0 or epoch + 1 == epochs):
+                record.update(evaluate(net, val_loader, device, amp_dtype, multi_view=multi_view))
+            log(record)
+            state["history"].append(
+                {k: record[k] for k in ("epoch", "train_loss", "top1", "top5", "val_loss") if k in record}
+            )
+            save(epoch + 1, 0, {"loss_sum": 0.0, "count": 0})
+            if stop.requested:
+                raise Stopped(f"{phase}: stopped after epoch {epoch}; checkpoint saved")
+            if main and progress:
+                shown = {k: round(v, 4) for k, v in record.items() if isinstance(v, float)}
+                print(f"[{phase}] epoch {epoch}: {shown}")
 
     hist = state["history"]
     evals = [h for h in hist if "top1" in h]

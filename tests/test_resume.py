@@ -123,3 +123,34 @@ def test_finished_run_is_not_retrained(tmp_path):
     again = _run(tmp_path / "a", seed=5)  # loads the final checkpoint, trains nothing
     for k in ref:
         assert torch.equal(ref[k], again[k])
+
+
+def test_ctrl_c_saves_the_exact_step_and_resumes_bit_identical(tmp_path):
+    # A real SIGINT mid-epoch: the update in flight finishes, a checkpoint is written at that very
+    # step (not at the last periodic one), and the resumed run ends where a straight run ends.
+    import os
+    import signal
+
+    from ablations.interrupt import Stopped
+
+    ref = _run(tmp_path / "straight")
+    seed_everything(0)
+    model, sent = TinyNet(), []
+    mixup = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=4)
+    crit = SoftTargetCrossEntropy()
+
+    def press_ctrl_c(epoch, steps_done):
+        if (epoch, steps_done) == (1, 6) and not sent:
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(Stopped, match="epoch 1, step 6"):
+        fit(model, lambda m, x, y: crit(m(x), y), NoisyData(), None, PHASE, phase_dir=tmp_path / "r",
+            phase="t", runtime=RUNTIME, mixup_fn=mixup, progress=False, after_update=press_ctrl_c)  # fmt: skip
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+    ck = load_checkpoint(tmp_path / "r" / "checkpoint-last.pth")
+    assert (ck["epoch"], ck["step"]) == (1, 6)
+    got = _run(tmp_path / "r", seed=123)
+    for k in ref:
+        assert torch.equal(ref[k], got[k]), k
