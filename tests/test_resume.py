@@ -147,7 +147,8 @@ def test_ctrl_c_saves_the_exact_step_and_resumes_bit_identical(tmp_path):
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(Stopped, match="epoch 1, step 6"):
         fit(model, lambda m, x, y: crit(m(x), y), NoisyData(), None, PHASE, phase_dir=tmp_path / "r",
-            phase="t", runtime=RUNTIME, mixup_fn=mixup, progress=False, after_update=press_ctrl_c)  # fmt: skip
+            phase="t", runtime=RUNTIME, mixup_fn=mixup, progress=False,
+            after_update=press_ctrl_c)  # fmt: skip
     assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
     ck = load_checkpoint(tmp_path / "r" / "checkpoint-last.pth")
     assert (ck["epoch"], ck["step"]) == (1, 6)
