@@ -9,13 +9,14 @@ any per-unit op uses U = 1 and unit = the whole token grid, i.e. plain raster or
 This one layout serves every Table 1 row:
 - pooling inside units (separate-and-pad, Fig. 4d) is a reshape to (B*U, C, *unit) and an
   ordinary padded conv / max pool;
-- kernel = stride max pooling is a view + amax, no copy (like Hiera's Unroll);
+- kernel = stride max pooling is a view + elementwise maxima, no copy (like Hiera's Unroll);
 - mask unit attention is a view to (B, heads, U, tokens_per_unit, head_dim);
 - sparse MAE keeps whole units, so deleting masked units is an index on the unit dimension.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -68,11 +69,16 @@ def pool_tokens(
     lead, (N, C) = x.shape[:-2], x.shape[-2:]
     U = N // math.prod(unit)
     if conv is None and spec.is_reshape and all(u % s == 0 for u, s in zip(unit, spec.stride)):
-        # Split every unit dim into (u // s, s) and reduce the s axes: a view, then one amax.
+        # Split every unit dim into (u // s, s) and reduce the s axes with elementwise maxima of
+        # strided slices: no copy, and C stays contiguous. (One amax over the interleaved s axes
+        # gives the same values but was 58x slower on CPU: 12.8 vs 0.22 ms for 64x16x16x64.)
         shape = [*lead, U]
         for u, s in zip(unit, spec.stride):
             shape += [u // s, s]
-        y = x.view(*shape, C).amax(dim=tuple(len(lead) + 2 + 2 * d for d in range(len(unit))))
+        y = x.view(*shape, C)
+        for d in reversed(range(len(unit))):
+            axis = len(lead) + 2 + 2 * d
+            y = functools.reduce(torch.maximum, y.unbind(axis))
         new_unit = tuple(u // s for u, s in zip(unit, spec.stride))
         return y.reshape(*lead, -1, C), new_unit
     # (L*U, *unit, C) -> channels-first view (memory stays channels-last, which conv accepts).
