@@ -2,6 +2,7 @@
 
     run_dir/
       pretrain/   checkpoint-last.pth  log.jsonl  encoder.pth  done.json     (mode mae)
+                  reconstructions.png   (pixel target: input / masked / reconstruction)
       finetune/   checkpoint-last.pth  log.jsonl  done.json                  (mode mae)
       supervised/ checkpoint-last.pth  log.jsonl  done.json                  (mode supervised)
 
@@ -11,6 +12,9 @@ per line: step records {phase, epoch, step, loss, lr, throughput} and epoch reco
 step, train_loss, lr, epoch_time_s, throughput, top1, top5, val_loss, val_samples}. done.json holds
 the phase's final metrics; a phase with done.json is never rerun, and an interrupted phase resumes
 from its checkpoint. encoder.pth (MAE encoder weights) is what the finetune phase starts from.
+Ctrl-C (single process) lets the update in flight finish, checkpoints that exact step and raises
+interrupt.Stopped; a second Ctrl-C stops at once (resume then redoes the steps since the last
+checkpoint).
 
 Resume is bit-exact on CPU with data.num_workers = 0 (same data order, RNG streams, optimizer and
 schedule position). With worker processes the data order is still exact but the augmentation

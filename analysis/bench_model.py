@@ -18,14 +18,12 @@ import timm
 import torch
 
 import models
+from analysis.collect import paper_numbers
 from analysis.throughput import measure_throughput
 
+PAPER_SPEED = paper_numbers()["table1"]["rows"]  # Table 1 (A100 fp16): {row: {modality: {speed}}}
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-# Paper Table 1 (A100 fp16): im/s and clip/s per row.
-PAPER_SPEED = {
-    "image": {"mvitv2": 219.8, "a": 253.3, "b": 99.9, "c": 309.2, "d": 369.8, "e": 374.3, "f": 531.4},
-    "video": {"mvitv2": 20.5, "a": 20.7, "b": 10.4, "c": 26.2, "d": 29.4, "e": 29.8, "f": 40.8},
-}
 
 
 def side_by_side(pairs, shape, args) -> list[tuple[str, float, float]]:
@@ -89,7 +87,7 @@ def main(argv=None):
             m = models.build(args.table1_size, step=step, modality=modality).eval()
             speed = max(measure(m, (3, *m.cfg.input_size), args) for _ in range(args.rounds))
             base = base or speed
-            paper = PAPER_SPEED[modality][step] / PAPER_SPEED[modality]["mvitv2"]
+            paper = PAPER_SPEED[step][modality]["speed"] / PAPER_SPEED["mvitv2"][modality]["speed"]
             print(f"| {step} | {speed:.2f} | {speed / base:.2f}x | {paper:.2f}x |")
             del m
 
