@@ -10,10 +10,9 @@ learns it. Item i of a split is a pure function of (seed, split, i).
 import math
 
 import torch
-from torch.utils.data import Dataset
 
 from . import render
-from .common import RenderCache, input_hw, opt, single_thread
+from .common import GeneratedItems, input_hw, opt, single_thread
 from .synthetic import Draws, Scene, item_generator
 from .transforms import ImageTensorTransform
 
@@ -42,7 +41,7 @@ def render_image(seed: int, split: str, index: int, label: int, size: tuple[int,
         return scene.draw(scene.canvas(size), obj, noise, wrap=False)
 
 
-class BuiltinImages(Dataset):
+class BuiltinImages(GeneratedItems):
     """Synthetic shapes. Item: (x, y); x = transform(uint8 (3, H, W)), y = index % num_classes
     (exact class balance; shuffle in the sampler)."""
 
@@ -51,17 +50,11 @@ class BuiltinImages(Dataset):
             raise ValueError(
                 f"builtin has at most {len(render.SHAPES)} classes, got num_classes={num_classes}"
             )
-        self.num_classes, self.size, self.length = num_classes, tuple(input_size), length
-        self.split, self.seed, self.transform = split, seed, transform
-        self.cache = RenderCache()
-
-    def __len__(self) -> int:
-        return self.length
+        super().__init__(num_classes, length)
+        self.size, self.split, self.seed, self.transform = tuple(input_size), split, seed, transform
 
     def __getitem__(self, index: int):
-        if not 0 <= index < self.length:
-            raise IndexError(index)
-        y = index % self.num_classes
+        y = self.label(index)
         x = self.cache.get(index, lambda: render_image(self.seed, self.split, index, y, self.size))
         x, _ = self.transform(x)
         return x, y

@@ -17,9 +17,8 @@ class), which tests/test_data_builtin.py checks. Only the change between frames 
 import math
 
 import torch
-from torch.utils.data import Dataset
 
-from .common import RenderCache, input_hw, opt, single_thread, views
+from .common import GeneratedItems, input_hw, opt, single_thread, views
 from .synthetic import Draws, Scene, contrast_color, item_generator
 from .transforms import VideoTransform
 
@@ -82,7 +81,7 @@ def render_clip(
         return torch.stack(frames)
 
 
-class BuiltinVideo(Dataset):
+class BuiltinVideo(GeneratedItems):
     """Synthetic motion clips. Item: (x, y); y = index % num_classes.
 
     transform(uint8 (T, 3, H, W)) -> (x, flipped); a flipped clip gets the mirrored label.
@@ -95,22 +94,16 @@ class BuiltinVideo(Dataset):
             raise ValueError(
                 f"builtin_video has at most {len(MOTIONS)} classes, got num_classes={num_classes}"
             )
-        self.num_classes, self.size, self.num_frames = num_classes, tuple(input_size), num_frames
-        self.length, self.split, self.seed = length, split, seed
+        super().__init__(num_classes, length)
+        self.size, self.num_frames, self.split, self.seed = tuple(input_size), num_frames, split, seed
         self.transform, self.frames_to_render = transform, frames_to_render
-        self.cache = RenderCache()
         names = MOTIONS[:num_classes]
         # Mirrored label per class; None where the mirror class is not among the first num_classes.
         mirror = [HFLIP_LABEL.get(m, m) for m in names]
         self.flip_label = [names.index(m) if m in names else None for m in mirror]
 
-    def __len__(self) -> int:
-        return self.length
-
     def __getitem__(self, index: int):
-        if not 0 <= index < self.length:
-            raise IndexError(index)
-        y = index % self.num_classes
+        y = self.label(index)
         clip = self.cache.get(
             index,
             lambda: render_clip(self.seed, self.split, index, y, self.size, self.frames_to_render),

@@ -56,6 +56,23 @@ def limit(ds: Dataset, n: int | None, seed: int) -> Dataset:
     return Subset(ds, perm[:n].sort().values.tolist())
 
 
+class GeneratedItems(Dataset):
+    """Base of the built-in sets: `length` items, item i has label i % num_classes (exact class
+    balance; the sampler shuffles) and rendered pixels cached in `self.cache`."""
+
+    def __init__(self, num_classes: int, length: int):
+        self.num_classes, self.length, self.cache = num_classes, length, RenderCache()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def label(self, index: int) -> int:
+        """Label of item `index`; IndexError outside [0, length) (ends iteration in `for x in ds`)."""
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        return index % self.num_classes
+
+
 class RenderCache:
     """Memo of rendered synthetic items (uint8 tensors) by index, up to `max_bytes`.
 
