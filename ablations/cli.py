@@ -106,20 +106,17 @@ def dry_run_text(runs: list[C.Run]) -> str:
 def bench(runs: list[C.Run]) -> str:
     """Params, MACs and throughput of each run's classifier on this machine (no training), with
     speeds as ratios to the mvitv2 row beside the paper's Table 1 ratios (A100 fp16, size L)."""
-    from analysis.collect import paper_numbers
-    from analysis.tables import fmt, markdown
+    from analysis.collect import paper_numbers, paper_speedup
+    from analysis.tables import markdown, ratio, times
 
-    paper = paper_numbers()["table1"]["rows"]
+    paper = paper_numbers()
     rows, base = [], None
     for run in runs:
         R.set_threads(run.config)
         stats = R.measure_model(run.config)
         step, modality = run.config["model"]["step"], run.config["model"]["modality"]
         base = base or (stats["throughput"] if step == "mvitv2" else None)
-        rel = fmt(stats["throughput"] / base) + "x" if base else "–"
-        p = paper.get(step, {}).get(modality, {}).get("speed")
-        p0 = paper["mvitv2"][modality]["speed"]
-        paper_rel = fmt(p / p0) + "x" if p else "–"
+        rel, paper_rel = times(ratio(stats["throughput"], base)), times(paper_speedup(step, modality, paper))
         speeds = ", ".join(f"{k} {v:.1f}" for k, v in stats["throughput_by_dtype"].items())
         rows.append(
             [run.name, f"{stats['params'] / 1e6:.3f}", f"{stats['macs'] / 1e6:.1f}", speeds, rel, paper_rel]

@@ -359,7 +359,8 @@ def fit(
                 if after_update is not None:
                     after_update(epoch, steps_done)
                 if stop.requested and steps_done < steps_per_epoch:
-                    save(epoch, steps_done, meter)
+                    if last_saved != steps_done:  # the periodic save may just have written it
+                        save(epoch, steps_done, meter)
                     raise Stopped(f"{phase}: stopped at epoch {epoch}, step {steps_done}; checkpoint saved")
 
             train_one_epoch(

@@ -18,10 +18,8 @@ import timm
 import torch
 
 import models
-from analysis.collect import paper_numbers
+from analysis.collect import paper_speedup
 from analysis.throughput import measure_throughput
-
-PAPER_SPEED = paper_numbers()["table1"]["rows"]  # Table 1 (A100 fp16): {row: {modality: {speed}}}
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -87,7 +85,7 @@ def main(argv=None):
             m = models.build(args.table1_size, step=step, modality=modality).eval()
             speed = max(measure(m, (3, *m.cfg.input_size), args) for _ in range(args.rounds))
             base = base or speed
-            paper = PAPER_SPEED[step][modality]["speed"] / PAPER_SPEED["mvitv2"][modality]["speed"]
+            paper = paper_speedup(step, modality)
             print(f"| {step} | {speed:.2f} | {speed / base:.2f}x | {paper:.2f}x |")
             del m
 

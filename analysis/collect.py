@@ -18,6 +18,14 @@ def paper_numbers() -> dict:
     return yaml.safe_load(PAPER_FILE.read_text())
 
 
+def paper_speedup(step: str, modality: str, paper: dict | None = None) -> float:
+    """The paper's Table 1 speed of `step` over the mvitv2 row (A100 fp16, size L); nan if the
+    paper gives none."""
+    rows = (paper or paper_numbers())["table1"]["rows"]
+    speed = rows.get(step, {}).get(modality, {}).get("speed")
+    return speed / rows["mvitv2"][modality]["speed"] if speed else float("nan")
+
+
 def load_runs(runs_dir) -> pd.DataFrame:
     """Finished runs (those with metrics.json); unfinished or unreadable folders are left out."""
     records = []
