@@ -23,7 +23,7 @@ import yaml
 from ablations import config as C
 from ablations import distributed as D
 from ablations import runs as R
-from ablations.interrupt import INTERRUPTED_EXIT, Stopped, exit_code
+from ablations.interrupt import INTERRUPTED_EXIT, Stopped, StopRequest, exit_code
 
 EPILOG = (
     "Rows: ablations/rows.yaml. Presets: ablations/presets/. Tables: ablations/tables/. --list shows all."
@@ -193,28 +193,39 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
         print(D.main_only(bench, runs))
         return 0
     outcomes = {}
-    for i, run in enumerate(runs, 1):
-        print(f"\n== [{i}/{len(runs)}] {run.name}", flush=True)
-        try:
-            outcomes[run.name] = R.execute(run, args.runs_dir, force=args.force, progress=progress(args))[0]
-        except Stopped as e:
-            print(f"\n[stopped] {run.name}: {e} ({e.signal}). Rerun the same command to resume.", flush=True)
-            return exit_code(e.signal)
-        except KeyboardInterrupt as e:
-            where = f" ({e})" if str(e) else ""
-            print(f"\n[interrupted] {run.name}{where}. Rerun the same command to resume.", flush=True)
-            return INTERRUPTED_EXIT
-        except Exception as e:  # one failed run does not stop the others; its folder stays resumable
-            if not isinstance(e, D.RankFailed):  # the rank that failed shows the traceback
-                traceback.print_exc()
-            print(f"[failed] {run.name}: {type(e).__name__}: {e} (rerun the same command to resume)")
-            outcomes[run.name] = "failed"
-
+    with StopRequest() as stop:  # training shares it; a signal between runs stops before the next
+        for i, run in enumerate(runs, 1):
+            if signal := stop.agreed():
+                print(f"\n[stopped] by {signal} before {run.name}. Rerun the same command to go on.")
+                return exit_code(signal)
+            print(f"\n== [{i}/{len(runs)}] {run.name}", flush=True)
+            outcomes[run.name] = train_one(args, run)
+            if isinstance(outcomes[run.name], int):  # stopped: the exit status
+                return outcomes[run.name]
     report = D.main_only(write_report, args.runs_dir)
     D.main_only(print_table, sel, runs, args.runs_dir)
     counts = {k: list(outcomes.values()).count(k) for k in sorted(set(outcomes.values()))}
     print(f"\n{len(runs)} runs: {counts}. Report: {report}/{runs[0].variant}/")
     return 1 if counts.get("failed") or counts.get("changed") else 0
+
+
+def train_one(args, run: C.Run) -> str | int:
+    """The run's outcome ('trained', 'skipped', 'changed', 'locked', 'failed'), or the exit status
+    when a signal stopped it (it resumes when the same command runs again)."""
+    try:
+        return R.execute(run, args.runs_dir, force=args.force, progress=progress(args))[0]
+    except Stopped as e:
+        print(f"\n[stopped] {run.name}: {e} ({e.signal}). Rerun the same command to resume.", flush=True)
+        return exit_code(e.signal)
+    except KeyboardInterrupt as e:
+        where = f" ({e})" if str(e) else ""
+        print(f"\n[interrupted] {run.name}{where}. Rerun the same command to resume.", flush=True)
+        return INTERRUPTED_EXIT
+    except Exception as e:  # one failed run does not stop the others; its folder stays resumable
+        if not isinstance(e, D.RankFailed):  # the rank that failed shows the traceback
+            traceback.print_exc()
+        print(f"[failed] {run.name}: {type(e).__name__}: {e} (rerun the same command to resume)")
+        return "failed"
 
 
 def progress(args) -> bool | str:

@@ -57,8 +57,9 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
 
 def env_world() -> tuple[int, int, int]:
     """(rank, world_size, local_rank) from torchrun's environment variables (0, 1, 0 without)."""
+    names = (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0))
     try:
-        return tuple(int(os.environ.get(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)))
+        return tuple(int(os.environ.get(k, d)) for k, d in names)
     except ValueError as e:
         raise RuntimeError(f"RANK / WORLD_SIZE / LOCAL_RANK must be integers: {e}") from None
 
@@ -80,7 +81,8 @@ def init_distributed(device: str = "auto") -> DistInfo:
         torch.cuda.set_device(dev)
     if world_size > 1 and not dist.is_initialized():
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=_seconds(TIMEOUT_ENV, 1800))
+        timeout = _seconds(TIMEOUT_ENV, 1800)
+        dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=timeout)
         _CONTROL = dist.new_group(backend="gloo")
     return DistInfo(rank, world_size, local_rank, dev)
 
@@ -94,6 +96,7 @@ def shutdown() -> None:
 
 
 def control_group():
+    """The gloo group for decisions, error flags and stop agreement (the default group before init)."""
     return _CONTROL if _CONTROL is not None else dist.group.WORLD
 
 
@@ -147,7 +150,8 @@ def agreed(fn, *args, **kwargs):
             os._exit(1)
     if flag.item() == 0:
         return value
-    errors = all_gather_object(None if error is None else f"{type(error).__name__}: {error}", group=control_group())
+    message = None if error is None else f"{type(error).__name__}: {error}"
+    errors = all_gather_object(message, group=control_group())
     if error is not None:
         raise error
     failed = "; ".join(f"rank {r}: {e}" for r, e in enumerate(errors) if e is not None)

@@ -42,7 +42,11 @@ class StopRequest:
     """Context manager; `signal` turns to the first handled signal's name while it is active.
 
     Installs its handlers only in the main thread (Python delivers signals there) and puts the
-    previous ones back on exit."""
+    previous ones back on exit. Nested use shares the outermost request: ablate.py holds one for
+    all its runs (a signal between phases or while metrics are written is not lost, and SIGUSR1's
+    default action, termination, never applies), and each training phase enters it again."""
+
+    _active: StopRequest | None = None  # the outermost request in force
 
     def __init__(self, enabled: bool = True):
         self.enabled, self.signal, self._prev = enabled, None, {}
@@ -52,15 +56,20 @@ class StopRequest:
         return self.signal is not None
 
     def __enter__(self) -> StopRequest:
+        if StopRequest._active is not None:
+            return StopRequest._active
         if self.enabled and threading.current_thread() is threading.main_thread():
             for name in SIGNALS:
                 self._prev[name] = signal.signal(getattr(signal, name), self._handle)
+            StopRequest._active = self
         return self
 
     def __exit__(self, *exc) -> None:
+        if StopRequest._active is not self:
+            return
         for name, prev in self._prev.items():
             signal.signal(getattr(signal, name), prev)
-        self._prev = {}
+        self._prev, StopRequest._active = {}, None
 
     def _handle(self, signum, frame) -> None:
         name = signal.Signals(signum).name
