@@ -78,6 +78,22 @@ def test_dry_run_prints_yaml_and_does_nothing(tmp_path, capsys, fake):
     assert not (tmp_path / "runs").exists() and not fake.calls
 
 
+def test_dry_run_shows_how_the_global_batch_splits(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "8")  # as under torchrun --nproc_per_node 8 (no process group needed)
+    assert ablate(tmp_path, "--step", "f", "--preset", "in1k-b", "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "# pretrain: global batch 4096 = 128 per device x 4 accumulation x 8 processes" in out
+    assert "# finetune: global batch 1024 = 128 per device x 1 accumulation x 8 processes" in out
+
+
+def test_a_batch_that_does_not_split_is_refused_before_any_work(tmp_path, capsys, fake, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert ablate(tmp_path, "--step", "f", "--preset", "tiny") == 2
+    err = capsys.readouterr().err
+    assert "global batch 32 does not split evenly over 3 processes" in err and "batch_size=" in err
+    assert not fake.calls and not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize(
     "args, words",
     [
