@@ -42,8 +42,8 @@ def free_port() -> int:
 
 
 def env() -> dict:
-    # A failed rank gives up on its peers after 10 s; no collective waits more than 120 s.
-    return {**os.environ, "OMP_NUM_THREADS": "1", "ABLATE_DIST_AGREE_TIMEOUT_S": "10",
+    # A failed rank gives up on its peers after 5 s; no collective waits more than 120 s.
+    return {**os.environ, "OMP_NUM_THREADS": "1", "ABLATE_DIST_AGREE_TIMEOUT_S": "5",
             "ABLATE_DIST_TIMEOUT_S": "120", "PYTHONUNBUFFERED": "1"}  # fmt: skip
 
 
@@ -129,6 +129,17 @@ def test_two_nodes_train_the_recipe_of_one(reference, tmp_path):
     assert [n.returncode for n in nodes] == [0, 0], "\n".join(outs)
     assert sum(o.count("[train]") for o in outs) == 1  # one node's rank 0 printed
     assert_close(outcome(tmp_path / "runs"), outcome(reference["one"]))
+
+
+def test_rank_0_decides_and_prints_once(reference, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(reference["two"], runs)
+    seeds = torchrun(*DETERMINISTIC, "--seeds", "2", "--runs-dir", str(runs))  # seed 0 done, seed 1 new
+    assert seeds.returncode == 0, seeds.stdout + seeds.stderr
+    assert seeds.stdout.count("[skip]") == 1 and seeds.stdout.count("[train]") == 1
+    assert "2 runs: {'skipped': 1, 'trained': 1}" in seeds.stdout
+    report = torchrun("--report", "--runs-dir", str(runs))
+    assert report.returncode == 0 and report.stdout.count("report written to") == 1, report.stderr
 
 
 def rank_pids(launcher: subprocess.Popen) -> dict[int, int]:
