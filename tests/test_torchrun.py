@@ -31,7 +31,8 @@ RUN = "fig8/f/image/tiny+{}/seed0"
 DETERMINISTIC = ["--step", "f", "--mode", "supervised", "--preset", "tiny", "--quiet",
                  "--set", "supervised.drop_path=0.0", "--set", "supervised.aug.rrc_scale=[1.0, 1.0]",
                  "--set", "supervised.aug.hflip=0.0", "--set", "supervised.epochs=3",
-                 "--set", "supervised.batch_size=16", "--set", "runtime.threads=1"]  # fmt: skip
+                 "--set", "supervised.batch_size=16", "--set", "supervised.blr=0.032",  # lr 2e-3
+                 "--set", "runtime.threads=1"]  # fmt: skip
 TIMEOUT = 240
 
 
@@ -102,6 +103,9 @@ def reference(tmp_path_factory):
 def test_two_processes_train_the_recipe_of_one(reference):
     one, two = outcome(reference["one"]), outcome(reference["two"])
     assert_close(two, one)
+    assert (
+        one[0]["train"]["supervised_loss_last"] < one[0]["train"]["supervised_loss_first"] - 0.1
+    )  # it learns
     train = two[0]["train"]["phases"]["supervised"]
     assert (train["world_size"], train["global_batch"], train["batch_per_device"]) == (2, 16, 8)
     assert one[0]["train"]["phases"]["supervised"]["batch_per_device"] == 16
