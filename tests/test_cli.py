@@ -238,3 +238,14 @@ def test_ctrl_c_stops_with_a_resume_hint(tmp_path, capsys, monkeypatch, fake):
     assert "[interrupted] table1/f/image/cpu/seed0 (pretrain: stopped at epoch 2, step 5" in out
     assert "Rerun the same command to resume" in out
     assert not (tmp_path / "runs/table1/f/image/cpu/seed0/metrics.json").exists()
+
+
+def test_each_run_keeps_its_own_log(tmp_path, capsys, monkeypatch, fake):
+    monkeypatch.setattr(R, "run_training", FakeTrainer(fail=True))
+    assert ablate(tmp_path, "--step", "f") == 1
+    monkeypatch.setattr(R, "run_training", fake)
+    assert ablate(tmp_path, "--step", "f") == 0
+    log = (tmp_path / "runs" / "table1/f/image/cpu/seed0" / "train.log").read_text()
+    # Both attempts, appended: the failure with its traceback, then the resumed, finished run.
+    assert log.count("=== ") == 2 and "RuntimeError: boom" in log and "Traceback" in log
+    assert log.index("[train]") < log.index("boom") < log.index("[resume]")
