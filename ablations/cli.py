@@ -21,9 +21,7 @@ import yaml
 from ablations import config as C
 from ablations import runs as R
 
-EPILOG = (
-    "Rows: ablations/rows.yaml. Presets: ablations/presets/. Tables: ablations/tables/. --list shows all."
-)
+EPILOG = "Rows: models/rows.yaml. Presets: ablations/presets/. Tables: ablations/tables/. --list shows all."
 
 
 def parser() -> argparse.ArgumentParser:
@@ -76,9 +74,11 @@ def selection(args) -> C.Selection:
 
 
 def show_list() -> str:
-    rows = C.load_yaml(C.ROWS_FILE) if C.ROWS_FILE.exists() else {}
+    from models.steps import row_changes
+
+    rows = row_changes()
     paper = yaml.safe_load((Path(__file__).parent.parent / "analysis" / "paper_numbers.yaml").read_text())
-    lines = ["Rows (--step; ablations/rows.yaml, each = previous + one change):"]
+    lines = ["Rows (--step; models/rows.yaml, each = previous + one change):"]
     for row in C.list_rows():
         label = paper["table1"]["rows"].get(row, {}).get("label", "")
         changes = ", ".join(f"{k}={v}" for k, v in (rows.get(row) or {}).items())

@@ -2,57 +2,41 @@
 
 A preset (``ablations/presets/<name>.yaml``) holds the full config tree of CONTRACTS.md plus
 an optional overlay per modality (``video:`` / ``image:``). A table (``ablations/tables/``)
-names the runs: Table 1 and Fig. 8 list rows of ``ablations/rows.yaml`` (whose flags live with
-the model), Table 3 lists one-key changes to row f. Every value is checked before any work.
+names the runs: Table 1 and Fig. 8 list rows of ``models/rows.yaml`` (the model's
+definitions), Table 3 lists one-key changes to row f. Every value is checked before any work.
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import yaml
 
+from ablations.data import DATASETS
+from models import SIZES, ModelConfig, steps
+from models.hints import did_you_mean
+
 HERE = Path(__file__).parent
 PRESET_DIR = HERE / "presets"
 TABLE_DIR = HERE / "tables"
-ROWS_FILE = HERE / "rows.yaml"
 
 MODES = ("mae", "supervised")
 MODALITIES = ("image", "video")
 PRESET_META_KEYS = ("preset", "image", "video")  # keys of a preset file that are not config
 # Keys the selection flags own: setting them with --set would make a run's name lie.
 SELECTION_KEYS = {"mode": "--mode", "model.step": "--step", "model.modality": "--modality", "seed": "--seeds"}
-# Closed vocabularies, checked after --set. Sizes and data names follow CONTRACTS.md.
+# Closed vocabularies, checked after --set: the sizes the model defines, the datasets data/ has.
 CHOICES = {
-    "model.size": ("T", "S", "B", "B+", "L", "H", "cpu-xs", "cpu-s"),  # models.SIZES when importable
+    "model.size": tuple(SIZES),
     "mae.target": ("pixel", "hog"),
     "runtime.amp": ("bf16", "fp16", "none"),
-    "data.name": ("builtin", "builtin_video", "cifar10", "cifar100", "imagefolder", "video_folder"),
+    "data.name": tuple(DATASETS),
 }
-
-
-def choices() -> dict:
-    """CHOICES, with the model sizes the model package actually defines."""
-    out = dict(CHOICES)
-    try:
-        from models import SIZES
-
-        out["model.size"] = tuple(SIZES)
-    except ImportError:
-        pass
-    try:
-        from ablations.data import DATASETS
-
-        out["data.name"] = tuple(DATASETS)
-    except ImportError:
-        pass
-    return out
 
 
 RANGES = {  # key: (low, high), inclusive
@@ -72,14 +56,6 @@ NEUTRAL_KEYS = (
 
 class ConfigError(ValueError):
     """A bad preset, row, table, key or value; the message names the fix."""
-
-
-def did_you_mean(word: str, valid, pool=None) -> str:
-    """' Did you mean X? Valid: ...' with X the closest of pool (default: valid)."""
-    valid = [str(v) for v in valid]
-    close = difflib.get_close_matches(str(word), [str(v) for v in (pool or valid)], n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return f"{hint} Valid: {', '.join(valid)}."
 
 
 # ----------------------------------------------------------------------------- loading
@@ -105,10 +81,8 @@ def list_tables() -> list[str]:
 
 
 def list_rows() -> list[str]:
-    """Table 1 rows in order, as the model owner defines them in ablations/rows.yaml."""
-    if ROWS_FILE.exists():
-        return list(load_yaml(ROWS_FILE))
-    return ["mvitv2", "a", "b", "c", "d", "e", "f"]  # CONTRACTS.md, until rows.yaml exists
+    """Table 1 rows in order, as the model defines them in models/rows.yaml."""
+    return steps()
 
 
 def load_preset(name: str) -> dict:
@@ -240,7 +214,7 @@ def _type_ok(old, new) -> bool:
 
 def validate(cfg: dict, name: str = "config") -> None:
     """Closed vocabularies and ranges; raises ConfigError listing the valid values."""
-    for key, valid in choices().items():
+    for key, valid in CHOICES.items():
         value = get_dotted(cfg, key)
         if value not in valid:
             raise ConfigError(f"{name}: {key}={value!r} is not valid.{did_you_mean(value, valid)}")
@@ -263,12 +237,6 @@ def validate(cfg: dict, name: str = "config") -> None:
 
 
 def _check_model_overrides(overrides: dict, name: str) -> None:
-    try:
-        from dataclasses import fields
-
-        from models import ModelConfig
-    except ImportError:
-        return  # the model package checks them itself when it builds
     valid = sorted(f.name for f in fields(ModelConfig))
     for key in overrides:
         if key not in valid:
