@@ -42,8 +42,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--preset", default="cpu", help="cpu (default), tiny, gpu-cifar, in1k-b, in1k-l, k400-b, k400-l"
     )
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value (dotted key; value parsed as YAML); repeatable")  # fmt: skip
+    p.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override config values (dotted keys; values parsed as YAML): "
+                        "--set a=1 b=2, or --set a=1 --set b=2")  # fmt: skip
     p.add_argument("--seeds", type=int, default=1, help="repeat with N seeds; tables show mean ± std")
     p.add_argument("--runs-dir", default="runs", type=Path, help="where run folders go (default: runs/)")
     p.add_argument("--force", action="store_true", help="retrain runs that already finished")
@@ -147,7 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         from analysis.report import write_report
 
-        print(f"report written to {write_report(args.runs_dir)}")
+        try:
+            print(f"report written to {write_report(args.runs_dir)}")
+        except OSError as e:
+            print(f"ablate.py: error: {e}", file=sys.stderr)
+            return 2
         return 0
     try:
         sel = selection(args)
@@ -174,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
             where = f" ({e})" if str(e) else ""
             print(f"\n[interrupted] {run.name}{where}. Rerun the same command to resume.", flush=True)
             return 130
+        except OSError as e:  # read-only or full disk, a missing file: every later run would fail alike
+            print(f"[failed] {run.name}: {e}. Fix that, then rerun the same command to resume.", flush=True)
+            return 1
         except Exception as e:  # one failed run does not stop the others; its folder stays resumable
             traceback.print_exc()
             print(f"[failed] {run.name}: {type(e).__name__}: {e} (rerun the same command to resume)")
@@ -181,7 +189,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from analysis.report import write_report
 
-    report = write_report(args.runs_dir)
+    try:
+        report = write_report(args.runs_dir)
+    except OSError as e:
+        print(f"ablate.py: error: the runs are saved, but not the report: {e}", file=sys.stderr)
+        return 1
     print_table(sel, runs, args.runs_dir)
     counts = {k: list(outcomes.values()).count(k) for k in sorted(set(outcomes.values()))}
     print(f"\n{len(runs)} runs: {counts}. Report: {report}/{runs[0].variant}/")
