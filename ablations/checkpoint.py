@@ -1,5 +1,8 @@
 """Checkpoints: plain dicts, written atomically, loadable with torch.load(weights_only=True).
 
+The checkpoint a save replaces stays as checkpoint-prev.pth, and loading falls back to it when
+checkpoint-last.pth is damaged.
+
 A checkpoint holds everything needed to continue bit-exactly: model, optimizer, AMP scaler,
 the position (epoch, step inside the epoch), RNG states of every rank, and bookkeeping (loss
 history, elapsed time, the log size at save time so a resumed run can drop lines it will redo).
@@ -15,10 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ablations.atomic import atomic_path, save_torch_atomic, write_json_atomic
-
-save_atomic = save_torch_atomic  # the names train.py imports; one implementation (ablations/atomic.py)
-__all__ = ["save_atomic", "write_json_atomic"]
+from ablations.atomic import atomic_path
+from ablations.errors import RunError
 
 
 def prev_path(path: Path) -> Path:
@@ -27,7 +28,7 @@ def prev_path(path: Path) -> Path:
     return Path(path).with_name(name.replace("-last", "-prev") if "-last" in name else f"prev-{name}")
 
 
-class CorruptCheckpoint(RuntimeError):
+class CorruptCheckpoint(RunError):
     """No readable checkpoint; the message names the files and what to do."""
 
 

@@ -20,6 +20,7 @@ import yaml
 
 from ablations import config as C
 from ablations import runs as R
+from ablations.errors import RunError
 
 EPILOG = "Rows: models/rows.yaml. Presets: ablations/presets/. Tables: ablations/tables/. --list shows all."
 
@@ -140,6 +141,17 @@ def print_table(sel: C.Selection, runs: list[C.Run], runs_dir: Path) -> None:
     print(text)
 
 
+def check_data_once(runs: list[C.Run]) -> None:
+    """The data of every run checked before any training (each distinct data config once)."""
+    from ablations.data import check_data
+
+    seen = []
+    for run in runs:
+        if run.config["data"] not in seen:
+            seen.append(run.config["data"])
+            check_data(run.config["data"])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.list:
@@ -158,8 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         sel = selection(args)
         runs = C.resolve(sel)
         if not (args.dry_run or args.bench):
-            for run in runs:
-                C.check_data_root(run.config)
+            check_data_once(runs)
     except C.ConfigError as e:
         print(f"ablate.py: error: {e}", file=sys.stderr)
         return 2
@@ -179,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
             where = f" ({e})" if str(e) else ""
             print(f"\n[interrupted] {run.name}{where}. Rerun the same command to resume.", flush=True)
             return 130
+        except RunError as e:  # its message says what to do; the other runs go on
+            print(f"[failed] {run.name}: {e}", flush=True)
+            outcomes[run.name] = "failed"
         except OSError as e:  # read-only or full disk, a missing file: every later run would fail alike
             print(f"[failed] {run.name}: {e}. Fix that, then rerun the same command to resume.", flush=True)
             return 1

@@ -7,3 +7,7 @@ class ConfigError(ValueError):
 
 class RunError(RuntimeError):
     """A run cannot go on as it is (e.g. every checkpoint of a phase is damaged)."""
+
+
+class DataError(RunError):
+    """An item of the dataset cannot be read; the message names its file."""
