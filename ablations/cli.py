@@ -12,6 +12,7 @@ python ablate.py --step f --set pretrain.epochs=20 --dry-run
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import traceback
 from pathlib import Path
@@ -152,6 +153,15 @@ def check_data_once(runs: list[C.Run]) -> None:
             check_data(run.config["data"])
 
 
+def os_fix(e: OSError) -> str:
+    """What to do about an environment fault, in a few words."""
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return "Make the runs folder writable, or pass --runs-dir with a writable one."
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "Free some space (or pass --runs-dir on another disk), then rerun the same command to resume."
+    return "Fix that, then rerun the same command to resume."
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.list:
@@ -194,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[failed] {run.name}: {e}", flush=True)
             outcomes[run.name] = "failed"
         except OSError as e:  # read-only or full disk, a missing file: every later run would fail alike
-            print(f"[failed] {run.name}: {e}. Fix that, then rerun the same command to resume.", flush=True)
+            print(f"[failed] {run.name}: {e}. {os_fix(e)}", flush=True)
             return 1
         except Exception as e:  # one failed run does not stop the others; its folder stays resumable
             traceback.print_exc()

@@ -108,6 +108,9 @@ def check_config(cfg: dict, name: str = "config") -> None:
         _in_range(name, key, _get(cfg, key), *bounds, integer=key != "mae.mask_ratio")
     for key in ("spatial", "temporal"):
         _in_range(name, f"data.views.{key}", _get(cfg, f"data.views.{key}"), 1, None, True, None, True)
+    most = getattr(DATASETS[cfg["data"]["name"]], "MAX_CLASSES", None)
+    if most is not None:
+        _in_range(name, "data.num_classes", cfg["data"]["num_classes"], 2, most, True, True, integer=True)
     model = _check_model(cfg, name)
     if cfg["mode"] == "mae":
         _check_mae(cfg, model, name)
