@@ -12,6 +12,7 @@ import math
 from dataclasses import fields
 
 from ablations.data import DATASETS
+from ablations.data.transforms import parse_randaug
 from ablations.errors import ConfigError
 from models import SIZES, ModelConfig, model_config, steps
 from models.hints import did_you_mean
@@ -106,6 +107,11 @@ def check_config(cfg: dict, name: str = "config") -> None:
         _check_phase(cfg[phase], phase, name)
     for key, bounds in OTHER_RANGES.items():
         _in_range(name, key, _get(cfg, key), *bounds, integer=key != "mae.mask_ratio")
+    bench = cfg.get("bench") or {}
+    if not all(isinstance(b, int) and b >= 1 for b in bench.get("batch_sizes") or [1]):
+        raise ConfigError(f"{name}: bench.batch_sizes={bench['batch_sizes']!r} must be positive integers.")
+    _in_range(name, "bench.warmup", bench.get("warmup"), 0, None, True, None, integer=True)
+    _in_range(name, "bench.iters", bench.get("iters"), 1, None, True, None, integer=True)
     for key in ("spatial", "temporal"):
         _in_range(name, f"data.views.{key}", _get(cfg, f"data.views.{key}"), 1, None, True, None, True)
     most = getattr(DATASETS[cfg["data"]["name"]], "MAX_CLASSES", None)
@@ -143,6 +149,11 @@ def _check_phase(pc: dict, phase: str, name: str) -> None:
             f"{name}: {phase}.aug.rrc_scale={scale!r} must be [low, high], 0 < low <= high <= 1"
         )
     _in_range(name, f"{phase}.aug.hflip", aug.get("hflip"), 0, 1, True, True)
+    if aug.get("randaug"):
+        try:
+            parse_randaug(str(aug["randaug"]))
+        except ValueError as e:
+            raise ConfigError(f"{name}: {phase}.aug.randaug: {e}") from None
 
 
 def _check_model(cfg: dict, name: str) -> ModelConfig:
@@ -184,6 +195,8 @@ def data_input_size(data: dict, modality: str) -> tuple[int, ...]:
     """The input the data pipeline produces: (H, W), or (T, H, W) for video."""
     size = data.get("input_size")
     hw = (size, size) if isinstance(size, int) else tuple(size)
+    if len(hw) != 2 or not all(isinstance(v, int) and v > 0 for v in hw):
+        raise ConfigError(f"data.input_size={size!r} must be a positive int or [H, W], e.g. [32, 32].")
     return (data["num_frames"], *hw) if modality == "video" else hw
 
 

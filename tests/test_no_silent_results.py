@@ -122,6 +122,9 @@ def test_unfinished_run_with_another_identity_is_not_resumed(tmp_path, capsys, m
         ),
         (["model.overrides.head_init_scale=0.1"], ["finetune.head_init_scale"]),
         (["finetune.aug.rrc_scale=[0.9, 0.1]"], ["rrc_scale"]),
+        (["finetune.aug.randaug=augmix-m5"], ["finetune.aug.randaug", "rand-m9-mstd0.5-inc1"]),
+        (["data.input_size=[32, 0]"], ["data.input_size=[32, 0] must be"]),
+        (["bench.iters=0"], ["bench.iters=0"]),
         (["data.name=imagefolder"], ["needs its folder", "--set data.root="]),
         (
             ["data.name=imagefolder", "data.root=/no/such/folder"],
