@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from ablations import cli
-from tests.test_no_silent_results import folder_sets, image_folder, no_plots  # noqa: F401
+from tests import test_cli as shared
+from tests.test_no_silent_results import folder_sets, image_folder
 
+plotted = shared.plotted  # plots recorded, not drawn (autouse)
 TINY = ["--preset", "tiny", "--set", "runtime.threads=1", "runtime.ckpt_every_steps=1"]
 
 

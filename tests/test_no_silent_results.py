@@ -11,25 +11,10 @@ from PIL import Image
 
 from ablations import cli, lock
 from ablations import runs as R
-from tests.test_cli import PLOTS, FakeTrainer, fake_measure
+from tests import test_cli as shared
+from tests.test_cli import FakeTrainer, ablate
 
-
-@pytest.fixture(autouse=True)
-def no_plots(monkeypatch):
-    for name in PLOTS:
-        monkeypatch.setattr(f"analysis.plots.{name}", lambda *a, **k: None)
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    trainer = FakeTrainer()
-    monkeypatch.setattr(R, "run_training", trainer)
-    monkeypatch.setattr(R, "measure_model", fake_measure)
-    return trainer
-
-
-def ablate(tmp_path, *args):
-    return cli.main([*args, "--runs-dir", str(tmp_path / "runs"), "--quiet"])
+fake, plotted = shared.fake, shared.plotted  # fixtures: a fake trainer; plots recorded, not drawn (autouse)
 
 
 def image_folder(root, classes=("ant", "bee"), val_classes=None, n=2, px=32):
