@@ -22,6 +22,7 @@ import yaml
 from ablations import config as C
 from ablations import runs as R
 from ablations.errors import RunError
+from ablations.identity import files_fingerprint
 
 EPILOG = "Rows: models/rows.yaml. Presets: ablations/presets/. Tables: ablations/tables/. --list shows all."
 
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         print(bench(runs))
         return 0
 
+    files_fingerprint.cache_clear()  # data files are fingerprinted afresh by every invocation
     outcomes = {}
     for i, run in enumerate(runs, 1):
         print(f"\n== [{i}/{len(runs)}] {run.name}", flush=True)

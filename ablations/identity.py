@@ -14,6 +14,7 @@ init checkpoint), add an entry in run_identity.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -46,17 +47,24 @@ def data_root(cfg: dict) -> str | None:
     return str(Path(os.path.expanduser(str(root))).resolve()) if root else None
 
 
+@functools.cache
 def files_fingerprint(root: str) -> dict:
     """{"files": count, "bytes": total, "sha1": hash of (relative path, size, mtime) of every file}
-    under root (hidden files and folders skipped). One stat per file, no reading."""
+    under root (hidden files and folders skipped; a dangling link counts with size -1). One stat
+    per file, no reading; cached for the process (ablate.py clears it at each start, so one
+    invocation walks a dataset once however many runs use it)."""
     h, count, total = hashlib.sha1(), 0, 0
-    for folder, dirs, files in os.walk(root):
+    for folder, dirs, files in os.walk(root, followlinks=True):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(f for f in files if not f.startswith(".")):
             path = os.path.join(folder, name)
-            st = os.stat(path)
-            h.update(f"{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-            count, total = count + 1, total + st.st_size
+            try:
+                st = os.stat(path)
+                size, mtime = st.st_size, st.st_mtime_ns
+            except OSError:
+                size, mtime = -1, 0
+            h.update(f"{os.path.relpath(path, root)}\0{size}\0{mtime}\n".encode())
+            count, total = count + 1, total + max(size, 0)
     return {"files": count, "bytes": total, "sha1": h.hexdigest()[:16]}
 
 

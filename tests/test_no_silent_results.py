@@ -68,6 +68,19 @@ def test_where_and_how_a_run_trains_keep_its_identity(tmp_path, capsys, fake):
     assert "[skip]" in capsys.readouterr().out and len(fake.calls) == 1
 
 
+def test_a_run_without_identity_json_is_adopted_only_if_its_config_matches(tmp_path, capsys, fake):
+    assert ablate(tmp_path, "--step", "f") == 0
+    folder = tmp_path / "runs/table1/f/image/cpu/seed0"
+    (folder / "identity.json").write_text("{")  # damaged (or a folder from before identity.json)
+    assert ablate(tmp_path, "--step", "f") == 0
+    out = capsys.readouterr().out
+    assert "identity.json unreadable" in out and "rebuilt from config.yaml" in out and "[skip]" in out
+    assert json.loads((folder / "identity.json").read_text())["config"]["model"]["step"] == "f"
+    (folder / "identity.json").unlink()
+    assert ablate(tmp_path, "--step", "f", "--set", "runtime.threads=1") == 0  # neutral: still adopted
+    assert "[skip]" in capsys.readouterr().out and len(fake.calls) == 1
+
+
 def test_unfinished_run_with_another_identity_is_not_resumed(tmp_path, capsys, monkeypatch, fake):
     a, b = image_folder(tmp_path / "A"), image_folder(tmp_path / "B")
     monkeypatch.setattr(R, "run_training", FakeTrainer(fail=True))
