@@ -53,8 +53,13 @@ def files_fingerprint(root: str) -> dict:
     under root (hidden files and folders skipped; a dangling link counts with size -1). One stat
     per file, no reading; cached for the process (ablate.py clears it at each start, so one
     invocation walks a dataset once however many runs use it)."""
-    h, count, total = hashlib.sha1(), 0, 0
-    for folder, dirs, files in os.walk(root, followlinks=True):
+    h, count, total, seen = hashlib.sha1(), 0, 0, set()
+    for folder, dirs, files in os.walk(root, followlinks=True):  # linked class folders are common
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in seen:  # a link loop: each folder once
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(f for f in files if not f.startswith(".")):
             path = os.path.join(folder, name)

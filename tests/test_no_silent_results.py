@@ -259,3 +259,13 @@ def test_analysis_on_a_missing_folder_says_so(tmp_path, capsys):
 
     assert main(["--runs-dir", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err and not (tmp_path / "nope").exists()
+
+
+def test_fingerprint_follows_linked_folders_once(tmp_path):
+    from ablations.identity import files_fingerprint
+
+    root = image_folder(tmp_path / "d")
+    (root / "train" / "loop").symlink_to(root / "train")  # a link cycle must not recurse forever
+    (root / "val" / "gone.png").symlink_to(tmp_path / "missing.png")  # a dangling link counts
+    fp = files_fingerprint(str(root))
+    assert fp["files"] == 9 and fp == files_fingerprint.__wrapped__(str(root))
