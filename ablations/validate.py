@@ -207,14 +207,15 @@ def _check_input_size(cfg: dict, model: ModelConfig, name: str) -> None:
         return
     fits = [s for s in SIZES if model_config(s, m["step"], m["modality"]).input_size == size]
     sizes = f"model.size {' or '.join(fits)} (--set model.size={fits[0]})" if fits else "no model size"
-    key = "data.input_size" + (" and data.num_frames" if m["modality"] == "video" else "")
+    video = m["modality"] == "video"
+    key, verb = ("data.input_size and data.num_frames", "give") if video else ("data.input_size", "gives")
     try:
         model_config(m["size"], m["step"], m["modality"], **{**m["overrides"], "input_size": size})
         override = f", or keep {m['size']} with --set model.overrides.input_size={list(size)}"
     except ValueError:
         override = f" (model.overrides.input_size cannot make {m['size']} take it)"
+    have, want = "x".join(map(str, size)), "x".join(map(str, model.input_size))
     raise ConfigError(
-        f"{name}: {key} give inputs of {'x'.join(map(str, size))} but model {m['size']} takes "
-        f"{'x'.join(map(str, model.input_size))}. Set {key} to match the model; {sizes} takes this "
-        f"size{override}."
+        f"{name}: {key} {verb} inputs of {have} but model {m['size']} takes {want}. Set {key} to match "
+        f"the model; {sizes} takes {have}{override}."
     )
