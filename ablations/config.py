@@ -19,7 +19,7 @@ import yaml
 
 from ablations.errors import ConfigError
 from ablations.identity import NEUTRAL_KEYS
-from ablations.validate import MODES, check_config
+from ablations.validate import MODES, PHASES, check_config  # noqa: F401  (PHASES: C.PHASES)
 from models import steps
 from models.hints import did_you_mean
 

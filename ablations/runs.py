@@ -6,6 +6,7 @@ wall_time.json (the wall-clock segments of every invocation that worked on it) a
 written atomically once the run has finished. A run is finished when metrics.json exists and
 identity.json equals the identity asked for; a run whose identity changed is never reused or
 resumed (--force retrains it). A folder is trained by one process at a time (ablations/lock.py).
+train.log (ablations/runlog.py) has everything printed while the run trained, across resumes.
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import yaml
 
+from ablations import distributed as D
 from ablations.atomic import write_atomic, write_json_atomic
 from ablations.config import Run
 from ablations.identity import identity_diff, run_identity
 from ablations.lock import RunLocked, exclusive
+from ablations.runlog import tee_output
 
 LOCK, CONFIG, IDENTITY, METRICS = ".lock", "config.yaml", "identity.json", "metrics.json"
 WALL = "wall_time.json"
@@ -112,11 +116,25 @@ def record_wall(folder: Path, segments: list) -> None:
     write_json_atomic({"segments": segments}, folder / WALL)
 
 
+def open_segment(folder: Path) -> None:
+    """Start a wall-clock segment (earlier ones closed; an open one ends at its last write)."""
+    record_wall(folder, wall_segments(folder) + [[time.time(), None]])
+
+
+def close_segment(folder: Path) -> list:
+    """End the open segment now; returns every segment."""
+    segments = (read_file(folder / WALL, json.loads)[0] or {}).get("segments", [])
+    segments = [list(s) for s in segments] or [[time.time(), None]]
+    segments[-1][1] = time.time()
+    record_wall(folder, segments)
+    return wall_segments(folder)
+
+
 # ----------------------------------------------------------------------------- the call sites
 # Tests replace these two with fast fakes (monkeypatch ablations.runs.run_training / measure_model).
 
 
-def run_training(cfg: dict, folder: Path, progress: bool = True) -> dict:
+def run_training(cfg: dict, folder: Path, progress: bool | str = True) -> dict:
     from ablations.train import run_training as train
 
     return train(cfg, folder, progress=progress)
@@ -196,54 +214,65 @@ def environment() -> dict:
 
 
 def execute(
-    run: Run, runs_dir: Path, force: bool = False, progress: bool = True, log=print
+    run: Run, runs_dir: Path, force: bool = False, progress: bool | str = True, log=print
 ) -> tuple[str, dict | None]:
     """Train one run unless finished. Returns (outcome, metrics): outcome is 'trained', 'skipped'
     (finished before), 'locked' (another process has it) or 'changed' (its identity differs; needs
-    --force). Exceptions from training propagate; metrics.json is then not written."""
+    --force). Exceptions from training propagate; metrics.json is then not written.
+
+    Under torchrun every rank calls this with the same run: rank 0 alone takes the lock, decides,
+    writes files and copies its output to <run>/train.log; the other ranks get its decision and
+    train with it. An error on any rank is raised on every rank (distributed.agreed)."""
+    folder = run_dir(runs_dir, run)
+    with ExitStack() as held:  # rank 0's lock and log stay held until the run is done
+        outcome, metrics = D.main_only(claim, held, run, runs_dir, force, log)
+        if outcome != "train":
+            return outcome, metrics
+        set_threads(run.config)
+        result = D.agreed(run_training, run.config, folder, progress=progress)
+        return "trained", D.main_only(write_metrics, run, folder, result)
+
+
+def claim(held: ExitStack, run: Run, runs_dir: Path, force: bool, log=print) -> tuple[str, dict | None]:
+    """Take the run's lock (kept on `held`) and decide: ('train', None), ('skipped', metrics),
+    ('changed', None) or ('locked', None). Clears the folder for --force, writes config.yaml and
+    identity.json, and opens a wall-clock segment."""
     folder = run_dir(runs_dir, run)
     ident = run_identity(run.config)
     try:
-        with exclusive(folder / LOCK, holder="another process training it"):
-            state, reasons = status(folder, run.config, ident, log)
-            if state == "done" and not force:
-                log(f"[skip] {run.name}: finished (metrics.json); --force retrains it")
-                return "skipped", read_metrics(folder)
-            if state == "changed" and not force:
-                more = f"; and {len(reasons) - 8} more" if len(reasons) > 8 else ""
-                log(
-                    f"[changed] {run.name}: this folder trained something else "
-                    f"({'; '.join(reasons[:8])}{more}). It is neither reused nor resumed: pass --force "
-                    "to retrain it here, or --runs-dir to train elsewhere."
-                )
-                return "changed", None
-            if force and state != "new":
-                clear(folder)
-            elif state == "partial":
-                log(f"[resume] {run.name}: unfinished, resuming from its checkpoints")
-            return "trained", train_and_record(run, folder, ident, progress, log)
+        held.enter_context(exclusive(folder / LOCK, holder="another process training it"))
     except RunLocked:
         log(f"[busy] {run.name}: being trained by another process; skipped")
         return "locked", None
-
-
-def train_and_record(run: Run, folder: Path, ident: dict, progress: bool, log) -> dict:
-    """Train (or resume) the run in folder, then write its metrics.json."""
+    state, reasons = status(folder, run.config, ident, log)
+    if state == "done" and not force:
+        log(f"[skip] {run.name}: finished (metrics.json); --force retrains it")
+        return "skipped", read_metrics(folder)
+    if state == "changed" and not force:
+        more = f"; and {len(reasons) - 8} more" if len(reasons) > 8 else ""
+        log(
+            f"[changed] {run.name}: this folder trained something else ({'; '.join(reasons[:8])}{more}). "
+            "It is neither reused nor resumed: pass --force to retrain it here, or --runs-dir to train "
+            "elsewhere."
+        )
+        return "changed", None
+    if force and state != "new":
+        clear(folder)
+    open_segment(folder)  # before this invocation writes: a killed segment ends at its own last write
+    held.enter_context(tee_output(folder))
+    if state == "partial" and not force:
+        log(f"[resume] {run.name}: unfinished, resuming from its checkpoints")
     write_atomic(folder / CONFIG, yaml.safe_dump(run.config, sort_keys=False))
     write_json_atomic(ident, folder / IDENTITY)
-    segments = wall_segments(folder) + [[time.time(), None]]
-    record_wall(folder, segments)
     log(f"[train] {run.name}")
-    set_threads(run.config)
-    try:
-        result = run_training(run.config, folder, progress=progress)
-        stats = measure_model(run.config)
-    finally:
-        segments[-1][1] = time.time()
-        try:
-            record_wall(folder, segments)
-        except OSError:  # e.g. the disk that just failed the run; the segment closes on the next run
-            pass
+    return "train", None
+
+
+def write_metrics(run: Run, folder: Path, result: dict) -> dict:
+    """Measure the model and write metrics.json (atomically): the run is finished. wall_time_s
+    sums every invocation that worked on the run (wall_time.json)."""
+    stats = measure_model(run.config)
+    segments = close_segment(folder)
     metrics = {
         "run": run.meta,
         "top1": result.get("top1"),
