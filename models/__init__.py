@@ -7,7 +7,7 @@ model = models.build("cpu-xs", step="c", modality="video", num_classes=10)
 """
 
 from .config import BlockSpec, ModelConfig, PoolSpec, resolve_blocks
-from .convert import from_timm, load_pretrained
+from .convert import from_timm, load_mae_pretrained, load_pretrained
 from .hvit import HierarchicalViT
 from .steps import SIZES, load_rows, model_config, steps
 
@@ -25,6 +25,7 @@ __all__ = [
     "SIZES",
     "build",
     "from_timm",
+    "load_mae_pretrained",
     "load_pretrained",
     "load_rows",
     "model_config",
