@@ -7,6 +7,7 @@ import torch
 import models
 from models.config import PoolSpec
 from models.layers import pool_tokens
+from models.summary import count_macs, count_params
 
 
 def test_conv_weights_use_official_trunc_normal_init():
@@ -56,3 +57,27 @@ def test_rows_a_to_c_zero_pad_their_max_pools_and_keep_a_flag_for_minus_inf(step
         assert not any(p.zero_pad for b in specs for p in (b.q_pool, b.kv_pool, b.skip_pool) if p)
     with pytest.raises(ValueError, match="unit_pool_pad"):
         models.build("cpu-s", step=step, unit_pool_pad="ones")
+
+
+def test_row_a_mac_change_is_mostly_the_convention_switch():
+    """Issue #11, item 9: MViTv2-L 43.7 GMACs; with Hiera's conventions 41.8; row a 41.6."""
+    assert models.hiera_conventions() == {"expand": "attn", "head_order": "mean_norm"}
+    with torch.device("meta"):  # shapes only: fast
+        gmacs = [
+            count_macs(models.build("L", step=step, **over)) / 1e9
+            for step, over in (("mvitv2", {}), ("mvitv2", models.hiera_conventions()), ("a", {}))
+        ]
+    assert [round(g, 1) for g in gmacs] == [43.7, 41.8, 41.6]
+    assert gmacs[0] - gmacs[1] > 5 * (gmacs[1] - gmacs[2])
+
+
+def test_model_summary_reports_the_conventions_model_for_row_mvitv2():
+    from ablations import config as C
+    from analysis.model_stats import model_summary
+
+    runs = {r.entry: r.config for r in C.resolve(C.Selection(table="table1", preset="tiny"))}
+    s = model_summary(runs["mvitv2"])
+    conv = models.build("cpu-xs", step="mvitv2", num_classes=10, **models.hiera_conventions())
+    assert s["macs_hiera_conventions"] == count_macs(conv)
+    assert s["params_hiera_conventions"] == count_params(conv)
+    assert "macs_hiera_conventions" not in model_summary(runs["a"])
