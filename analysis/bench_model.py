@@ -119,8 +119,8 @@ def main(argv=None):
                 speed = max(measure(m, (3, *m.cfg.input_size), args, b) for _ in range(args.rounds))
                 base.setdefault(b, speed)
                 cells += [f"{speed:.2f}", f"{speed / base[b]:.2f}x"]
-            paper = paper_speedup(step, modality) if label == step else float("nan")
-            print("| " + " | ".join([*cells, f"{paper:.2f}x"]) + " |")
+            paper = f"{paper_speedup(step, modality):.2f}x" if label == step else "–"
+            print("| " + " | ".join([*cells, paper]) + " |")
             del m
 
 

@@ -43,6 +43,7 @@ def test_bench_model_table1_both_backends_and_conventions_line(capsys):
     lines = [ln for ln in out.splitlines() if ln.startswith("| ") and "GMACs" not in ln]
     rows = [ln.split(" | ")[0].lstrip("| ") for ln in lines]
     assert rows == ["mvitv2", "mvitv2 with Hiera conventions", "a", "b", "c", "d", "e", "f"]
+    assert lines[1].endswith("x | – |") and lines[-1].endswith("x | 2.42x |")
 
 
 def test_bench_mae_video_uses_the_k400_decoder_and_times_fwd_bwd(capsys):
