@@ -5,6 +5,7 @@ All key conversion lives here (`convert_state_dict`); the model itself knows no 
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -151,7 +152,7 @@ def convert_mae_state_dict(state_dict: dict, mae: nn.Module) -> dict:
                 new = f"encoder_norm.{k.removeprefix('norm.')}"
         out[new] = v
     pos = out.get("decoder.pos_embed")
-    if pos is not None and pos.dim() == 3:
+    if pos is not None and pos.dim() == 3 and pos.shape[1] == mae.num_units * math.prod(mae.last_unit):
         out["decoder.pos_embed"] = to_unit_major(pos, mae.mask_shape, mae.last_unit).reshape(pos.shape)
     if mae.target == "pixel" and len(mae.pred_patch) == 2:
         C, (ph, pw) = mae.in_chans, mae.pred_patch

@@ -126,3 +126,7 @@ def test_mae_checkpoint_mismatch_names_the_keys():
     src["decoder_extra"] = torch.zeros(1)
     with pytest.raises(KeyError, match=r"decoder\.norm\.weight[\s\S]*decoder_extra"):
         models.load_mae_pretrained(make("image"), src)
+    other = official_state_dict(make("image"))["model_state"]
+    other["decoder_pos_embed"] = torch.zeros(1, 3, 32)  # another input size
+    with pytest.raises(KeyError, match=r"shape mismatch: \['decoder.pos_embed: checkpoint \(1, 3, 32\)"):
+        models.load_mae_pretrained(make("image"), other)
