@@ -136,7 +136,7 @@ def convert_mae_state_dict(state_dict: dict, mae: nn.Module) -> dict:
     image ``decoder_pred`` emits each patch as (C, ph, pw) (``get_pixel_label_2d``; ours and the
     video target: (ph, pw, C)).
     """
-    from .mae_decoder import to_unit_major  # local import: mae_decoder imports timm blocks
+    from .layers import raster_to_units  # local import: layers imports the model config
 
     sd = convert_state_dict(state_dict)  # unwraps, and renames the encoder's keys (encoder_norm -> norm)
     if any(k.startswith("encoder.") for k in sd):
@@ -153,7 +153,8 @@ def convert_mae_state_dict(state_dict: dict, mae: nn.Module) -> dict:
         out[new] = v
     pos = out.get("decoder.pos_embed")
     if pos is not None and pos.dim() == 3 and pos.shape[1] == mae.num_units * math.prod(mae.last_unit):
-        out["decoder.pos_embed"] = to_unit_major(pos, mae.mask_shape, mae.last_unit).reshape(pos.shape)
+        grid = tuple(m * u for m, u in zip(mae.mask_shape, mae.last_unit))
+        out["decoder.pos_embed"] = raster_to_units(pos, grid, mae.last_unit)
     if mae.target == "pixel" and len(mae.pred_patch) == 2:
         C, (ph, pw) = mae.in_chans, mae.pred_patch
         for name in ("decoder.pred.weight", "decoder.pred.bias"):

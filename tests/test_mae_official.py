@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import models
+from models.layers import units_to_raster
 from models.mae import build_mae
-from models.mae_decoder import from_unit_major
 
 
 # ---- the official code's label functions, as written in hiera_mae.py (mask: True = masked) ----
@@ -44,7 +44,7 @@ def make(modality, seed=0):
 
 def raster_tokens(mae, t):
     """(B, U, P, D) unit-major -> (B, N, D) raster over the prediction grid, as the official code."""
-    return from_unit_major(t, mae.mask_shape, mae.last_unit)
+    return units_to_raster(t, mae.mask_shape, mae.last_unit)
 
 
 def image_row_order(mae):
