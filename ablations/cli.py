@@ -19,7 +19,9 @@ from pathlib import Path
 import yaml
 
 from ablations import config as C
+from ablations import launch
 from ablations import runs as R
+from ablations.interrupt import exit_code
 
 EPILOG = (
     "Rows: ablations/rows.yaml. Presets: ablations/presets/. Tables: ablations/tables/. --list shows all."
@@ -56,6 +58,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--report", action="store_true", help="only regenerate runs/report/ from finished runs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    launch.add_arguments(p)
     return p
 
 
@@ -73,6 +76,15 @@ def selection(args) -> C.Selection:
         table=table, step=args.step, mode=args.mode, modality=args.modality, preset=args.preset,
         sets=C.parse_sets(args.sets), seeds=args.seeds,
     )  # fmt: skip
+
+
+def only(runs: list[C.Run], name: str) -> list[C.Run]:
+    """--only: the one run of the selection with this folder name."""
+    picked = [r for r in runs if r.name == name.strip("/")]
+    if not picked:
+        names = ", ".join(r.name for r in runs)
+        raise C.ConfigError(f"--only {name!r} is not in this selection. Its runs: {names}")
+    return picked
 
 
 def show_list() -> str:
@@ -150,9 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"report written to {write_report(args.runs_dir)}")
         return 0
     try:
+        launch.check(args)
         sel = selection(args)
         runs = C.resolve(sel)
-        if not (args.dry_run or args.bench):
+        if args.only:
+            runs = only(runs, args.only)
+        if not (args.dry_run or args.bench or args.status):
             for run in runs:
                 C.check_data_root(run.config)
     except C.ConfigError as e:
@@ -164,6 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.bench:
         print(bench(runs))
         return 0
+    if args.status:
+        from ablations.status import status_text
+
+        print(status_text(runs, args.runs_dir))
+        return 0
+    if args.launcher:
+        return launch.launch(args, sel, runs, sys.argv[1:] if argv is None else argv)
 
     outcomes = {}
     for i, run in enumerate(runs, 1):
@@ -173,12 +195,14 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt as e:
             where = f" ({e})" if str(e) else ""
             print(f"\n[interrupted] {run.name}{where}. Rerun the same command to resume.", flush=True)
-            return 130
+            return exit_code(e)
         except Exception as e:  # one failed run does not stop the others; its folder stays resumable
             traceback.print_exc()
             print(f"[failed] {run.name}: {type(e).__name__}: {e} (rerun the same command to resume)")
             outcomes[run.name] = "failed"
 
+    if args.only:  # one run of a cluster job: the submitting command (--wait) or --report writes the report
+        return 1 if "failed" in outcomes.values() or "changed" in outcomes.values() else 0
     from analysis.report import write_report
 
     report = write_report(args.runs_dir)

@@ -3,12 +3,11 @@
 Each holds config.yaml (the resolved config), the engine's <phase>/ folders (logs, resumable
 checkpoints) and metrics.json, written atomically once the run has finished. A run is finished
 when metrics.json exists and config.yaml equals the config asked for; a folder is trained by one
-process at a time (an flock on its .lock file).
+process at a time (its .lock: an flock plus a holder record, see ablations/lockfile.py).
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import platform
@@ -16,37 +15,19 @@ import shutil
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
 from ablations.config import Run, comparable, flat_keys, get_dotted
+from ablations.lockfile import LOCK, RunLocked, locked
 
-LOCK, CONFIG, METRICS = ".lock", "config.yaml", "metrics.json"
-
-
-class RunLocked(RuntimeError):
-    """Another process holds this run's lock."""
+CONFIG, METRICS = "config.yaml", "metrics.json"
+JOBS = "slurm"  # cluster jobs' records and stdout/stderr (ablations/launch), kept by --force
 
 
 def run_dir(runs_dir: Path, run: Run) -> Path:
     return Path(runs_dir) / run.name
-
-
-@contextmanager
-def locked(folder: Path):
-    """Hold an exclusive, non-blocking flock on folder/.lock; RunLocked if another process has it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK, "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLocked(f"{folder} is being trained by another process") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def write_atomic(path: Path, text: str | bytes) -> None:
@@ -102,9 +83,9 @@ def status(runs_dir: Path, run: Run) -> str:
 
 
 def clear(folder: Path) -> None:
-    """Delete everything in a run folder but its lock (for --force)."""
+    """Delete everything in a run folder but its lock and cluster job logs (for --force)."""
     for p in folder.iterdir():
-        if p.name == LOCK:
+        if p.name in (LOCK, JOBS):
             continue
         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
@@ -200,7 +181,7 @@ def execute(
     Exceptions from training propagate; metrics.json is then not written."""
     folder = run_dir(runs_dir, run)
     try:
-        with locked(folder):
+        with locked(folder, log):
             state = status(runs_dir, run)
             if state == "done" and not force:
                 log(f"[skip] {run.name}: finished (metrics.json); --force retrains it")
@@ -240,6 +221,6 @@ def execute(
             }
             write_atomic(folder / METRICS, json.dumps(metrics, indent=1, sort_keys=True, default=str))
             return "trained", metrics
-    except RunLocked:
-        log(f"[busy] {run.name}: being trained by another process; skipped")
+    except RunLocked as e:
+        log(f"[busy] {run.name}: {e}; skipped")
         return "locked", None
