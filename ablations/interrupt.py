@@ -1,12 +1,15 @@
-"""Stop requests that keep finished work: Ctrl-C (SIGINT), and the signals a batch system sends
-before it preempts a job or its time runs out (SIGUSR1, asked for with sbatch --signal=USR1@90;
-SIGTERM). The first one lets the current optimizer update finish, the training loop then writes
-a checkpoint at that exact step and stops; a second one stops at once (the last checkpoint on
-disk still resumes, losing the steps since).
+"""Stopping that keeps finished work: Ctrl-C (SIGINT), SIGTERM, and SIGUSR1 (what Slurm/submitit
+send before a time limit or preemption). The first signal lets the current optimizer update
+finish; the training loop then writes a checkpoint at that exact step and raises `Stopped`. Under
+DDP the ranks agree on that step with one collective per update (`StopRequest.agreed`: a
+1-element all_reduce MAX of the local flag over the gloo control group, well under a millisecond),
+so a signal that reaches only one rank still stops every rank at the same step. A second SIGINT
+stops at once (the last checkpoint on disk still resumes, losing the steps since).
 
-ablate.py then exits with 128 + the signal number (`exit_code`): 130 for Ctrl-C, 138 for
-SIGUSR1, 143 for SIGTERM. A Slurm job (ablations/launch/job.py) requeues itself on 138; on 143
-Slurm itself requeues preempted jobs (or the job was cancelled)."""
+Exit codes of ablate.py (ablations.cli.main): INTERRUPTED_EXIT (130) after SIGINT;
+PREEMPTED_EXIT (75, sysexits' EX_TEMPFAIL: "try again later") after SIGTERM or SIGUSR1, which a
+batch-system wrapper turns into a requeue. Rerunning the same command resumes bit-identically.
+"""
 
 from __future__ import annotations
 
@@ -14,55 +17,80 @@ import signal
 import sys
 import threading
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGUSR1, signal.SIGTERM)
-# The signal behind the last stop request of this process (Stopped reports it).
-_received: signal.Signals | None = None
+import torch
+
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+PREEMPTED_EXIT = 75  # EX_TEMPFAIL: stopped for the batch system; requeue and rerun to resume
+# Handled signals, by priority: when ranks saw different ones, the preemption signals win.
+SIGNALS = {"SIGINT": 1, "SIGTERM": 2, "SIGUSR1": 3}
 
 
-class StopRequest:
-    """Context manager; `requested` turns True on the first stop signal while it is active.
-
-    Only installs its handlers in the main thread and when `enabled` (single-process runs: under
-    DDP every rank would have to stop at the same step, so multi-GPU runs keep the handlers they
-    had and resume from their last checkpoint). The handlers it replaced (Python's, or submitit's
-    requeue handler in a cluster job) come back on exit."""
-
-    def __init__(self, enabled: bool = True):
-        self.enabled, self.requested, self._prev = enabled, False, {}
-
-    def __enter__(self) -> StopRequest:
-        global _received
-        _received = None
-        if self.enabled and threading.current_thread() is threading.main_thread():
-            self._prev = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for s, prev in self._prev.items():
-            signal.signal(s, prev)
-        self._prev = {}
-
-    def _handle(self, signum, frame) -> None:
-        global _received
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested, _received = True, signal.Signals(signum)
-        what = "Ctrl-C" if signum == signal.SIGINT else _received.name
-        print(
-            f"\n{what}: finishing this step, then saving a checkpoint (again to stop at once)",
-            file=sys.stderr,
-            flush=True,
-        )
+def exit_code(signal_name: str) -> int:
+    return INTERRUPTED_EXIT if signal_name == "SIGINT" else PREEMPTED_EXIT
 
 
 class Stopped(KeyboardInterrupt):
-    """Raised by the training loop after it saved a checkpoint on request; `signal` is what asked."""
+    """Raised by the training loop after it saved a checkpoint on request. `signal` names the
+    signal that asked for it ("SIGINT", "SIGTERM" or "SIGUSR1")."""
 
-    def __init__(self, *args):
-        super().__init__(*args)
-        self.signal = _received or signal.SIGINT
+    def __init__(self, message: str = "", signal: str = "SIGINT"):
+        super().__init__(message)
+        self.signal = signal
 
 
-def exit_code(stop: KeyboardInterrupt) -> int:
-    """128 + the number of the signal that stopped the run (SIGINT for a plain KeyboardInterrupt)."""
-    return 128 + int(getattr(stop, "signal", signal.SIGINT))
+class StopRequest:
+    """Context manager; `signal` turns to the first handled signal's name while it is active.
+
+    Installs its handlers only in the main thread (Python delivers signals there) and puts the
+    previous ones back on exit. Nested use shares the outermost request: ablate.py holds one for
+    all its runs (a signal between phases or while metrics are written is not lost, and SIGUSR1's
+    default action, termination, never applies), and each training phase enters it again."""
+
+    _active: StopRequest | None = None  # the outermost request in force
+
+    def __init__(self, enabled: bool = True):
+        self.enabled, self.signal, self._prev = enabled, None, {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    def __enter__(self) -> StopRequest:
+        if StopRequest._active is not None:
+            return StopRequest._active
+        if self.enabled and threading.current_thread() is threading.main_thread():
+            for name in SIGNALS:
+                self._prev[name] = signal.signal(getattr(signal, name), self._handle)
+            StopRequest._active = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if StopRequest._active is not self:
+            return
+        for name, prev in self._prev.items():
+            signal.signal(getattr(signal, name), prev)
+        self._prev, StopRequest._active = {}, None
+
+    def _handle(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if name == "SIGINT" and self.signal == "SIGINT":
+            raise KeyboardInterrupt
+        if self.signal is None or SIGNALS[name] > SIGNALS[self.signal]:
+            self.signal = name
+        again = " (Ctrl-C again to stop at once)" if name == "SIGINT" else ""
+        print(f"\n{name}: finishing this step, then saving a checkpoint{again}", file=sys.stderr, flush=True)
+
+    def agreed(self) -> str | None:
+        """The signal any rank received (the highest-priority one), the same on every rank; None if
+        none did. A collective under DDP: every rank calls it at the same update."""
+        import torch.distributed as dist
+
+        from ablations.distributed import control_group, is_dist
+
+        if not is_dist():
+            return self.signal
+        code = torch.tensor([SIGNALS.get(self.signal, 0)], dtype=torch.int32)
+        dist.all_reduce(code, op=dist.ReduceOp.MAX, group=control_group())
+        names = {v: k for k, v in SIGNALS.items()}
+        self.signal = names.get(int(code.item()))
+        return self.signal

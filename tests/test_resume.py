@@ -52,16 +52,15 @@ class NoisyData(torch.utils.data.Dataset):
 
 PHASE = {
     "epochs": 3,
-    "batch_size": 8,
+    "batch_size": 16,  # global: 8 per step x 2 accumulation (runtime.max_batch_per_device)
     "lr": 5e-3,
     "weight_decay": 0.05,
     "betas": [0.9, 0.999],
     "warmup_epochs": 1,
     "min_lr": 1e-5,
     "clip_grad": 1.0,
-    "accum_iter": 2,
 }
-RUNTIME = {"device": "cpu", "amp": "none", "log_every": 2, "ckpt_every_steps": 4}
+RUNTIME = {"device": "cpu", "amp": "none", "log_every": 2, "ckpt_every_steps": 4, "max_batch_per_device": 8}
 
 
 class Interrupt(Exception):
