@@ -21,8 +21,8 @@ from pathlib import Path
 import yaml
 
 from ablations import config as C
-from ablations import launch
 from ablations import distributed as D
+from ablations import launch
 from ablations import runs as R
 from ablations.interrupt import INTERRUPTED_EXIT, Stopped, StopRequest, exit_code
 
