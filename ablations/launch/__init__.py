@@ -41,15 +41,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_time(text: str) -> int:
-    """Slurm time limit -> whole minutes (rounded up): MM, HH:MM:SS, D-HH, D-HH:MM[:SS]."""
+    """Slurm's time formats -> whole minutes (seconds round up): M, M:S, H:M:S, D-H, D-H:M, D-H:M:S."""
     m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
     if not m:
         raise ConfigError(f"--time {text!r}: use HH:MM:SS, D-HH:MM:SS or minutes, e.g. --time 72:00:00")
-    days, a, b, c = (int(x) if x else None for x in m.groups())
-    if days is None and b is None:  # plain minutes
-        return a
-    h, mi, s = (a, b or 0, c or 0) if days is None else (a, b or 0, c or 0)
-    return (days or 0) * 1440 + h * 60 + mi + (1 if s else 0)
+    days, fields = m[1], [int(x) for x in m.groups()[1:] if x is not None]
+    if days is not None:
+        h, mi, s = (fields + [0, 0])[:3]
+        return int(days) * 1440 + h * 60 + mi + (s > 0)
+    if len(fields) == 3:
+        return fields[0] * 60 + fields[1] + (fields[2] > 0)
+    return fields[0] + (len(fields) == 2 and fields[1] > 0)
 
 
 def parse_slurm_opts(opts: list[str]) -> dict:
