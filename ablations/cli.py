@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             if not (args.dry_run or args.bench or args.report or args.status):
                 for run in runs:
                     C.check_data_root(run.config)
+                    check_batches(run, D.env_world()[1])
         except C.ConfigError as e:
             print(f"ablate.py: error: {e}", file=sys.stderr)
             return 2
@@ -201,6 +202,19 @@ def main(argv: list[str] | None = None) -> int:
             return run_command(args, sel, runs)
         finally:
             D.shutdown()
+
+
+def check_batches(run: C.Run, world_size: int) -> None:
+    """Every phase's global batch splits over this launch's processes (before any work)."""
+    from ablations.batching import BatchPlanError, plan_batch
+
+    for phase in C.PHASES[run.config["mode"]]:
+        try:
+            plan_batch(
+                run.config[phase]["batch_size"], world_size, run.config["runtime"].get("max_batch_per_device")
+            )
+        except BatchPlanError as e:
+            raise C.ConfigError(f"{run.name}, {phase}: {e}") from None
 
 
 def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:

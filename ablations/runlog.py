@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,12 +37,19 @@ class _Tee:
 
 @contextmanager
 def tee_output(folder: Path):
-    """Copy sys.stdout and sys.stderr to folder/train.log (append) while the block runs."""
+    """Copy sys.stdout and sys.stderr to folder/train.log (append) while the block runs; an
+    exception leaving the block is written there too (the caller reports it on the terminal)."""
     with open(Path(folder) / LOG, "a", buffering=1) as f:
         f.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(sys.argv)}\n")
         out, err = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = _Tee(out, f), _Tee(err, f)
         try:
             yield
+        except KeyboardInterrupt as e:  # interrupt.Stopped included: a stop, not a crash
+            f.write(f"[stopped] {e} {getattr(e, 'signal', '')}\n")
+            raise
+        except BaseException as e:
+            f.write("".join(traceback.format_exception(e)))
+            raise
         finally:
             sys.stdout, sys.stderr = out, err
