@@ -119,7 +119,9 @@ def test_status_of_each_kind_of_run(tmp_path):
     jobs = folder["d"] / R.JOBS
     jobs.mkdir()
     (jobs / "job.json").write_text(json.dumps({"launcher": "local", "job_id": dead, "host": platform.node()}))
-    (jobs / f"{dead}_0_log.out").write_text("[train] x\n[failed] table1/d: ValueError: no batch (rerun)\n")
+    (jobs / f"{dead}_0_log.out").write_text(
+        "[train] x\n[failed] table1/d: ValueError: no batch (rerun the same command to resume)\n"
+    )
     lines = status_text(runs, tmp_path).splitlines()
 
     def state(row):
@@ -130,7 +132,7 @@ def test_status_of_each_kind_of_run(tmp_path):
         "running" in state("b") and "local job 77" in state("b") and "pretrain epoch 3 step 7" in state("b")
     )
     assert "stopped" in state("c") and "resumable" in state("c")
-    assert "failed" in state("d") and "local job " + dead + ": table1/d: ValueError: no batch" in state("d")
+    assert "failed" in state("d") and state("d").endswith(f"local job {dead}: ValueError: no batch")
     assert "not started" in state("mvitv2")
     assert (
         lines[-1] == "1 not started, 1 finished, 1 running, 1 stopped, 1 failed, 2 not started"

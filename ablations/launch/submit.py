@@ -127,7 +127,9 @@ def submit_runs(args, sel, runs, argv: list[str]) -> int:
             continue
         submitted[run.name] = job
         print(f"{head}: submitted {args.launcher} job {job.job_id} (logs: {folder / R.JOBS}/)", flush=True)
-    print(f"\n{len(submitted)} jobs submitted. Progress: {shlex.join(['ablate.py', *base[:-3], '--status'])}")
+    where = [] if Path(args.runs_dir) == Path("runs") else ["--runs-dir", str(args.runs_dir)]
+    hint = shlex.join(["ablate.py", *base[:-3], *where, "--status"])
+    print(f"\n{len(submitted)} jobs submitted. Progress: {hint}")
     if not args.wait:
         return 0
     return wait_and_report(args, sel, runs, submitted)
