@@ -94,39 +94,48 @@ def make_executor(args, folder: Path, name: str):
     return ex
 
 
+def needs_job(args, run, head: str) -> bool:
+    """Under the run's lock: whether to submit it (finished, changed or already queued/running runs
+    are not), clearing its folder first for --force. The lock is released before submitting: a
+    job that starts at once must find it free."""
+    folder = R.run_dir(args.runs_dir, run)
+    try:
+        with R.locked(folder):
+            state = R.status(args.runs_dir, run)
+            if state == "done" and not args.force:
+                print(f"{head}: finished (metrics.json); --force retrains it")
+                return False
+            if state == "changed" and not args.force:
+                diff = R.config_diff(comparable(R.read_config(folder)), comparable(run.config))
+                print(f"{head}: its config.yaml differs ({'; '.join(diff[:3])}); --force retrains it")
+                return False
+            job = active_job(folder)
+            if job:
+                print(f"{head}: already {job['state'].lower()} as {job['launcher']} job {job['job_id']}")
+                return False
+            if args.force and state != "new":
+                R.clear(folder)
+            return True
+    except R.RunLocked as e:
+        print(f"{head}: {e}; not submitted")
+        return False
+
+
 def submit_runs(args, sel, runs, argv: list[str]) -> int:
     base = job_argv(argv, args.runs_dir)
     submitted = {}
     for i, run in enumerate(runs, 1):
-        folder = R.run_dir(args.runs_dir, run)
         head = f"[{i}/{len(runs)}] {run.name}"
-        try:
-            with R.locked(folder):
-                state = R.status(args.runs_dir, run)
-                if state == "done" and not args.force:
-                    print(f"{head}: finished (metrics.json); --force retrains it")
-                    continue
-                if state == "changed" and not args.force:
-                    diff = R.config_diff(comparable(R.read_config(folder)), comparable(run.config))
-                    print(f"{head}: its config.yaml differs ({'; '.join(diff[:3])}); --force retrains it")
-                    continue
-                job = active_job(folder)
-                if job:
-                    print(f"{head}: already {job['state'].lower()} as {job['launcher']} job {job['job_id']}")
-                    continue
-                if args.force and state != "new":
-                    R.clear(folder)
-                ex = make_executor(args, folder / R.JOBS, name=f"ablate:{run.name}")
-                job = ex.submit(RunJob(base + ["--only", run.name]))
-                record = {"launcher": args.launcher, "job_id": str(job.job_id), "host": platform.node(),
-                          "tasks": args.nodes * tasks_per_node(args), "nodes": args.nodes,
-                          "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
-                R.write_atomic(folder / R.JOBS / "job.json", json.dumps(record, indent=1))
-        except R.RunLocked as e:
-            print(f"{head}: {e}; not submitted")
+        if not needs_job(args, run, head):
             continue
+        jobs = R.run_dir(args.runs_dir, run) / R.JOBS
+        job = make_executor(args, jobs, name=f"ablate:{run.name}").submit(RunJob(base + ["--only", run.name]))
+        record = {"launcher": args.launcher, "job_id": str(job.job_id), "host": platform.node(),
+                  "tasks": args.nodes * tasks_per_node(args), "nodes": args.nodes,
+                  "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+        R.write_atomic(jobs / "job.json", json.dumps(record, indent=1))
         submitted[run.name] = job
-        print(f"{head}: submitted {args.launcher} job {job.job_id} (logs: {folder / R.JOBS}/)", flush=True)
+        print(f"{head}: submitted {args.launcher} job {job.job_id} (logs: {jobs}/)", flush=True)
     where = [] if Path(args.runs_dir) == Path("runs") else ["--runs-dir", str(args.runs_dir)]
     hint = shlex.join(["ablate.py", *base[:-3], *where, "--status"])
     print(f"\n{len(submitted)} jobs submitted. Progress: {hint}")
