@@ -10,7 +10,7 @@
     not started  no folder yet
 
 A dead job is never "running": a lock record counts only while its holder is alive (see
-ablations/lockfile.py), and a job only while squeue lists it as queued or running.
+ablations/lock.py), and a job only while squeue lists it as queued or running.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import re
 from pathlib import Path
 
 from ablations import runs as R
-from ablations.lockfile import JOB_ALIVE, describe, holder_alive, read_record, slurm_job_state
+from ablations.identity import run_identity
+from ablations.lock import JOB_ALIVE, describe, holder_alive, read_record, slurm_job_state
 
 QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "CONFIGURING"}
 PHASES = ("pretrain", "finetune", "supervised")
@@ -100,15 +101,20 @@ def last_error(folder: Path, record: dict | None) -> str | None:
     return None
 
 
+def folder_state(runs_dir: Path, run) -> str:
+    """ablations.runs.status of the run's folder: 'new', 'changed', 'partial' or 'done'."""
+    return R.status(R.run_dir(runs_dir, run), run.config, run_identity(run.config), log=lambda *a: None)[0]
+
+
 def run_state(runs_dir: Path, run) -> tuple[str, str]:
     """(state, detail) of one run; states as in the module docstring."""
     folder = R.run_dir(runs_dir, run)
-    state = R.status(runs_dir, run)
+    state = folder_state(runs_dir, run)
     if state == "done":
         top1 = (R.read_metrics(folder) or {}).get("top1")
         return "finished", f"top-1 {top1:.1f}" if isinstance(top1, (int, float)) else "top-1 -"
-    record, holder = jobs_record(folder), read_record(folder)
-    if holder and holder_alive(holder, flock_free=False):
+    record, holder = jobs_record(folder), read_record(folder / R.LOCK)
+    if holder and holder_alive(holder, lock_free=False):
         return "running", f"{describe(holder)}: {progress(folder)}"
     job = active_job(folder, record)
     if job and job["state"] in QUEUED:

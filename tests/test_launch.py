@@ -10,14 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ablations import cli
 from ablations import runs as R
+from ablations.atomic import write_json_atomic
 from ablations.config import ConfigError
+from ablations.identity import run_identity
 from ablations.launch import parse_slurm_opts, parse_time
 from ablations.launch.submit import job_argv
-from ablations.lockfile import RunLocked, locked, read_record
+from ablations.lock import RunLocked, exclusive, read_record
 from ablations.status import status_text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,19 +84,19 @@ def test_lock_left_by_a_dead_process_is_taken_over(tmp_path):
     record = {"host": platform.node(), "pid": dead_pid(), "launcher": None, "job_id": None, "since": "t"}
     (tmp_path / ".lock").write_text(json.dumps(record))
     logged = []
-    with locked(tmp_path, logged.append):
-        assert read_record(tmp_path)["pid"] == os.getpid()
+    with exclusive(tmp_path / ".lock", log=logged.append):
+        assert read_record(tmp_path / ".lock")["pid"] == os.getpid()
     assert "[stale lock]" in logged[0] and f"pid {record['pid']}" in logged[0]
-    assert read_record(tmp_path) is None  # released: the record is emptied
+    assert read_record(tmp_path / ".lock") is None  # released: the record is emptied
 
 
 def test_lock_held_on_another_host_is_refused_with_the_fix(tmp_path):
     record = {"host": "other-node", "pid": 4242, "launcher": None, "job_id": None, "since": "t"}
     (tmp_path / ".lock").write_text(json.dumps(record))
     with pytest.raises(RunLocked, match=r"pid 4242 on other-node .*delete .*\.lock"):
-        with locked(tmp_path):
+        with exclusive(tmp_path / ".lock"):
             pass
-    assert read_record(tmp_path) == record  # left as it was
+    assert read_record(tmp_path / ".lock") == record  # left as it was
 
 
 def _folder(runs: Path) -> Path:
@@ -108,7 +109,7 @@ def test_status_of_each_kind_of_run(tmp_path):
     folder = {row: R.run_dir(tmp_path, r) for row, r in run.items()}
     for row in "abcd":
         folder[row].mkdir(parents=True)
-        R.write_atomic(folder[row] / R.CONFIG, yaml.safe_dump(run[row].config, sort_keys=False))
+        write_json_atomic(run_identity(run[row].config), folder[row] / R.IDENTITY)
     (folder["a"] / R.METRICS).write_text(json.dumps({"top1": 41.25}))
     me = {"host": platform.node(), "pid": os.getpid(), "launcher": "local", "job_id": "77", "since": "t"}
     (folder["b"] / ".lock").write_text(json.dumps(me))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import submitit
 
 from ablations.interrupt import INTERRUPTED_EXIT, PREEMPTED_EXIT
-from ablations.lockfile import slurm_job_state
+from ablations.lock import slurm_job_state
 
 
 class RunJob(submitit.helpers.Checkpointable):

@@ -8,7 +8,6 @@ Per run folder:
 
 from __future__ import annotations
 
-import json
 import platform
 import shlex
 import time
@@ -17,10 +16,12 @@ from pathlib import Path
 import submitit
 
 from ablations import runs as R
-from ablations.config import comparable
+from ablations.atomic import write_json_atomic
+from ablations.identity import run_identity
 from ablations.launch import parse_slurm_opts, parse_time, tasks_per_node
 from ablations.launch.job import RunJob
-from ablations.status import active_job, jobs_record, status_text
+from ablations.lock import RunLocked, exclusive
+from ablations.status import active_job, folder_state, jobs_record, status_text
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # the local launcher kills a job at its time limit: default a week
@@ -100,14 +101,14 @@ def needs_job(args, run, head: str) -> bool:
     job that starts at once must find it free."""
     folder = R.run_dir(args.runs_dir, run)
     try:
-        with R.locked(folder):
-            state = R.status(args.runs_dir, run)
+        with exclusive(folder / R.LOCK, holder="another process training it"):
+            state, reasons = R.status(folder, run.config, run_identity(run.config))
             if state == "done" and not args.force:
                 print(f"{head}: finished (metrics.json); --force retrains it")
                 return False
             if state == "changed" and not args.force:
-                diff = R.config_diff(comparable(R.read_config(folder)), comparable(run.config))
-                print(f"{head}: its config.yaml differs ({'; '.join(diff[:3])}); --force retrains it")
+                why = "; ".join(reasons[:3])
+                print(f"{head}: this folder trained something else ({why}); --force retrains it")
                 return False
             job = active_job(folder)
             if job:
@@ -116,7 +117,7 @@ def needs_job(args, run, head: str) -> bool:
             if args.force and state != "new":
                 R.clear(folder)
             return True
-    except R.RunLocked as e:
+    except RunLocked as e:
         print(f"{head}: {e}; not submitted")
         return False
 
@@ -133,7 +134,7 @@ def submit_runs(args, sel, runs, argv: list[str]) -> int:
         record = {"launcher": args.launcher, "job_id": str(job.job_id), "host": platform.node(),
                   "tasks": args.nodes * tasks_per_node(args), "nodes": args.nodes,
                   "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
-        R.write_atomic(jobs / "job.json", json.dumps(record, indent=1))
+        write_json_atomic(record, jobs / "job.json")
         submitted[run.name] = job
         print(f"{head}: submitted {args.launcher} job {job.job_id} (logs: {jobs}/)", flush=True)
     where = [] if Path(args.runs_dir) == Path("runs") else ["--runs-dir", str(args.runs_dir)]
@@ -154,7 +155,7 @@ def wait_and_report(args, sel, runs, submitted: dict, poll_s: float = 3.0) -> in
     from analysis.report import write_report
 
     report = write_report(args.runs_dir)
-    finished = [r for r in runs if R.status(args.runs_dir, r) == "done"]
+    finished = [r for r in runs if folder_state(args.runs_dir, r) == "done"]
     if finished:
         print_table(sel, runs, args.runs_dir)
     print(f"\n{len(finished)}/{len(runs)} runs finished. Report: {report}/{runs[0].variant}/")
