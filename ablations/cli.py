@@ -61,6 +61,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--bench", action="store_true", help="measure params, MACs and throughput only; no training"
     )
+    p.add_argument(
+        "--attn-backend", choices=["math", "auto", "both"], default=None,
+        help="--bench only: time attention as plain matmuls (math, default: the paper's protocol, no "
+        "FlashAttention), with PyTorch's fused kernel choice (auto), or both",
+    )  # fmt: skip
     p.add_argument("--report", action="store_true", help="only regenerate runs/report/ from finished runs")
     p.add_argument("--quiet", action="store_true", help="no progress bars: plain log lines, as in log files")
     launch.add_arguments(p)
@@ -130,27 +135,45 @@ def dry_run_text(runs: list[C.Run]) -> str:
     return "---\n".join(docs)
 
 
-def bench(runs: list[C.Run]) -> str:
+def bench(runs: list[C.Run], attn_backend: str = "math") -> str:
     """Params, MACs and throughput of each run's classifier on this machine (no training), with
-    speeds as ratios to the mvitv2 row beside the paper's Table 1 ratios (A100 fp16, size L)."""
+    speeds as ratios to the mvitv2 row beside the paper's Table 1 ratios (A100 fp16, size L).
+    attn_backend "both" times every run with the math and the auto attention backends. Row
+    mvitv2 is followed by "mvitv2 with Hiera conventions" (MACs only), the model between it and
+    row a, so row a's MAC change is not credited to the positions."""
     from analysis.collect import paper_numbers, paper_speedup
-    from analysis.tables import markdown, ratio, times
+    from analysis.tables import CONVENTIONS_LABEL, CONVENTIONS_NOTE, markdown, ratio, times
+    from analysis.throughput import ATTN_BACKENDS
 
+    backends = list(ATTN_BACKENDS) if attn_backend == "both" else [attn_backend]
     paper = paper_numbers()
-    rows, base = [], None
+    rows, base, conventions = [], {}, False
     for run in runs:
         R.set_threads(run.config)
-        stats = R.measure_model(run.config)
+        stats = {b: R.measure_model(run.config, attn_backend=b) for b in backends}
+        first = stats[backends[0]]
         step, modality = run.config["model"]["step"], run.config["model"]["modality"]
-        base = base or (stats["throughput"] if step == "mvitv2" else None)
-        rel, paper_rel = times(ratio(stats["throughput"], base)), times(paper_speedup(step, modality, paper))
-        speeds = ", ".join(f"{k} {v:.1f}" for k, v in stats["throughput_by_dtype"].items())
-        rows.append(
-            [run.name, f"{stats['params'] / 1e6:.3f}", f"{stats['macs'] / 1e6:.1f}", speeds, rel, paper_rel]
+        if step == "mvitv2":
+            base = {b: s["throughput"] for b, s in stats.items()}
+        rel = [times(ratio(s["throughput"], base.get(b))) for b, s in stats.items()]
+        tag = {b: f"{b}: " if len(backends) > 1 else "" for b in backends}
+        speeds = "; ".join(
+            tag[b] + ", ".join(f"{k} {v:.1f}" for k, v in s["throughput_by_dtype"].items())
+            for b, s in stats.items()
         )
-        print(f"[bench] {run.name}: {speeds} /s on {stats.get('bench_device', '?')}", flush=True)
-    head = ["run", "params (M)", "MMACs", "throughput (/s)", "x mvitv2", "paper x mvitv2 (L, A100 fp16)"]
-    return markdown(head, rows)
+        paper_rel = times(paper_speedup(step, modality, paper))
+        size = [f"{first['params'] / 1e6:.3f}", f"{first['macs'] / 1e6:.1f}"]
+        rows.append([run.name, *size, speeds, *rel, paper_rel])
+        if "macs_hiera_conventions" in first:
+            conventions = True
+            params, macs = first["params_hiera_conventions"], first["macs_hiera_conventions"]
+            size = [f"{params / 1e6:.3f}", f"{macs / 1e6:.1f}"]
+            rows.append([f"{CONVENTIONS_LABEL} ({run.name})", *size, *["–"] * (len(backends) + 2)])
+        print(f"[bench] {run.name}: {speeds} /s on {first.get('bench_device', '?')}", flush=True)
+    rel_head = ["x mvitv2"] if len(backends) == 1 else [f"x mvitv2 ({b})" for b in backends]
+    head = ["run", "params (M)", "MMACs", "throughput (/s)", *rel_head, "paper x mvitv2 (L, A100 fp16)"]
+    note = f"attention backend: {attn_backend} (math = the paper's protocol, no FlashAttention)\n\n"
+    return note + markdown(head, rows) + (CONVENTIONS_NOTE if conventions else "")
 
 
 def print_table(sel: C.Selection, runs: list[C.Run], runs_dir: Path) -> None:
@@ -199,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         sel, runs = None, []  # --report reads every finished run; it needs no selection
         try:
             launch.check(args)
+            if args.attn_backend is not None and not args.bench:
+                raise C.ConfigError("--attn-backend applies to --bench only; add --bench or drop it.")
             if not args.report:
                 sel = selection(args)
                 runs = C.resolve(sel)
@@ -253,7 +278,7 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
             return 2
         return 0
     if args.bench:
-        print(D.main_only(bench, runs))
+        print(D.main_only(bench, runs, args.attn_backend or "math"))
         return 0
     files_fingerprint.cache_clear()  # data files are fingerprinted afresh by every invocation
     outcomes = {}

@@ -28,7 +28,7 @@ PRESET_DIR = HERE / "presets"
 TABLE_DIR = HERE / "tables"
 
 MODALITIES = ("image", "video")
-PRESET_META_KEYS = ("preset", "image", "video")  # keys of a preset file that are not config
+PRESET_META_KEYS = ("preset", "image", "video", "coupled")  # keys of a preset file that are not config
 # Keys the selection flags own: setting them with --set would make a run's name lie.
 SELECTION_KEYS = {"mode": "--mode", "model.step": "--step", "model.modality": "--modality", "seed": "--seeds"}
 # Left out of run names (folder variants): how a run trains (identity.NEUTRAL_KEYS), and where its
@@ -279,8 +279,33 @@ def build_config(preset: str, modality: str, entry: dict, sets: dict, seed: int)
     check_sets(cfg, sets)
     deep_update(cfg, sets)
     cfg["mode"], cfg["model"]["step"], cfg["seed"] = entry["mode"], entry["step"], seed
-    deep_update(cfg, entry_changes(entry, cfg))
+    changes = entry_changes(entry, cfg)
+    deep_update(cfg, changes)
+    apply_coupled(cfg, load_preset(preset).get("coupled") or [], keep={*sets, *changes}, name=preset)
     return cfg
+
+
+def apply_coupled(cfg: dict, rules: list, keep=(), name: str = "preset") -> None:
+    """A preset's ``coupled:`` rules: settings the paper ties to other settings, e.g. the finetune
+    drop path that goes with a pretraining length (Table 14: "0.2 / 0.1 (L)" at 400 / 1600 epochs).
+    Each rule is ``{if: {dotted: value}, set: {dotted: value}}``; it applies when every ``if``
+    value matches the resolved config (after --set and the table entry). Keys in ``keep`` (what
+    --set or the entry chose explicitly) are left alone."""
+    for i, rule in enumerate(rules):
+        if set(rule) != {"if", "set"}:
+            raise ConfigError(f"{name}.yaml coupled[{i}]: give exactly 'if:' and 'set:', got {sorted(rule)}")
+        try:
+            match = all(get_dotted(cfg, k) == v for k, v in rule["if"].items())
+        except (KeyError, TypeError) as e:
+            raise ConfigError(f"{name}.yaml coupled[{i}]: unknown key {e} in 'if:'") from e
+        if match:
+            free = {k: v for k, v in rule["set"].items() if not any(_overlaps(k, e) for e in keep)}
+            deep_update(cfg, free, strict=True)
+
+
+def _overlaps(a: str, b: str) -> bool:
+    """Dotted keys a and b name the same value, or one holds the other (data.views, data.views.spatial)."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 
 def selected_table(sel: Selection) -> str:

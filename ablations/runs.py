@@ -141,8 +141,9 @@ def run_training(cfg: dict, folder: Path, progress: bool | str = True) -> dict:
     return train(cfg, folder, progress=progress)
 
 
-def measure_model(cfg: dict) -> dict:
-    """Params, MACs (one sample) and inference throughput of the run's classifier on this machine."""
+def measure_model(cfg: dict, attn_backend: str = "math") -> dict:
+    """Params, MACs (one sample) and inference throughput of the run's classifier on this machine;
+    attention timed with attn_backend ("math": the paper's protocol, or "auto": PyTorch's pick)."""
     import torch
 
     from analysis.model_stats import build_model, input_shape, model_summary
@@ -159,7 +160,7 @@ def measure_model(cfg: dict) -> dict:
     for dtype in default_dtypes(device):
         speeds[str(dtype).removeprefix("torch.")] = measure_throughput(
             model, shape, bench.get("batch_sizes", (1, 8, 32)), dtype, device,
-            warmup=bench.get("warmup", 3), iters=bench.get("iters", 10),
+            warmup=bench.get("warmup", 3), iters=bench.get("iters", 10), attn_backend=attn_backend,
         )  # fmt: skip
     out["throughput_by_dtype"] = speeds
     out["throughput"] = next(iter(speeds.values()))  # fp16 on GPU, fp32 on CPU

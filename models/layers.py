@@ -85,6 +85,11 @@ def pool_tokens(
     y = x.reshape(-1, *unit, C).movedim(-1, 1)
     if conv is not None:
         y = conv(y)
+    elif spec.zero_pad and any(spec.padding):
+        # Separate-and-pad as the paper describes it: each unit padded with zeros, so a border
+        # token pools to max(0, ...) (the "relu on every feature map" of row b).
+        y = F.pad(y, [p for p in reversed(spec.padding) for _ in (0, 1)])
+        y = _MAXPOOL[len(unit)](y, spec.kernel, spec.stride, 0)
     else:
         y = _MAXPOOL[len(unit)](y, spec.kernel, spec.stride, spec.padding)
     new_unit = tuple(y.shape[2:])

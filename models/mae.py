@@ -63,7 +63,8 @@ class MaskedAutoencoder(nn.Module):
         self.pred_patch = tuple(p // u for p, u in zip(encoder.unit_pixels, self.last_unit))
         self.hog_cell = min(hog_cell, *self.pred_patch[-2:])  # CPU sizes predict < 8px patches
         if target == "pixel":
-            out_dim = math.prod(self.pred_patch) * in_chans
+            # video: the first frame of each token only (official get_pixel_label_3d)
+            out_dim = math.prod(self.pred_patch[-2:]) * in_chans
         else:
             out_dim = in_chans * 9 * math.prod(p // self.hog_cell for p in self.pred_patch[-2:])
 
@@ -206,7 +207,13 @@ class MaskedAutoencoder(nn.Module):
         if self.norm_pix_loss:
             mean, std = patch_stats(x.float(), self.pred_patch)
             pred = pred * std + mean
-        rec = unpatchify(pred, self.pred_patch, tuple(x.shape[1:])).to(x.dtype)
+        if x.dim() == 5:  # one predicted frame per token stands for all of its frames
+            pt = self.pred_patch[0]
+            shape = (x.shape[1], x.shape[2] // pt, *x.shape[3:])
+            rec = unpatchify(pred, (1, *self.pred_patch[1:]), shape).repeat_interleave(pt, dim=2)
+        else:
+            rec = unpatchify(pred, self.pred_patch, tuple(x.shape[1:]))
+        rec = rec.to(x.dtype)
         vis = keep.view(x.shape[0], 1, *self.mask_shape)
         for d, n in enumerate(self.encoder.unit_pixels):
             vis = vis.repeat_interleave(n, dim=2 + d)

@@ -36,18 +36,34 @@ def unpatchify(x: torch.Tensor, patch: tuple[int, ...], shape: tuple[int, ...]) 
     return units_to_raster(x.reshape(x.shape[0], -1, C), grid, patch).view(x.shape[0], *S, C).movedim(-1, 1)
 
 
+def token_frames(imgs: torch.Tensor, patch: tuple[int, ...]) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """The pixels a token's target is made of, and their patch.
+
+    Images pass through. Video (B, C, T, H, W) keeps the first frame of each ``patch[0]``-frame
+    token, as the official ``get_pixel_label_3d`` (``imgs[:, :, ::patch_stride[0]]``): returns
+    (B, C, T / patch[0], H, W) and the patch (1, ph, pw).
+    """
+    if imgs.dim() != 5:
+        return imgs, tuple(patch)
+    return imgs[:, :, :: patch[0]], (1, *patch[1:])
+
+
 def patch_stats(imgs: torch.Tensor, patch: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-patch mean and std as used by MAE's norm_pix_loss (unbiased var, eps 1e-6): each (B, N, 1)."""
-    x = patchify(imgs, patch)
+    """Per-patch mean and std as used by MAE's norm_pix_loss (unbiased var, eps 1e-6): each (B, N, 1).
+
+    Video: over the pixels of the pixel target (the first frame of each token).
+    """
+    x = patchify(*token_frames(imgs, patch))
     return x.mean(-1, keepdim=True), (x.var(-1, keepdim=True) + 1e-6) ** 0.5
 
 
 def pixel_target(imgs: torch.Tensor, patch: tuple[int, ...], norm: bool = True) -> torch.Tensor:
-    """Pixel target (B, N, prod(patch) * C), normalised per patch when ``norm`` (MAE norm_pix_loss).
+    """Pixel target (B, N, D), normalised per patch when ``norm`` (MAE norm_pix_loss).
 
-    For video a patch spans all frames of its token (``patch[0]`` frames).
+    Images: D = prod(patch) * C. Video: the first frame of each token only, as the official
+    Hiera MAE (16x16x3 = 768 values per 2x16x16 token), flattened as (1, ph, pw, C).
     """
-    x = patchify(imgs, patch)
+    x = patchify(*token_frames(imgs, patch))
     if norm:
         mean, std = x.mean(-1, keepdim=True), (x.var(-1, keepdim=True) + 1e-6) ** 0.5
         x = (x - mean) / std
@@ -90,12 +106,11 @@ def hog_target(imgs: torch.Tensor, patch: tuple[int, ...], cell: int = 8, nbins:
     if ph % cell or pw % cell:
         raise ValueError(f"prediction patch {(ph, pw)} px is not divisible into {cell}x{cell} HOG cells")
     if imgs.dim() == 5:
-        B, C, T, H, W = imgs.shape
-        pt = patch[0]
-        frames = imgs[:, :, ::pt].transpose(1, 2).reshape(-1, C, H, W)  # (B * T/pt, C, H, W)
-        h = hog_cells(frames, cell, nbins).flatten(1, 2)  # (B * T', C*nbins, H/cell, W/cell)
+        first, _ = token_frames(imgs, patch)  # (B, C, T', H, W)
+        B, C, T, H, W = first.shape
+        h = hog_cells(first.transpose(1, 2).reshape(-1, C, H, W), cell, nbins).flatten(1, 2)
         # back to a (B, C*nbins, T', H/cell, W/cell) volume; one "cell" in time per token
-        h = h.reshape(B, T // pt, *h.shape[1:]).transpose(1, 2)
+        h = h.reshape(B, T, *h.shape[1:]).transpose(1, 2)
         return _flatten_cells(patchify(h, (1, ph // cell, pw // cell)), h.shape[1])
     h = hog_cells(imgs, cell, nbins).flatten(1, 2)  # (B, C*nbins, H/cell, W/cell)
     return _flatten_cells(patchify(h, (ph // cell, pw // cell)), h.shape[1])

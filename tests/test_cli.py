@@ -33,10 +33,13 @@ class FakeTrainer:
         return {"top1": top1, "top5": 90.0, "train_time_s": 1.5}
 
 
-def fake_measure(cfg):
-    speed = 100.0 + 10 * ROWS.index(cfg["model"]["step"])
+def fake_measure(cfg, attn_backend="math"):
+    speed = 100.0 + 10 * ROWS.index(cfg["model"]["step"]) + (5 if attn_backend == "auto" else 0)
     by_dtype = {"float32": speed}
-    return {"params": 123456, "macs": 7_000_000, "throughput": speed, "throughput_by_dtype": by_dtype}
+    out = {"params": 123456, "macs": 7_000_000, "throughput": speed, "throughput_by_dtype": by_dtype}
+    if cfg["model"]["step"] == "mvitv2":
+        out.update(params_hiera_conventions=120000, macs_hiera_conventions=6_500_000)
+    return out
 
 
 PLOTS = ("table1_accuracy", "table1_speed", "fig8", "acc_vs_speed")
@@ -226,7 +229,16 @@ def test_table_runs_every_row_and_bench(tmp_path, capsys, fake):
     assert ablate(tmp_path, "--table", "1", "--bench") == 0
     # ours 160 / 100 im/s; the paper 531.4 / 219.8 (Hiera-L vs MViTv2-L)
     row = "| table1/f/image/cpu/seed0 | 0.123 | 7.0 | float32 160.0 | 1.60x | 2.42x |"
+    out = capsys.readouterr().out
+    assert row in out and "attention backend: math" in out
+    # row a's MAC change: the convention switch gets its own line between mvitv2 and a
+    conventions = "| mvitv2 with Hiera conventions (table1/mvitv2/image/cpu/seed0) | 0.120 | 6.5 |"
+    assert conventions + " – | – | – |" in out
+    assert ablate(tmp_path, "--step", "f", "--bench", "--attn-backend", "both") == 0
+    row = "| table1/f/image/cpu/seed0 | 0.123 | 7.0 | math: float32 160.0; auto: float32 165.0 | – | – |"
     assert row in capsys.readouterr().out
+    assert ablate(tmp_path, "--step", "f", "--attn-backend", "auto") == 2
+    assert "--attn-backend applies to --bench only" in capsys.readouterr().err
     assert cli.main(["--report", "--runs-dir", str(tmp_path / "runs")]) == 0
 
 
