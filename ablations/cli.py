@@ -104,26 +104,11 @@ def dry_run_text(runs: list[C.Run]) -> str:
 
 
 def bench(runs: list[C.Run]) -> str:
-    """Params, MACs and throughput of each run's classifier on this machine (no training), with
-    speeds as ratios to the mvitv2 row beside the paper's Table 1 ratios (A100 fp16, size L)."""
-    from analysis.collect import paper_numbers, paper_speedup
-    from analysis.tables import markdown, ratio, times
+    """Params, MACs and throughput of each run's classifier on this machine (no training), timed
+    side by side (analysis.speed_table), beside the paper's Table 1 ratios (A100 fp16, size L)."""
+    from analysis.speed_table import bench_text
 
-    paper = paper_numbers()
-    rows, base = [], None
-    for run in runs:
-        R.set_threads(run.config)
-        stats = R.measure_model(run.config)
-        step, modality = run.config["model"]["step"], run.config["model"]["modality"]
-        base = base or (stats["throughput"] if step == "mvitv2" else None)
-        rel, paper_rel = times(ratio(stats["throughput"], base)), times(paper_speedup(step, modality, paper))
-        speeds = ", ".join(f"{k} {v:.1f}" for k, v in stats["throughput_by_dtype"].items())
-        rows.append(
-            [run.name, f"{stats['params'] / 1e6:.3f}", f"{stats['macs'] / 1e6:.1f}", speeds, rel, paper_rel]
-        )
-        print(f"[bench] {run.name}: {speeds} /s on {stats.get('bench_device', '?')}", flush=True)
-    head = ["run", "params (M)", "MMACs", "throughput (/s)", "x mvitv2", "paper x mvitv2 (L, A100 fp16)"]
-    return markdown(head, rows)
+    return bench_text({run.entry: run.config for run in runs})
 
 
 def print_table(sel: C.Selection, runs: list[C.Run], runs_dir: Path) -> None:

@@ -1,0 +1,147 @@
+"""Speeds of several models timed side by side: every model built once, then timed round-robin
+over several rounds in a rotating order, so each sees the same machine load and none always goes
+first. Each row's speed is its median over rounds; its ratio to the base row is the median of the
+per-round ratios (both timed within seconds of each other), with the min-max of those ratios over
+rounds as its spread. This is what Table 1's speed column, its plots and `ablate.py --bench` show;
+the per-run throughput in metrics.json is only a record (timed minutes apart).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from ablations.runs import device_name, set_threads, write_atomic
+from analysis.model_stats import build_model, input_shape
+from analysis.throughput import default_dtypes, measure_throughput
+
+ROUNDS = 5  # a preset's bench.rounds overrides it
+
+
+def time_side_by_side(
+    models: dict[str, torch.nn.Module], base: str | None = None, rounds: int = ROUNDS, **measure_kw
+) -> dict[str, dict]:
+    """{label: {"throughput": median samples/s, "per_round": [...], "ratio", "ratio_low",
+    "ratio_high"}} (ratios to `base`, NaN without one). Round r times the labels starting at
+    position r (rotated). measure_kw go to analysis.throughput.measure_throughput (batch_sizes,
+    dtype, device, warmup, iters, ...); input shapes are each model's own (C, *input_size)."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    labels = list(models)
+    per_round = {k: [] for k in labels}
+    for r in range(rounds):
+        for label in labels[r % len(labels) :] + labels[: r % len(labels)]:
+            m = models[label]
+            per_round[label].append(measure_throughput(m, input_shape(m), **measure_kw))
+    out = {}
+    for label in labels:
+        speeds = per_round[label]
+        ratios = [s / b for s, b in zip(speeds, per_round[base])] if base in per_round else [float("nan")]
+        out[label] = {
+            "throughput": statistics.median(speeds),
+            "per_round": speeds,
+            "ratio": statistics.median(ratios),
+            "ratio_low": min(ratios),
+            "ratio_high": max(ratios),
+        }
+    return out
+
+
+def bench_settings(cfg: dict) -> dict:
+    """The preset's bench settings and the device they run on (fp16 on GPU, fp32 on CPU)."""
+    bench = cfg.get("bench") or {}
+    cuda = torch.cuda.is_available() and cfg["runtime"]["device"] != "cpu"
+    device = torch.device("cuda" if cuda else "cpu")
+    return {
+        "batch_sizes": list(bench.get("batch_sizes", (1, 8, 32))),
+        "warmup": int(bench.get("warmup", 3)),
+        "iters": int(bench.get("iters", 10)),
+        "rounds": int(bench.get("rounds", ROUNDS)),
+        "dtype": str(default_dtypes(device)[0]).removeprefix("torch."),
+        "device": str(device),
+    }
+
+
+def table_speeds(configs: dict[str, dict], base: str = "mvitv2") -> dict:
+    """Side-by-side speeds of the classifiers of `configs` ({row: resolved run config}, all from
+    one preset), at the first config's bench settings. Returns {"settings", "device_name",
+    "threads", "date", "rows": {row: time_side_by_side's record}}."""
+    first = next(iter(configs.values()))
+    set_threads(first)
+    s = bench_settings(first)
+    models = {row: build_model(cfg) for row, cfg in configs.items()}
+    rows = time_side_by_side(
+        models, base, s["rounds"], batch_sizes=s["batch_sizes"], dtype=getattr(torch, s["dtype"]),
+        device=s["device"], warmup=s["warmup"], iters=s["iters"],
+    )  # fmt: skip
+    return {
+        "settings": s,
+        "device_name": device_name(s["device"]),
+        "threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "rows": rows,
+    }
+
+
+def cache_key(configs: dict[str, dict]) -> dict:
+    """What the timings depend on: each row's model and class count, and the bench settings."""
+    first = next(iter(configs.values()))
+    models = {
+        row: {"model": c["model"], "num_classes": c["data"]["num_classes"]} for row, c in configs.items()
+    }
+    settings = bench_settings(first)
+    threads = first["runtime"].get("threads")
+    return {
+        "models": models,
+        "settings": settings,
+        "device_name": device_name(settings["device"]),
+        "threads": threads,
+    }
+
+
+def cached_table_speeds(configs: dict[str, dict], path: Path, base: str = "mvitv2") -> dict:
+    """table_speeds, read from `path` (JSON) when it was measured for the same rows and settings;
+    otherwise measured now and written there atomically."""
+    key = json.loads(json.dumps(cache_key(configs)))
+    path = Path(path)
+    if path.exists():
+        try:
+            cached = json.loads(path.read_text())
+            if cached.get("key") == key:
+                return cached
+        except ValueError:
+            pass  # a damaged cache is measured again
+    speeds = {"key": key, **table_speeds(configs, base)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(speeds, indent=1, sort_keys=True))
+    return speeds
+
+
+def bench_text(configs: dict[str, dict]) -> str:
+    """`ablate.py --bench`: params, MACs and side-by-side speed of each entry's classifier
+    ({entry: config}; seeds share one), as Markdown with a line saying how it was timed."""
+    from analysis.collect import paper_speedup
+    from analysis.model_stats import model_summary
+    from analysis.tables import markdown, times, times_spread
+
+    speeds = table_speeds(configs)
+    s, rows = speeds["settings"], []
+    for entry, cfg in configs.items():
+        stats, side = model_summary(cfg), speeds["rows"][entry]
+        step, modality = cfg["model"]["step"], cfg["model"]["modality"]
+        rows.append([
+            entry, f"{stats['params'] / 1e6:.3f}", f"{stats['macs'] / 1e6:.1f}", f"{side['throughput']:.1f}",
+            times_spread(side["ratio"], side["ratio_low"], side["ratio_high"]),
+            times(paper_speedup(step, modality)),
+        ])  # fmt: skip
+    head = ["entry", "params (M)", "MMACs", "throughput (/s, median)", "x mvitv2 [min-max]",
+            "paper x mvitv2 (L, A100 fp16)"]  # fmt: skip
+    how = (
+        f"Timed side by side on {speeds['device_name']}: {s['rounds']} rounds, rotating order, {s['dtype']}, "
+        f"best of batch sizes {s['batch_sizes']}, {s['warmup']} warmup + {s['iters']} iterations.\n\n"
+    )
+    return how + markdown(head, rows)
