@@ -3,7 +3,9 @@
 
 import os
 import socket
+import time
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 from torch import nn
@@ -119,8 +121,19 @@ def _predict(rank, world, port, out):
         torch.distributed.destroy_process_group()
 
 
+def spawn_or_fail(fn, args, nprocs: int, timeout_s: float = 120.0) -> None:
+    """mp.spawn that fails the test (killing the workers) instead of hanging."""
+    ctx = mp.spawn(fn, args=args, nprocs=nprocs, join=False)
+    deadline = time.monotonic() + timeout_s
+    while not ctx.join(timeout=1.0):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail(f"{nprocs} gloo processes still running after {timeout_s} s")
+
+
 def test_predictions_are_in_dataset_order_for_any_world_size(tmp_path):
-    mp.spawn(_predict, args=(2, _free_port(), tmp_path / "two.pt"), nprocs=2)
+    spawn_or_fail(_predict, (2, _free_port(), tmp_path / "two.pt"), nprocs=2)
     _predict(0, 1, None, tmp_path / "one.pt")
     two, one = (torch.load(tmp_path / f, weights_only=True) for f in ("two.pt", "one.pt"))
     assert torch.equal(one["label"], _data(11).tensors[1]) and one["top5"].shape == (11, 3)
