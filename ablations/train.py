@@ -14,9 +14,10 @@ the phase's final metrics; predictions.npz the final model's per-sample val top-
 (ablations/predictions.py), written before done.json. A phase with done.json is never rerun, and an
 interrupted phase resumes from its checkpoint. encoder.pth (MAE encoder weights) is what the
 finetune phase starts from.
-Ctrl-C (single process) lets the update in flight finish, checkpoints that exact step and raises
-interrupt.Stopped; a second Ctrl-C stops at once (resume then redoes the steps since the last
-checkpoint).
+Ctrl-C, SIGTERM or SIGUSR1 (any process count: the ranks agree on the step) lets the update in
+flight finish, checkpoints that exact step and raises interrupt.Stopped; a second Ctrl-C stops at
+once (resume then redoes the steps since the last checkpoint). "step" in log.jsonl counts data steps
+of one process (per-device batches), so it depends on the split of the global batch.
 
 Resume is bit-exact on CPU with data.num_workers = 0 (same data order, RNG streams, optimizer and
 schedule position). With worker processes the data order is still exact but the augmentation
@@ -171,7 +172,8 @@ def run_phase(phase: str, cfg: dict, phase_dir: Path, dist: DistInfo, progress: 
         progress=progress,
     )
     if val_set is not None:  # every rank evaluates its shard; rank 0 writes the gathered file
-        pred = final_predictions(model, val_set, pc, cfg.get("runtime", {}), dist, multi_view)
+        bs = result["batch_per_device"]  # the loop's split of the global batch
+        pred = final_predictions(model, val_set, bs, cfg.get("runtime", {}), dist, multi_view)
     if dist.is_main:
         if val_set is not None:  # before done.json: a finished phase always has its predictions
             save_predictions(pred, phase_dir / PREDICTIONS)
@@ -185,16 +187,15 @@ def run_phase(phase: str, cfg: dict, phase_dir: Path, dist: DistInfo, progress: 
 
 
 def final_predictions(
-    model, val_set, phase_cfg: dict, runtime: dict, dist: DistInfo, multi_view: bool
+    model, val_set, batch_size: int, runtime: dict, dist: DistInfo, multi_view: bool
 ) -> dict:
     """Per-sample top-5 and labels of the trained classifier on the whole val set, in dataset
     order (engine.evaluate gathers the ranks' shards). Run after fit, so a phase resumed past its
     last epoch still gets them; costs one more validation pass."""
     amp_dtype = resolve_amp(runtime.get("amp", "bf16"), dist.device)[0]
-    loader = val_loader(val_set, int(phase_cfg["batch_size"]), dist)
-    return evaluate(model, loader, dist.device, amp_dtype, multi_view=multi_view, predictions=True)[
-        "predictions"
-    ]
+    loader = val_loader(val_set, batch_size, dist)
+    out = evaluate(model, loader, dist.device, amp_dtype, multi_view=multi_view, predictions=True)
+    return out["predictions"]
 
 
 def save_pretrain_figure(mae, cfg: dict, info: dict, path: Path, n: int = 8) -> None:
