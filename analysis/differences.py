@@ -99,5 +99,6 @@ NOTE = (
     "Δ top-1 in percentage points with a paired bootstrap 95% interval over the validation samples "
     "(same samples for both runs), widened by the between-seed spread when both have several seeds "
     "(method: analysis/stats.py). **n.d.** = not distinguishable: the interval contains 0. With one "
-    "seed the interval covers sample noise only, not training noise.\n"
+    "seed the interval covers sample noise only, not training noise. – = a side has no finished run "
+    "with predictions.npz (runs finished before it existed: retrain them with --force).\n"
 )
