@@ -12,6 +12,7 @@ python ablate.py --step f --set pretrain.epochs=20 --dry-run
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import traceback
@@ -23,11 +24,11 @@ import yaml
 from ablations import config as C
 from ablations import distributed as D
 from ablations import runs as R
+from ablations.errors import RunError
+from ablations.identity import files_fingerprint
 from ablations.interrupt import INTERRUPTED_EXIT, Stopped, StopRequest, exit_code
 
-EPILOG = (
-    "Rows: ablations/rows.yaml. Presets: ablations/presets/. Tables: ablations/tables/. --list shows all."
-)
+EPILOG = "Rows: models/rows.yaml. Presets: ablations/presets/. Tables: ablations/tables/. --list shows all."
 
 
 def parser() -> argparse.ArgumentParser:
@@ -48,8 +49,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--preset", default="cpu", help="cpu (default), tiny, gpu-cifar, in1k-b, in1k-l, k400-b, k400-l"
     )
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value (dotted key; value parsed as YAML); repeatable")  # fmt: skip
+    p.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override config values (dotted keys; values parsed as YAML): "
+                        "--set a=1 b=2, or --set a=1 --set b=2")  # fmt: skip
     p.add_argument("--seeds", type=int, default=1, help="repeat with N seeds; tables show mean ± std")
     p.add_argument("--runs-dir", default="runs", type=Path, help="where run folders go (default: runs/)")
     p.add_argument("--force", action="store_true", help="retrain runs that already finished")
@@ -80,9 +82,11 @@ def selection(args) -> C.Selection:
 
 
 def show_list() -> str:
-    rows = C.load_yaml(C.ROWS_FILE) if C.ROWS_FILE.exists() else {}
+    from models.steps import row_changes
+
+    rows = row_changes()
     paper = yaml.safe_load((Path(__file__).parent.parent / "analysis" / "paper_numbers.yaml").read_text())
-    lines = ["Rows (--step; ablations/rows.yaml, each = previous + one change):"]
+    lines = ["Rows (--step; models/rows.yaml, each = previous + one change):"]
     for row in C.list_rows():
         label = paper["table1"]["rows"].get(row, {}).get("label", "")
         changes = ", ".join(f"{k}={v}" for k, v in (rows.get(row) or {}).items())
@@ -136,6 +140,26 @@ def print_table(sel: C.Selection, runs: list[C.Run], runs_dir: Path) -> None:
     print(text)
 
 
+def check_data_once(runs: list[C.Run]) -> None:
+    """The data of every run checked before any training (each distinct data config once)."""
+    from ablations.data import check_data
+
+    seen = []
+    for run in runs:
+        if run.config["data"] not in seen:
+            seen.append(run.config["data"])
+            check_data(run.config["data"])
+
+
+def os_fix(e: OSError) -> str:
+    """What to do about an environment fault, in a few words."""
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return "Make the runs folder writable, or pass --runs-dir with a writable one."
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "Free some space (or pass --runs-dir on another disk), then rerun the same command to resume."
+    return "Fix that, then rerun the same command to resume."
+
+
 def main(argv: list[str] | None = None) -> int:
     """ablate.py's exit status: 0 all done, 1 a run failed or changed, 2 a bad command line or
     config (before any work), INTERRUPTED_EXIT (130) after Ctrl-C, PREEMPTED_EXIT (75) after
@@ -152,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                 sel = selection(args)
                 runs = C.resolve(sel)
             if not (args.dry_run or args.bench or args.report):
+                check_data_once(runs)
                 for run in runs:
-                    C.check_data_root(run.config)
                     check_batches(run, D.env_world()[1])
         except C.ConfigError as e:
             print(f"ablate.py: error: {e}", file=sys.stderr)
@@ -186,11 +210,16 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
     from analysis.report import write_report
 
     if args.report:
-        print(f"report written to {D.main_only(write_report, args.runs_dir)}")
+        try:
+            print(f"report written to {D.main_only(write_report, args.runs_dir)}")
+        except (OSError, D.RankFailed) as e:  # a missing, read-only or full runs folder
+            print(f"ablate.py: error: {e}", file=sys.stderr)
+            return 2
         return 0
     if args.bench:
         print(D.main_only(bench, runs))
         return 0
+    files_fingerprint.cache_clear()  # data files are fingerprinted afresh by every invocation
     outcomes = {}
     with StopRequest() as stop:  # training shares it; a signal between runs stops before the next
         for i, run in enumerate(runs, 1):
@@ -201,7 +230,11 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
             outcomes[run.name] = train_one(args, run)
             if isinstance(outcomes[run.name], int):  # stopped: the exit status
                 return outcomes[run.name]
-    report = D.main_only(write_report, args.runs_dir)
+    try:
+        report = D.main_only(write_report, args.runs_dir)
+    except (OSError, D.RankFailed) as e:
+        print(f"ablate.py: error: the runs are saved, but not the report: {e}", file=sys.stderr)
+        return 1
     D.main_only(print_table, sel, runs, args.runs_dir)
     counts = {k: list(outcomes.values()).count(k) for k in sorted(set(outcomes.values()))}
     print(f"\n{len(runs)} runs: {counts}. Report: {report}/{runs[0].variant}/")
@@ -220,6 +253,12 @@ def train_one(args, run: C.Run) -> str | int:
         where = f" ({e})" if str(e) else ""
         print(f"\n[interrupted] {run.name}{where}. Rerun the same command to resume.", flush=True)
         return INTERRUPTED_EXIT
+    except RunError as e:  # its message says what to do; the other runs go on
+        print(f"[failed] {run.name}: {e}", flush=True)
+        return "failed"
+    except OSError as e:  # read-only or full disk, a missing file: every later run would fail alike
+        print(f"[failed] {run.name}: {e}. {os_fix(e)}", flush=True)
+        return 1
     except Exception as e:  # one failed run does not stop the others; its folder stays resumable
         if not isinstance(e, D.RankFailed):  # the rank that failed shows the traceback
             traceback.print_exc()

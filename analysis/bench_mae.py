@@ -22,10 +22,9 @@ import statistics
 import time
 
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
 
 from models.mae import build_mae
+from models.summary import count_macs
 
 
 def _input(mae, batch: int, device: str) -> torch.Tensor:
@@ -55,13 +54,8 @@ def _step_fn(mae, x: torch.Tensor, optimizer: bool, amp: bool):
 
 
 def forward_gmacs(mae, x: torch.Tensor) -> float:
-    """Forward multiply-adds per sample (G), encoder + decoder; load-independent, unlike CPU time.
-
-    The MATH attention backend makes flop_counter see attention (it counts 0 for the CPU kernel).
-    """
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:
-        mae(x)
-    return fc.get_total_flops() / 2 / x.shape[0] / 1e9
+    """Forward multiply-adds per sample (G), encoder + decoder; load-independent, unlike CPU time."""
+    return count_macs(mae, x=x) / x.shape[0] / 1e9
 
 
 def time_interleaved(fns: dict, warmup: int, repeats: int, device: str) -> dict[str, float]:

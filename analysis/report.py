@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ablations.atomic import write_atomic
 from ablations.config import MODALITIES, list_rows
-from ablations.runs import write_atomic
 from analysis import differences, plots, speed_table, tables
 from analysis.collect import load_runs, paper_numbers
 
@@ -86,6 +86,11 @@ def write_report(runs_dir, out: Path | None = None, measure_speed: bool = True) 
     """measure_speed: time Table 1's rows side by side when no cached timing fits (else the
     cached ones only, falling back to the runs' own throughput)."""
     runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise FileNotFoundError(
+            f"{runs_dir} does not exist: nothing to report. Train runs first (python ablate.py --step f), "
+            "or pass --runs-dir with the folder that holds them."
+        )
     out = Path(out) if out else runs_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     df = load_runs(runs_dir)

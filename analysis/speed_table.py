@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from ablations.runs import device_name, set_threads, write_atomic
+from ablations.atomic import write_atomic
+from ablations.runs import device_name, set_threads
 from analysis.model_stats import build_model, input_shape
 from analysis.throughput import default_dtypes, measure_throughput
 

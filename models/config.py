@@ -3,7 +3,7 @@
 One frozen `ModelConfig` describes every model from MViTv2 to Hiera, images (2D) and video (3D).
 The Table 1 flags (position, pool, stride1_pools, overlap, attn_residual, kv, separate_and_pad)
 and the non-ablated conventions (expand, head_order, mua_lag) are plain fields; the named rows
-live in ablations/rows.yaml. `resolve_blocks(cfg)` is the only place that interprets them.
+live in models/rows.yaml. `resolve_blocks(cfg)` is the only place that interprets them.
 """
 
 from __future__ import annotations

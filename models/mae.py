@@ -20,7 +20,8 @@ import math
 import torch
 import torch.nn as nn
 
-from models.mae_decoder import LayerNorm, MAEDecoder, MultiScaleFusion, from_unit_major, to_unit_major
+from models.layers import raster_to_units, units_to_raster
+from models.mae_decoder import LayerNorm, MAEDecoder, MultiScaleFusion
 from models.targets import hog_target, patch_stats, pixel_target, unpatchify
 
 
@@ -119,7 +120,8 @@ class MaskedAutoencoder(nn.Module):
             t = pixel_target(x, self.pred_patch, norm=self.norm_pix_loss)
         else:
             t = hog_target(x, self.pred_patch, cell=self.hog_cell)
-        return to_unit_major(t, self.mask_shape, self.last_unit)
+        grid = tuple(m * u for m, u in zip(self.mask_shape, self.last_unit))
+        return raster_to_units(t, grid, self.last_unit).view(t.shape[0], self.num_units, -1, t.shape[-1])
 
     # ------------------------------------------------------------------ forward
     def forward_encoder(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -200,7 +202,7 @@ class MaskedAutoencoder(nn.Module):
         if self.target != "pixel":
             raise ValueError("reconstruct needs target='pixel' (a HOG prediction has no pixel space)")
         _, pred, _, keep = self(x, keep)
-        pred = from_unit_major(pred.float(), self.mask_shape, self.last_unit)  # (B, N, D)
+        pred = units_to_raster(pred.float(), self.mask_shape, self.last_unit)  # (B, N, D)
         if self.norm_pix_loss:
             mean, std = patch_stats(x.float(), self.pred_patch)
             pred = pred * std + mean

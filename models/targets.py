@@ -13,33 +13,27 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .layers import raster_to_units, units_to_raster
+
 
 def patchify(imgs: torch.Tensor, patch: tuple[int, ...]) -> torch.Tensor:
     """(B, C, *S) -> (B, prod(S / patch), prod(patch) * C), each patch flattened as (*patch, C).
 
-    Works for images (S = H, W) and video (S = T, H, W); patches in raster order.
+    Works for images (S = H, W) and video (S = T, H, W); patches in raster order. A patch is a
+    "unit" of the package's unit-major layout (models.layers.raster_to_units).
     """
     B, C, *S = imgs.shape
     if len(S) != len(patch) or any(s % p for s, p in zip(S, patch)):
         raise ValueError(f"input spatial shape {tuple(S)} is not divisible into patches {tuple(patch)}")
     grid = [s // p for s, p in zip(S, patch)]
-    nd = len(S)
-    # (B, C, g0, p0, g1, p1, ...) -> (B, g0, g1, ..., p0, p1, ..., C)
-    x = imgs.reshape(B, C, *[v for g, p in zip(grid, patch) for v in (g, p)])
-    perm = [0] + [2 + 2 * i for i in range(nd)] + [3 + 2 * i for i in range(nd)] + [1]
-    return x.permute(perm).reshape(B, math.prod(grid), math.prod(patch) * C)
+    return raster_to_units(imgs.movedim(1, -1), tuple(S), patch).reshape(B, math.prod(grid), -1)
 
 
 def unpatchify(x: torch.Tensor, patch: tuple[int, ...], shape: tuple[int, ...]) -> torch.Tensor:
     """Inverse of :func:`patchify`: (B, N, prod(patch) * C) -> (B, C, *S) with ``shape = (C, *S)``."""
     C, *S = shape
-    B = x.shape[0]
-    grid = [s // p for s, p in zip(S, patch)]
-    nd = len(S)
-    x = x.reshape(B, *grid, *patch, C)
-    # (B, g0.., p0.., C) -> (B, C, g0, p0, g1, p1, ...)
-    perm = [0, 1 + 2 * nd] + [v for i in range(nd) for v in (1 + i, 1 + nd + i)]
-    return x.permute(perm).reshape(B, C, *S)
+    grid = tuple(s // p for s, p in zip(S, patch))
+    return units_to_raster(x.reshape(x.shape[0], -1, C), grid, patch).view(x.shape[0], *S, C).movedim(-1, 1)
 
 
 def patch_stats(imgs: torch.Tensor, patch: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:

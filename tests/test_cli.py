@@ -170,22 +170,24 @@ def test_interrupted_run_resumes(tmp_path, capsys, monkeypatch, fake):
 
 
 def test_metrics_written_atomically(tmp_path, monkeypatch, fake):
-    def broken_replace(src, dst):
-        raise OSError("disk full")
+    from ablations import atomic
 
-    monkeypatch.setattr(R.os, "replace", broken_replace)
-    with pytest.raises(OSError):
-        R.write_atomic(tmp_path / "metrics.json", "{}")
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "replace", broken_replace)
+    with pytest.raises(atomic.WriteFailed, match=r"could not write .*metrics.json: No space left on device"):
+        atomic.write_atomic(tmp_path / "metrics.json", "{}")
     assert list(tmp_path.iterdir()) == []  # neither metrics.json nor a temporary file
 
 
 def test_changed_config_is_not_overwritten(tmp_path, capsys, fake):
     assert ablate(tmp_path, "--step", "a") == 0
     folder = tmp_path / "runs" / "table1/a/image/cpu/seed0"
-    cfg = yaml.safe_load((folder / "config.yaml").read_text())
-    preset_epochs = cfg["pretrain"]["epochs"]
-    cfg["pretrain"]["epochs"] = 999  # as if the preset had been edited since
-    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    ident = json.loads((folder / "identity.json").read_text())
+    preset_epochs = ident["config"]["pretrain"]["epochs"]
+    ident["config"]["pretrain"]["epochs"] = 999  # as if the preset had been edited since
+    (folder / "identity.json").write_text(json.dumps(ident))
     assert ablate(tmp_path, "--step", "a") == 1
     out = capsys.readouterr().out
     assert "[changed]" in out and f"pretrain.epochs: 999 -> {preset_epochs}" in out and "--force" in out
