@@ -136,44 +136,11 @@ def dry_run_text(runs: list[C.Run]) -> str:
 
 
 def bench(runs: list[C.Run], attn_backend: str = "math") -> str:
-    """Params, MACs and throughput of each run's classifier on this machine (no training), with
-    speeds as ratios to the mvitv2 row beside the paper's Table 1 ratios (A100 fp16, size L).
-    attn_backend "both" times every run with the math and the auto attention backends. Row
-    mvitv2 is followed by "mvitv2 with Hiera conventions" (MACs only), the model between it and
-    row a, so row a's MAC change is not credited to the positions."""
-    from analysis.collect import paper_numbers, paper_speedup
-    from analysis.tables import CONVENTIONS_LABEL, CONVENTIONS_NOTE, markdown, ratio, times
-    from analysis.throughput import ATTN_BACKENDS
+    """Params, MACs and throughput of each run's classifier on this machine (no training), timed
+    side by side (analysis.speed_table), beside the paper's Table 1 ratios (A100 fp16, size L)."""
+    from analysis.speed_table import bench_text
 
-    backends = list(ATTN_BACKENDS) if attn_backend == "both" else [attn_backend]
-    paper = paper_numbers()
-    rows, base, conventions = [], {}, False
-    for run in runs:
-        R.set_threads(run.config)
-        stats = {b: R.measure_model(run.config, attn_backend=b) for b in backends}
-        first = stats[backends[0]]
-        step, modality = run.config["model"]["step"], run.config["model"]["modality"]
-        if step == "mvitv2":
-            base = {b: s["throughput"] for b, s in stats.items()}
-        rel = [times(ratio(s["throughput"], base.get(b))) for b, s in stats.items()]
-        tag = {b: f"{b}: " if len(backends) > 1 else "" for b in backends}
-        speeds = "; ".join(
-            tag[b] + ", ".join(f"{k} {v:.1f}" for k, v in s["throughput_by_dtype"].items())
-            for b, s in stats.items()
-        )
-        paper_rel = times(paper_speedup(step, modality, paper))
-        size = [f"{first['params'] / 1e6:.3f}", f"{first['macs'] / 1e6:.1f}"]
-        rows.append([run.name, *size, speeds, *rel, paper_rel])
-        if "macs_hiera_conventions" in first:
-            conventions = True
-            params, macs = first["params_hiera_conventions"], first["macs_hiera_conventions"]
-            size = [f"{params / 1e6:.3f}", f"{macs / 1e6:.1f}"]
-            rows.append([f"{CONVENTIONS_LABEL} ({run.name})", *size, *["–"] * (len(backends) + 2)])
-        print(f"[bench] {run.name}: {speeds} /s on {first.get('bench_device', '?')}", flush=True)
-    rel_head = ["x mvitv2"] if len(backends) == 1 else [f"x mvitv2 ({b})" for b in backends]
-    head = ["run", "params (M)", "MMACs", "throughput (/s)", *rel_head, "paper x mvitv2 (L, A100 fp16)"]
-    note = f"attention backend: {attn_backend} (math = the paper's protocol, no FlashAttention)\n\n"
-    return note + markdown(head, rows) + (CONVENTIONS_NOTE if conventions else "")
+    return bench_text({run.entry: run.config for run in runs}, attn_backend)
 
 
 def print_table(sel: C.Selection, runs: list[C.Run], runs_dir: Path) -> None:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ablations.distributed import all_reduce_sum, any_rank, get_world_size
+from ablations.distributed import all_gather_object, all_reduce_sum, any_rank, get_world_size
 from ablations.optim import set_lr
 
 
@@ -169,15 +169,20 @@ def evaluate(
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
     multi_view: bool | None = None,
+    predictions: bool = False,
 ) -> dict:
     """Top-1/top-5 (percent) and cross-entropy, summed over ranks.
 
     multi_view: batches are (B, V, C, T, H, W); the softmax is averaged over the V views.
     None guesses from the shape (6-D input = views).
+    predictions: also return "predictions" = {"top5": (N, 5) int64 class indices, best first,
+    "label": (N,) int64}, numpy arrays in dataset-index order, gathered from every rank (each
+    rank's indices are its sampler's order), so they are the same for any world size.
     """
     model.eval()
     totals = torch.zeros(4, dtype=torch.float64, device=device)  # correct1, correct5, loss_sum, n
     autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+    tops, labels = [], []
     for x, y in loader:
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
@@ -195,11 +200,42 @@ def evaluate(
         totals[1] += (top == y[:, None]).any(-1).sum()
         totals[2] += F.nll_loss(probs.clamp_min(1e-12).log(), y, reduction="sum")
         totals[3] += y.numel()
+        if predictions:
+            tops.append(top.cpu())
+            labels.append(y.cpu())
     all_reduce_sum(totals)
     n = max(totals[3].item(), 1.0)
-    return {
+    out = {
         "top1": 100 * totals[0].item() / n,
         "top5": 100 * totals[1].item() / n,
         "val_loss": totals[2].item() / n,
         "val_samples": int(totals[3].item()),
+    }
+    if predictions:
+        out["predictions"] = gather_predictions(list(loader.sampler), tops, labels)
+    return out
+
+
+def gather_predictions(indices: list[int], tops: list[torch.Tensor], labels: list[torch.Tensor]) -> dict:
+    """Every rank's (dataset index, top-k, label), put in dataset-index order on every rank.
+
+    indices: this rank's dataset indices in the order its loader yielded them (the sampler's
+    order); tops: (b, k) per batch; labels: (b,) per batch.
+    """
+    k = tops[0].shape[1] if tops else 0
+    local = (
+        torch.as_tensor(indices, dtype=torch.int64),
+        torch.cat(tops) if tops else torch.zeros(0, k, dtype=torch.int64),
+        torch.cat(labels) if labels else torch.zeros(0, dtype=torch.int64),
+    )
+    if len(local[0]) != len(local[2]):
+        raise RuntimeError(f"the sampler gave {len(local[0])} indices but the loader {len(local[2])} samples")
+    parts = all_gather_object(local)
+    index = torch.cat([p[0] for p in parts])
+    order = index.argsort()
+    if not torch.equal(index[order], torch.arange(len(index))):
+        raise RuntimeError("validation shards overlap or leave samples out; use a non-padding sampler")
+    return {
+        "top5": torch.cat([p[1] for p in parts])[order].numpy(),
+        "label": torch.cat([p[2] for p in parts])[order].numpy(),
     }

@@ -198,24 +198,28 @@ def setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime,
         train_set, batch_size=bs, sampler=sampler, drop_last=True, num_workers=num_workers,
         pin_memory=pin, generator=loader_gen,
     )  # fmt: skip
-    val_loader = None
-    if val_set is not None:
-        val_sampler = ShardedSampler(len(val_set), dist.rank, dist.world_size, shuffle=False, pad=False)
-        val_loader = DataLoader(
-            val_set, batch_size=bs, sampler=val_sampler, num_workers=num_workers, pin_memory=pin
-        )
+    val = val_loader(val_set, bs, dist, num_workers) if val_set is not None else None
     net = model
     if dist.world_size > 1:
         net = DistributedDataParallel(model, device_ids=[dist.device.index] if pin else None)
     return Loop(
         model=model, net=net, optimizer=optimizer, scaler=scaler, sampler=sampler, loader=loader,
-        loader_gen=loader_gen, val_loader=val_loader, dist=dist, amp_dtype=amp_dtype,
+        loader_gen=loader_gen, val_loader=val, dist=dist, amp_dtype=amp_dtype,
         phase_cfg=phase_cfg, runtime=rt, phase_dir=phase_dir, phase=phase, seed=seed, epochs=epochs,
         global_batch=global_batch, batch_size=bs, accum_iter=accum_iter, steps_per_epoch=steps_per_epoch,
         updates_per_epoch=updates_per_epoch, base_lr=base_lr,
         warmup_updates=int(round(float(phase_cfg.get("warmup_epochs") or 0) * updates_per_epoch)),
         min_lr=float(phase_cfg.get("min_lr") or 0.0),
     )  # fmt: skip
+
+
+def val_loader(val_set, batch_size: int, dist: DistInfo, num_workers: int = 0) -> DataLoader:
+    """Sharded without padding (rank r takes samples r, r + world, ...): every sample counted once."""
+    sampler = ShardedSampler(len(val_set), dist.rank, dist.world_size, shuffle=False, pad=False)
+    pin = dist.device.type == "cuda"
+    return DataLoader(
+        val_set, batch_size=batch_size, sampler=sampler, num_workers=num_workers, pin_memory=pin
+    )
 
 
 def resume(loop: Loop) -> dict:

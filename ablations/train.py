@@ -3,15 +3,17 @@
     run_dir/
       pretrain/   checkpoint-last.pth  log.jsonl  encoder.pth  done.json     (mode mae)
                   reconstructions.png   (pixel target: input / masked / reconstruction)
-      finetune/   checkpoint-last.pth  log.jsonl  done.json                  (mode mae)
-      supervised/ checkpoint-last.pth  log.jsonl  done.json                  (mode supervised)
+      finetune/   checkpoint-last.pth  log.jsonl  predictions.npz  done.json (mode mae)
+      supervised/ checkpoint-last.pth  log.jsonl  predictions.npz  done.json (mode supervised)
 
 checkpoint-last.pth is rewritten (atomically) after every epoch and, with runtime.ckpt_every_steps
 = N, every N data steps inside an epoch (at accumulation boundaries). log.jsonl has one JSON object
 per line: step records {phase, epoch, step, loss, lr, throughput} and epoch records {phase, epoch,
 step, train_loss, lr, epoch_time_s, throughput, top1, top5, val_loss, val_samples}. done.json holds
-the phase's final metrics; a phase with done.json is never rerun, and an interrupted phase resumes
-from its checkpoint. encoder.pth (MAE encoder weights) is what the finetune phase starts from.
+the phase's final metrics; predictions.npz the final model's per-sample val top-5 and labels
+(ablations/predictions.py), written before done.json. A phase with done.json is never rerun, and an
+interrupted phase resumes from its checkpoint. encoder.pth (MAE encoder weights) is what the
+finetune phase starts from.
 Ctrl-C, SIGTERM or SIGUSR1 (any process count: the ranks agree on the step) lets the update in
 flight finish, checkpoints that exact step and raises interrupt.Stopped; a second Ctrl-C stops at
 once (resume then redoes the steps since the last checkpoint). "step" in log.jsonl counts data steps
@@ -36,7 +38,10 @@ import torch
 from ablations.atomic import save_torch_atomic, write_json_atomic
 from ablations.checkpoint import seed_everything
 from ablations.distributed import DistInfo, barrier, init_distributed
-from ablations.loop import CKPT, fit, resolve_amp  # noqa: F401  (fit, CKPT: the loop's public names)
+from ablations.engine import evaluate
+from ablations.loop import CKPT, fit, resolve_amp, val_loader  # noqa: F401  (fit, CKPT: the loop's public names)
+from ablations.predictions import FILE as PREDICTIONS
+from ablations.predictions import save_predictions
 
 # ---------------------------------------------------------------- factories (the real builders)
 
@@ -180,7 +185,12 @@ def run_phase(phase: str, cfg: dict, phase_dir: Path, dist: DistInfo, progress: 
         num_workers=cfg["data"].get("num_workers", 0),
         progress=progress,
     )
+    if val_set is not None:  # every rank evaluates its shard; rank 0 writes the gathered file
+        bs = result["batch_per_device"]  # the loop's split of the global batch
+        pred = final_predictions(model, val_set, bs, cfg.get("runtime", {}), dist, multi_view)
     if dist.is_main:
+        if val_set is not None:  # before done.json: a finished phase always has its predictions
+            save_predictions(pred, phase_dir / PREDICTIONS)
         if phase == "pretrain":  # before done.json: a finished pretrain phase always has its encoder
             save_torch_atomic(model.encoder_state_dict(), phase_dir / "encoder.pth")
             if hasattr(model, "reconstruct") and cfg.get("mae", {}).get("target") == "pixel":
@@ -188,6 +198,18 @@ def run_phase(phase: str, cfg: dict, phase_dir: Path, dist: DistInfo, progress: 
         write_json_atomic(result, done)
     barrier()
     return result
+
+
+def final_predictions(
+    model, val_set, batch_size: int, runtime: dict, dist: DistInfo, multi_view: bool
+) -> dict:
+    """Per-sample top-5 and labels of the trained classifier on the whole val set, in dataset
+    order (engine.evaluate gathers the ranks' shards). Run after fit, so a phase resumed past its
+    last epoch still gets them; costs one more validation pass."""
+    amp_dtype = resolve_amp(runtime.get("amp", "bf16"), dist.device)[0]
+    loader = val_loader(val_set, batch_size, dist)
+    out = evaluate(model, loader, dist.device, amp_dtype, multi_view=multi_view, predictions=True)
+    return out["predictions"]
 
 
 def save_pretrain_figure(mae, cfg: dict, info: dict, path: Path, n: int = 8) -> None:

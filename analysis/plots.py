@@ -57,11 +57,18 @@ def table1_accuracy(t1: pd.DataFrame, out: Path, title: str) -> list[Path]:
 
 
 def table1_speed(t1: pd.DataFrame, out: Path, title: str) -> list[Path]:
-    """Throughput relative to the mvitv2 row, ours vs the paper's (ratios are comparable)."""
+    """Throughput relative to the mvitv2 row, ours vs the paper's (ratios are comparable); error
+    bars: the min-max of the per-round ratios when the rows were timed side by side."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     x, w = np.arange(len(t1)), 0.38
     for ax, m in zip(axes, MODS):
-        ax.bar(x - w / 2, t1[f"{m}_speedup"].fillna(0), w, color=OURS, label="ours")
+        ours = t1[f"{m}_speedup"].fillna(0)
+        spread = np.stack(
+            [ours - t1[f"{m}_speedup_low"].fillna(ours), t1[f"{m}_speedup_high"].fillna(ours) - ours]
+        )
+        side = t1[f"{m}_speed_side_by_side"].any()
+        label = "ours (side by side, min-max over rounds)" if side else "ours (each run's own timing)"
+        ax.bar(x - w / 2, ours, w, yerr=spread, capsize=3, color=OURS, label=label)
         ax.bar(x + w / 2, t1[f"{m}_paper_speedup"].fillna(0), w, color=PAPER, label="paper (A100 fp16)")
         ax.axhline(1.0, color="black", lw=0.8)
         ax.set_xticks(x, t1["row"])
@@ -136,3 +143,30 @@ def acc_vs_speed(t1: pd.DataFrame, f8: pd.DataFrame, out: Path, title: str) -> l
     fig.suptitle(title)
     fig.tight_layout()
     return save(fig, out, "acc_vs_speed")
+
+
+def differences(frame: pd.DataFrame, out: Path, stem: str, title: str) -> list[Path]:
+    """Accuracy differences with their 95% intervals (analysis.differences), one panel per
+    modality; hollow markers where the interval contains 0 (not distinguishable)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, m in zip(axes, MODS):
+        part = frame[frame["modality"] == m].reset_index(drop=True)
+        x = np.arange(len(part))
+        ok = part["diff"].notna().to_numpy()
+        if ok.any():
+            d = part[ok]
+            err = np.stack([d["diff"] - d["low"], d["high"] - d["diff"]])
+            ax.errorbar(x[ok], d["diff"], yerr=err, fmt="none", ecolor=OURS, capsize=4)
+            sure = d["distinguishable"].astype(bool).to_numpy()
+            ax.plot(x[ok][sure], d["diff"][sure], "o", color=OURS, label="interval excludes 0")
+            ax.plot(x[ok][~sure], d["diff"][~sure], "o", mfc="white", color=OURS, label="contains 0 (n.d.)")
+            ax.legend(fontsize=8)
+        else:
+            _empty(ax, f"{m} paired")
+        ax.axhline(0.0, color="black", lw=0.8)
+        ax.set_xticks(x, part["comparison"], rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("Δ top-1 (points), 95% CI")
+        ax.set_title(m)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, out, stem)

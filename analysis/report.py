@@ -4,14 +4,20 @@ Every file is replaced atomically, so two invocations writing the report at once
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 
 from ablations.atomic import write_atomic
-from analysis import plots, tables
+from ablations.config import MODALITIES, list_rows
+from analysis import differences, plots, speed_table, tables
 from analysis.collect import load_runs, paper_numbers
 
+DIFF_TITLES = {
+    "table1": "\n## Is each change more than noise? Each row minus the row before\n\n",
+    "fig8": "\n## MAE minus supervised from scratch, same row\n\n",
+}
 TITLES = {
     "table1": "Table 1: simplifying MViTv2 into Hiera (MAE from row a on)",
     "table3": "Table 3: MAE ablations on row f (Hiera); * = default",
@@ -20,11 +26,11 @@ TITLES = {
 
 
 def build_tables(
-    df: pd.DataFrame, variant: str, paper: dict | None = None
+    df: pd.DataFrame, variant: str, paper: dict | None = None, speeds: dict | None = None
 ) -> dict[str, tuple[pd.DataFrame, str]]:
     paper = paper or paper_numbers()
     return {
-        "table1": tables.table1(df, variant, paper),
+        "table1": tables.table1(df, variant, paper, speeds),
         "table3": tables.table3(df, variant, paper),
         "fig8": tables.fig8(df, variant, paper),
     }
@@ -35,7 +41,50 @@ def render(name: str, variant: str, md: str, extra: str = "") -> str:
     return f"# {TITLES[name]}\n\nRuns: `{variant}`. {note}\n\n{md}{extra}"
 
 
-def write_report(runs_dir, out: Path | None = None) -> Path:
+def speed_cache(runs_dir: Path, variant: str, table: str, modality: str) -> Path:
+    """Side-by-side timings are cached beside the report of runs_dir (whatever `out` is)."""
+    return Path(runs_dir) / "report" / variant / f"speed_{table}_{modality}.json"
+
+
+def table1_speeds(df: pd.DataFrame, runs_dir: Path, variant: str, measure: bool = True) -> dict:
+    """{modality: speed_table record} for the Table 1 rows with finished runs, timed side by side
+    (cached; with measure=False only what is cached already)."""
+    out = {}
+    for m in MODALITIES:
+        runs = df[(df["table"] == "table1") & (df["modality"] == m) & (df["variant"] == variant)]
+        configs = {
+            row: runs[runs["entry"] == row]["config"].iloc[0]
+            for row in list_rows()
+            if row in set(runs["entry"])
+        }
+        path = speed_cache(runs_dir, variant, "table1", m)
+        if configs and measure:
+            out[m] = speed_table.cached_table_speeds(configs, path)
+        elif path.exists() and not measure:
+            out[m] = json.loads(path.read_text())
+    return out
+
+
+def speed_note(speeds: dict) -> str:
+    """Says where the speed column comes from, per modality."""
+    lines = []
+    for m, s in speeds.items():
+        st = s["settings"]
+        lines.append(
+            f"{m}: timed side by side in one process on {s['device_name']}, {s['date']}: {st['rounds']} "
+            f"rounds, every row once per round in a rotating order, {st['dtype']}, best of batch sizes "
+            f"{st['batch_sizes']} ({st['warmup']} warmup + {st['iters']} timed iterations); speed = median "
+            "over rounds, x mvitv2 = median of the per-round ratios [min-max over rounds]."
+        )
+    missing = [m for m in MODALITIES if m not in speeds]
+    if missing:
+        lines.append(f"{', '.join(missing)}: each run's own throughput (timed at its end, not side by side).")
+    return "Speeds. " + " ".join(lines) + "\n\n"
+
+
+def write_report(runs_dir, out: Path | None = None, measure_speed: bool = True) -> Path:
+    """measure_speed: time Table 1's rows side by side when no cached timing fits (else the
+    cached ones only, falling back to the runs' own throughput)."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise FileNotFoundError(
@@ -50,13 +99,27 @@ def write_report(runs_dir, out: Path | None = None) -> Path:
     for variant in sorted(df["variant"].dropna().unique()):
         vdir = out / variant
         vdir.mkdir(parents=True, exist_ok=True)
-        built = build_tables(df, variant, paper)
+        speeds = table1_speeds(df, runs_dir, variant, measure_speed)
+        built = build_tables(df, variant, paper, speeds)
+        diffs = {
+            "table1": differences.table1_differences(df, runs_dir, variant),
+            "fig8": differences.fig8_differences(df, runs_dir, variant),
+        }
         for name, (frame, md) in built.items():
-            extra = (
-                "\n## Model sizes (ours, one sample)\n\n" + tables.model_sizes(df, variant)
-                if name == "table1"
-                else ""
-            )
+            extra = ""
+            if name == "table1":
+                md = speed_note(speeds) + md
+                extra = "\n## Model sizes (ours, one sample)\n\n" + tables.model_sizes(df, variant)
+            if name in diffs:
+                extra = (
+                    DIFF_TITLES[name]
+                    + differences.NOTE
+                    + "\n"
+                    + differences.differences_markdown(diffs[name])
+                    + extra
+                )
+                csv = diffs[name].to_csv(index=False, float_format="%.4f", lineterminator="\n")
+                write_atomic(vdir / f"{name}_differences.csv", csv)
             write_atomic(vdir / f"{name}.md", render(name, variant, md, extra))
             csv = frame.to_csv(index=False, float_format="%.4f", lineterminator="\n")
             write_atomic(vdir / f"{name}.csv", csv)
@@ -65,6 +128,12 @@ def write_report(runs_dir, out: Path | None = None) -> Path:
         plots.table1_speed(t1, vdir, f"Table 1 speed per row ({variant})")
         plots.fig8(f8, vdir, f"Fig. 8: MAE vs supervised ({variant})")
         plots.acc_vs_speed(t1, f8, vdir, f"Accuracy vs throughput ({variant})")
+        plots.differences(
+            diffs["table1"], vdir, "table1_differences", f"Table 1: each row minus the one before ({variant})"
+        )
+        plots.differences(
+            diffs["fig8"], vdir, "fig8_differences", f"Fig. 8: MAE minus supervised ({variant})"
+        )
         index += [f"## {variant}", ""] + [
             f"- [{n}]({variant}/{n}.md) ([csv]({variant}/{n}.csv))" for n in built
         ]
@@ -89,6 +158,9 @@ def copy_reconstructions(runs_dir: Path, runs: pd.DataFrame, vdir: Path) -> list
 
 
 def table_text(runs_dir, variant: str, name: str) -> str:
-    """The Markdown of one table for one variant (what the CLI prints after a run)."""
+    """The Markdown of one table for one variant (what the CLI prints after a run; Table 1 with
+    the side-by-side speeds the report cached)."""
     df = load_runs(runs_dir)
+    if name == "table1":
+        return tables.table1(df, variant, paper_numbers(), table1_speeds(df, runs_dir, variant, False))[1]
     return tables.__dict__[name](df, variant, paper_numbers())[1]

@@ -43,6 +43,11 @@ def times(r: float) -> str:
     return "–" if math.isnan(r) else f"{r:.2f}x"
 
 
+def times_spread(r: float, low: float, high: float) -> str:
+    """'1.26x [1.20-1.31]': a side-by-side ratio with its min-max over rounds."""
+    return "–" if math.isnan(r) else f"{r:.2f}x [{low:.2f}-{high:.2f}]"
+
+
 def ratio(a: float, b: float) -> float:
     return a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
 
@@ -62,8 +67,12 @@ def _paper(d: dict | None, *keys):
 # ----------------------------------------------------------------------------- Table 1
 
 
-def table1(df: pd.DataFrame, variant: str, paper: dict) -> tuple[pd.DataFrame, str]:
-    rows, md = [], []
+def table1(
+    df: pd.DataFrame, variant: str, paper: dict, speeds: dict | None = None
+) -> tuple[pd.DataFrame, str]:
+    """speeds: {modality: analysis.speed_table record} timed side by side; a modality without one
+    falls back to the runs' own throughput (timed at the end of each run, minutes apart)."""
+    rows, md, speeds = [], [], speeds or {}
     base = {m: stat(select(df, "table1", "mvitv2", m, variant), "throughput")[0] for m in MODALITIES}
     for row in list_rows():
         prow = paper["table1"]["rows"].get(row, {})
@@ -72,10 +81,15 @@ def table1(df: pd.DataFrame, variant: str, paper: dict) -> tuple[pd.DataFrame, s
             runs = select(df, "table1", row, m, variant)
             acc, sd, n = stat(runs, "top1")
             speed = stat(runs, "throughput")[0]
+            rel = (ratio(speed, base[m]),) * 3  # (ratio, low, high)
+            side = (speeds.get(m) or {}).get("rows", {}).get(row)
+            if side is not None:
+                speed, rel = side["throughput"], (side["ratio"], side["ratio_low"], side["ratio_high"])
             p_acc, p_speed = _paper(prow, m, "acc"), _paper(prow, m, "speed")
             rec |= {
                 f"{m}_top1": acc, f"{m}_top1_std": sd, f"{m}_seeds": n, f"{m}_speed": speed,
-                f"{m}_speedup": ratio(speed, base[m]), f"{m}_params_m": stat(runs, "params")[0] / 1e6,
+                f"{m}_speedup": rel[0], f"{m}_speedup_low": rel[1], f"{m}_speedup_high": rel[2],
+                f"{m}_speed_side_by_side": side is not None, f"{m}_params_m": stat(runs, "params")[0] / 1e6,
                 f"{m}_gmacs": stat(runs, "macs")[0] / 1e9, f"{m}_paper_top1": p_acc,
                 f"{m}_paper_speed": p_speed, f"{m}_paper_speedup": paper_speedup(row, m, paper),
             }  # fmt: skip
@@ -83,7 +97,7 @@ def table1(df: pd.DataFrame, variant: str, paper: dict) -> tuple[pd.DataFrame, s
                 fmt(acc, sd, n),
                 fmt(p_acc, digits=1),
                 fmt(speed, digits=1),
-                times(rec[f"{m}_speedup"]),
+                times_spread(*rel) if side is not None else times(rel[0]),
                 fmt(p_speed, digits=1),
                 times(rec[f"{m}_paper_speedup"]),
             ]

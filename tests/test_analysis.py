@@ -2,11 +2,13 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from ablations import config as C
+from ablations.predictions import predictions_path, save_predictions
 from analysis import tables
 from analysis.collect import load_runs, paper_numbers
 from analysis.model_stats import count_macs, count_params
@@ -28,6 +30,25 @@ def runs_of(**kw):
     return {r.entry: r for r in C.resolve(C.Selection(**kw))}
 
 
+def per_run_speeds(configs, base="mvitv2"):
+    """Stands in for analysis.speed_table.table_speeds: each row's speed from its step
+    (mvitv2 100, f 250), ratios with a +-4% spread (real timings: tests/test_speed_table.py)."""
+    speed = {row: {"mvitv2": 100.0, "f": 250.0}.get(row, 150.0) for row in configs}
+    rows = {r: {"throughput": v, "per_round": [v], "ratio": v / 100, "ratio_low": 0.96 * v / 100,
+                "ratio_high": 1.04 * v / 100} for r, v in speed.items()}  # fmt: skip
+    settings = {"batch_sizes": [1], "warmup": 1, "iters": 1, "rounds": 3, "dtype": "float32", "device": "cpu"}
+    return {"settings": settings, "device_name": "fake cpu", "threads": 1, "date": "today", "rows": rows}
+
+
+@pytest.fixture(autouse=True)
+def fake_speeds(monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        "analysis.speed_table.table_speeds", lambda c, b="mvitv2": calls.append(c) or per_run_speeds(c)
+    )
+    return calls
+
+
 def test_partial_results_give_tables_and_plots(tmp_path):
     t1 = runs_of(table="table1")
     fake_run(tmp_path, t1["mvitv2"], 70.0, speed=100.0)
@@ -36,11 +57,20 @@ def test_partial_results_give_tables_and_plots(tmp_path):
     out = write_report(tmp_path)
     md = (out / "cpu" / "table1.md").read_text()
     assert (
-        "| f. replace KV pooling with mask unit attn (Hiera) | 75.00 | 85.6 | 250.0 | 2.50x | 531.4 | 2.42x |"
-        in md
+        "| f. replace KV pooling with mask unit attn (Hiera) | 75.00 | 85.6 | 250.0 | 2.50x [2.40-2.60] "
+        "| 531.4 |" in md
     )
     assert "| a | a. replace rel pos with absolute | – | 85.6 | – | – | 253.3 | 1.15x |" in md
-    for stem in ["table1_accuracy", "table1_speed", "fig8_mae_vs_supervised", "acc_vs_speed"]:
+    assert "image: timed side by side in one process on fake cpu, today: 3 rounds" in md
+    assert "video: each run's own throughput" in md
+    stems = [
+        "table1_accuracy",
+        "table1_speed",
+        "fig8_mae_vs_supervised",
+        "acc_vs_speed",
+        "table1_differences",
+    ]
+    for stem in stems:
         assert (out / "cpu" / f"{stem}.png").stat().st_size > 1000
         assert (out / "cpu" / f"{stem}.pdf").exists()
     assert "table1" in (out / "index.md").read_text()
@@ -52,7 +82,7 @@ def test_empty_runs_dir(tmp_path):
 
 
 def test_report_is_deterministic(tmp_path, monkeypatch):
-    for name in ("table1_accuracy", "table1_speed", "fig8", "acc_vs_speed"):  # tables only: faster
+    for name in ("table1_accuracy", "table1_speed", "fig8", "acc_vs_speed", "differences"):  # tables only
         monkeypatch.setattr(f"analysis.plots.{name}", lambda *a, **k: [])
     t1 = runs_of(table="table1", seeds=2)
     for i, run in enumerate(t1.values()):
@@ -134,3 +164,42 @@ def test_report_shows_mvitv2_with_hiera_conventions_beside_row_a(tmp_path):
     assert lines[1] == "| mvitv2 with Hiera conventions | 1.500 | 250.0 | – | – |"
     assert lines[0].startswith("| mvitv2 | 2.000 | 300.0") and lines[2].startswith("| a | 2.000 | 300.0")
     assert "comes mostly from this switch" in md
+
+
+def fake_predictions(runs_dir, run: C.Run, correct: np.ndarray, labels: np.ndarray):
+    wrong = (labels + 1) % 10
+    top5 = np.stack([np.where(correct, labels, wrong)] + [(wrong + k) % 10 for k in range(1, 5)], 1)
+    path = predictions_path(runs_dir / run.name, run.config["mode"])
+    path.parent.mkdir()
+    save_predictions({"top5": top5, "label": labels}, path)
+
+
+def test_report_gives_row_differences_with_intervals(tmp_path, fake_speeds):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 500)
+    t1, f8 = runs_of(table="table1"), runs_of(table="fig8")
+    base = rng.random(500) < 0.5
+    gained = base.copy()
+    gained[np.flatnonzero(~base)[:100]] = True  # +20 points
+    for row, top1, correct in (("mvitv2", 50.0, base), ("a", 50.0, base), ("b", 70.0, gained)):
+        fake_run(tmp_path, t1[row], top1)
+        fake_predictions(tmp_path, t1[row], correct, labels)
+    fake_run(tmp_path, f8["b"], 50.0)
+    fake_predictions(tmp_path, f8["b"], base, labels)
+    out = write_report(tmp_path)
+    md = (out / "cpu" / "table1.md").read_text()
+    assert "| a - mvitv2 | +0.0 [+0.0, +0.0] n.d. | 1 | – | – |" in md  # identical predictions
+    line = next(ln for ln in md.splitlines() if ln.startswith("| b - a |"))
+    low, high = (float(v) for v in line.split("[")[1].split("]")[0].split(","))
+    assert "+20.0 [" in line and "n.d." not in line and low < 20 < high
+    assert "| c - b | – | – |" in md  # no run for c
+    csv = (out / "cpu" / "table1_differences.csv").read_text()
+    assert "b - a,image,20.0000" in csv
+    assert "| b: MAE - supervised | +20.0 [" in (out / "cpu" / "fig8.md").read_text()
+    assert (out / "cpu" / "table1_differences.png").stat().st_size > 1000
+    # the side-by-side speeds were timed once, for the rows with runs, and are cached
+    assert len(fake_speeds) == 1 and list(fake_speeds[0]) == ["mvitv2", "a", "b"]
+    cache = json.loads((tmp_path / "report/cpu/speed_table1_image.json").read_text())
+    assert cache["rows"]["b"]["ratio"] == 1.5 and cache["key"]["settings"]["iters"] == 20
+    write_report(tmp_path, tmp_path / "again")
+    assert len(fake_speeds) == 1  # same rows and settings: read from the cache

@@ -42,15 +42,34 @@ def fake_measure(cfg, attn_backend="math"):
     return out
 
 
-PLOTS = ("table1_accuracy", "table1_speed", "fig8", "acc_vs_speed")
+def fake_speeds(configs, base="mvitv2", attn_backend="math"):
+    """Stands in for analysis.speed_table.table_speeds (side-by-side timing of real models)."""
+    speed = {row: fake_measure(cfg, attn_backend)["throughput"] for row, cfg in configs.items()}
+    rows = {}
+    for row, v in speed.items():
+        r = v / speed.get(base, float("nan"))
+        rows[row] = {
+            "throughput": v,
+            "per_round": [v],
+            "ratio": r,
+            "ratio_low": 0.9 * r,
+            "ratio_high": 1.1 * r,
+        }
+    settings = {"batch_sizes": [1], "warmup": 1, "iters": 1, "rounds": 1, "dtype": "float32", "device": "cpu"}
+    return {"settings": settings, "device_name": "fake cpu", "threads": 1, "date": "today", "rows": rows}
+
+
+PLOTS = ("table1_accuracy", "table1_speed", "fig8", "acc_vs_speed", "differences")
 
 
 @pytest.fixture(autouse=True)
 def plotted(monkeypatch):
-    """Records plot calls instead of drawing (slow on 2 cores; tests/test_analysis.py draws them)."""
+    """Records plot calls instead of drawing (slow on 2 cores; tests/test_analysis.py draws them),
+    and fakes the side-by-side timing (real models; tests/test_speed_table.py times them)."""
     calls = []
     for name in PLOTS:
         monkeypatch.setattr(f"analysis.plots.{name}", lambda *a, name=name, **k: calls.append(name))
+    monkeypatch.setattr("analysis.speed_table.table_speeds", fake_speeds)
     return calls
 
 
@@ -131,7 +150,7 @@ def test_train_skip_rerun_identical_and_force(tmp_path, capsys, fake, plotted):
     report = tmp_path / "runs" / "report" / "cpu"
     before = {p.name: p.read_bytes() for p in report.glob("*.[mc]*[dv]")}
     assert {"table1.md", "table1.csv", "table3.md", "fig8.csv"} <= set(before)
-    assert sorted(plotted) == sorted(PLOTS)
+    assert set(plotted) == set(PLOTS)
 
     assert ablate(tmp_path, "--step", "f") == 0  # finished: skipped, tables byte-identical
     assert len(fake.calls) == 1 and "[skip]" in capsys.readouterr().out
@@ -223,20 +242,20 @@ def test_table_runs_every_row_and_bench(tmp_path, capsys, fake):
     assert ablate(tmp_path, "--table", "1") == 0
     assert len(fake.calls) == 7
     out = capsys.readouterr().out
-    assert "| 1.60x |" in out  # row f: 160 / 100 im/s against mvitv2
+    assert "| 1.60x [1.44-1.76] |" in out  # row f: 160 / 100 im/s against mvitv2, side by side
     assert ablate(tmp_path, "--fig", "8") == 0
     assert len(fake.calls) == 13  # mvitv2 is shared with Table 1
     assert ablate(tmp_path, "--table", "1", "--bench") == 0
     # ours 160 / 100 im/s; the paper 531.4 / 219.8 (Hiera-L vs MViTv2-L)
-    row = "| table1/f/image/cpu/seed0 | 0.123 | 7.0 | float32 160.0 | 1.60x | 2.42x |"
     out = capsys.readouterr().out
-    assert row in out and "attention backend: math" in out
+    assert "| 160.0 | 1.60x [1.44-1.76] | 2.42x |\n" in out.split("| f | ")[-1]
+    assert "Timed side by side on fake cpu" in out and "attention backend: math" in out
     # row a's MAC change: the convention switch gets its own line between mvitv2 and a
-    conventions = "| mvitv2 with Hiera conventions (table1/mvitv2/image/cpu/seed0) | 0.120 | 6.5 |"
-    assert conventions + " – | – | – |" in out
+    line = next(ln for ln in out.splitlines() if ln.startswith("| mvitv2 with Hiera conventions (mvitv2) |"))
+    assert line.endswith("| – | – | – |")  # MACs and params only
     assert ablate(tmp_path, "--step", "f", "--bench", "--attn-backend", "both") == 0
-    row = "| table1/f/image/cpu/seed0 | 0.123 | 7.0 | math: float32 160.0; auto: float32 165.0 | – | – |"
-    assert row in capsys.readouterr().out
+    row = "| 160.0 | – | 165.0 | – | 2.42x |\n"  # row f alone: no mvitv2 to divide by
+    assert row in capsys.readouterr().out.split("| f | ")[-1]
     assert ablate(tmp_path, "--step", "f", "--attn-backend", "auto") == 2
     assert "--attn-backend applies to --bench only" in capsys.readouterr().err
     assert cli.main(["--report", "--runs-dir", str(tmp_path / "runs")]) == 0

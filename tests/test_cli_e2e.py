@@ -2,10 +2,13 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
+import yaml
 
 from ablations import cli
+from ablations.data import build_dataset
 
 
 @pytest.fixture
@@ -32,6 +35,13 @@ def test_step_f_tiny_end_to_end(tmp_path, capsys, one_thread):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert (runs / "report/tiny/reconstructions_table1_f_image_seed0.png").read_bytes() == png
     assert "| f | f. replace KV pooling" in capsys.readouterr().out
+    # per-sample val predictions, in dataset order, written beside done.json
+    pred = np.load(folder / "finetune" / "predictions.npz")
+    val = build_dataset(yaml.safe_load((folder / "config.yaml").read_text())["data"], split="val")
+    assert pred["top5"].dtype == pred["label"].dtype == np.int16 and pred["top5"].shape == (len(val), 5)
+    assert pred["label"].tolist() == [int(val[i][1]) for i in range(len(val))]
+    assert 100 * (pred["top5"][:, 0] == pred["label"]).mean() == pytest.approx(m["top1"])
+    assert (runs / "report/tiny/table1_differences.csv").exists()
 
     assert cli.main(["--step", "f", "--preset", "tiny", "--runs-dir", str(runs), "--quiet"]) == 0
     assert "[skip] table1/f/image/tiny/seed0" in capsys.readouterr().out

@@ -3,12 +3,17 @@
 
 import os
 import socket
+import time
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 from torch import nn
 
 from ablations.checkpoint import load_checkpoint, seed_everything
+from ablations.distributed import init_distributed
+from ablations.engine import evaluate
+from ablations.loop import val_loader
 from ablations.train import fit
 
 
@@ -98,3 +103,38 @@ def test_two_gloo_processes_match_one(tmp_path):
     # Eval is sharded without padding (11 samples over 2 ranks) and summed over ranks.
     assert abs(ddp["top1"] - single["top1"]) < 1e-6
     assert abs(ddp["val_loss"] - single["val_loss"]) < 1e-4
+
+
+def _predict(rank, world, port, out):
+    """Evaluate one fixed model with the val loader of `world` ranks; rank 0 saves the predictions."""
+    if world > 1:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                          WORLD_SIZE=str(world), LOCAL_RANK=str(rank))  # fmt: skip
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    dist = init_distributed("cpu")
+    loader = val_loader(_data(11), 3, dist)  # 11 samples: rank 0 gets 6, rank 1 gets 5
+    pred = evaluate(TinyNet(), loader, dist.device, predictions=True)["predictions"]
+    if rank == 0:
+        torch.save({k: torch.from_numpy(v) for k, v in pred.items()}, out)
+    if world > 1:
+        torch.distributed.destroy_process_group()
+
+
+def spawn_or_fail(fn, args, nprocs: int, timeout_s: float = 120.0) -> None:
+    """mp.spawn that fails the test (killing the workers) instead of hanging."""
+    ctx = mp.spawn(fn, args=args, nprocs=nprocs, join=False)
+    deadline = time.monotonic() + timeout_s
+    while not ctx.join(timeout=1.0):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail(f"{nprocs} gloo processes still running after {timeout_s} s")
+
+
+def test_predictions_are_in_dataset_order_for_any_world_size(tmp_path):
+    spawn_or_fail(_predict, (2, _free_port(), tmp_path / "two.pt"), nprocs=2)
+    _predict(0, 1, None, tmp_path / "one.pt")
+    two, one = (torch.load(tmp_path / f, weights_only=True) for f in ("two.pt", "one.pt"))
+    assert torch.equal(one["label"], _data(11).tensors[1]) and one["top5"].shape == (11, 3)
+    assert torch.equal(two["top5"], one["top5"]) and torch.equal(two["label"], one["label"])

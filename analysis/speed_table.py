@@ -1,0 +1,170 @@
+"""Speeds of several models timed side by side: every model built once, then timed round-robin
+over several rounds in a rotating order, so each sees the same machine load and none always goes
+first. Each row's speed is its median over rounds; its ratio to the base row is the median of the
+per-round ratios (both timed within seconds of each other), with the min-max of those ratios over
+rounds as its spread. This is what Table 1's speed column, its plots and `ablate.py --bench` show;
+the per-run throughput in metrics.json is only a record (timed minutes apart).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from ablations.atomic import write_atomic
+from ablations.runs import device_name, set_threads
+from analysis.model_stats import build_model, input_shape
+from analysis.throughput import default_dtypes, measure_throughput
+
+ROUNDS = 5  # a preset's bench.rounds overrides it
+
+
+def time_side_by_side(
+    models: dict[str, torch.nn.Module], base: str | None = None, rounds: int = ROUNDS, **measure_kw
+) -> dict[str, dict]:
+    """{label: {"throughput": median samples/s, "per_round": [...], "ratio", "ratio_low",
+    "ratio_high"}} (ratios to `base`, NaN without one). Round r times the labels starting at
+    position r (rotated). measure_kw go to analysis.throughput.measure_throughput (batch_sizes,
+    dtype, device, warmup, iters, ...); input shapes are each model's own (C, *input_size)."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    labels = list(models)
+    per_round = {k: [] for k in labels}
+    for r in range(rounds):
+        for label in labels[r % len(labels) :] + labels[: r % len(labels)]:
+            m = models[label]
+            per_round[label].append(measure_throughput(m, input_shape(m), **measure_kw))
+    out = {}
+    for label in labels:
+        speeds = per_round[label]
+        ratios = [s / b for s, b in zip(speeds, per_round[base])] if base in per_round else [float("nan")]
+        out[label] = {
+            "throughput": statistics.median(speeds),
+            "per_round": speeds,
+            "ratio": statistics.median(ratios),
+            "ratio_low": min(ratios),
+            "ratio_high": max(ratios),
+        }
+    return out
+
+
+def bench_settings(cfg: dict) -> dict:
+    """The preset's bench settings and the device they run on (fp16 on GPU, fp32 on CPU)."""
+    bench = cfg.get("bench") or {}
+    cuda = torch.cuda.is_available() and cfg["runtime"]["device"] != "cpu"
+    device = torch.device("cuda" if cuda else "cpu")
+    return {
+        "batch_sizes": list(bench.get("batch_sizes", (1, 8, 32))),
+        "warmup": int(bench.get("warmup", 3)),
+        "iters": int(bench.get("iters", 10)),
+        "rounds": int(bench.get("rounds", ROUNDS)),
+        "dtype": str(default_dtypes(device)[0]).removeprefix("torch."),
+        "device": str(device),
+    }
+
+
+def table_speeds(configs: dict[str, dict], base: str = "mvitv2", attn_backend: str = "math") -> dict:
+    """Side-by-side speeds of the classifiers of `configs` ({row: resolved run config}, all from
+    one preset), at the first config's bench settings, attention under `attn_backend` ("math":
+    the paper's protocol). Returns {"settings", "device_name", "threads", "date", "rows": {row:
+    time_side_by_side's record}}."""
+    first = next(iter(configs.values()))
+    set_threads(first)
+    s = bench_settings(first)
+    models = {row: build_model(cfg) for row, cfg in configs.items()}
+    rows = time_side_by_side(
+        models, base, s["rounds"], batch_sizes=s["batch_sizes"], dtype=getattr(torch, s["dtype"]),
+        device=s["device"], warmup=s["warmup"], iters=s["iters"], attn_backend=attn_backend,
+    )  # fmt: skip
+    return {
+        "settings": {**s, "attn_backend": attn_backend},
+        "device_name": device_name(s["device"]),
+        "threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "rows": rows,
+    }
+
+
+def cache_key(configs: dict[str, dict]) -> dict:
+    """What the timings depend on: each row's model and class count, and the bench settings."""
+    first = next(iter(configs.values()))
+    models = {
+        row: {"model": c["model"], "num_classes": c["data"]["num_classes"]} for row, c in configs.items()
+    }
+    settings = bench_settings(first)
+    threads = first["runtime"].get("threads")
+    return {
+        "models": models,
+        "settings": settings,
+        "device_name": device_name(settings["device"]),
+        "threads": threads,
+    }
+
+
+def cached_table_speeds(configs: dict[str, dict], path: Path, base: str = "mvitv2") -> dict:
+    """table_speeds, read from `path` (JSON) when it was measured for the same rows and settings;
+    otherwise measured now and written there atomically."""
+    key = json.loads(json.dumps(cache_key(configs)))
+    path = Path(path)
+    if path.exists():
+        try:
+            cached = json.loads(path.read_text())
+            if cached.get("key") == key:
+                return cached
+        except ValueError:
+            pass  # a damaged cache is measured again
+    speeds = {"key": key, **table_speeds(configs, base)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(speeds, indent=1, sort_keys=True))
+    return speeds
+
+
+def bench_text(configs: dict[str, dict], attn_backend: str = "math") -> str:
+    """`ablate.py --bench`: params, MACs and side-by-side speed of each entry's classifier
+    ({entry: config}; seeds share one), as Markdown with a line saying how it was timed.
+    attn_backend "both" times the table once with the math and once with the auto backend. Row
+    mvitv2 is followed by "mvitv2 with Hiera conventions" (MACs only), the model between it and
+    row a, so row a's MAC change is not credited to the positions."""
+    from analysis.collect import paper_speedup
+    from analysis.model_stats import model_summary
+    from analysis.tables import CONVENTIONS_LABEL, CONVENTIONS_NOTE, markdown, times, times_spread
+    from analysis.throughput import ATTN_BACKENDS
+
+    backends = list(ATTN_BACKENDS) if attn_backend == "both" else [attn_backend]
+    speeds = {b: table_speeds(configs, attn_backend=b) for b in backends}
+    rows, conventions = [], False
+    for entry, cfg in configs.items():
+        stats = model_summary(cfg)
+        step, modality = cfg["model"]["step"], cfg["model"]["modality"]
+        timed = []
+        for b in backends:
+            side = speeds[b]["rows"][entry]
+            timed += [
+                f"{side['throughput']:.1f}",
+                times_spread(side["ratio"], side["ratio_low"], side["ratio_high"]),
+            ]
+        size = [f"{stats['params'] / 1e6:.3f}", f"{stats['macs'] / 1e6:.1f}"]
+        rows.append([entry, *size, *timed, times(paper_speedup(step, modality))])
+        if "macs_hiera_conventions" in stats:
+            conventions = True
+            size = [
+                f"{stats['params_hiera_conventions'] / 1e6:.3f}",
+                f"{stats['macs_hiera_conventions'] / 1e6:.1f}",
+            ]
+            rows.append([f"{CONVENTIONS_LABEL} ({entry})", *size, *["–"] * (len(timed) + 1)])
+    tag = {b: f" ({b})" if len(backends) > 1 else "" for b in backends}
+    timed_head = [
+        h for b in backends for h in (f"throughput (/s, median){tag[b]}", f"x mvitv2 [min-max]{tag[b]}")
+    ]
+    head = ["entry", "params (M)", "MMACs", *timed_head, "paper x mvitv2 (L, A100 fp16)"]
+    s = speeds[backends[0]]["settings"]
+    how = (
+        f"Timed side by side on {speeds[backends[0]]['device_name']}: {s['rounds']} rounds, rotating order, "
+        f"{s['dtype']}, best of batch sizes {s['batch_sizes']}, {s['warmup']} warmup + {s['iters']} "
+        f"iterations; attention backend: {attn_backend} (math = the paper's protocol, no FlashAttention).\n\n"
+    )
+    return how + markdown(head, rows) + (CONVENTIONS_NOTE if conventions else "")
