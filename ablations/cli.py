@@ -7,6 +7,7 @@ python ablate.py --table 3                     # MAE ablations on row f
 python ablate.py --fig 8                       # rows mvitv2..f supervised from scratch
 python ablate.py --table 1 --modality video --preset gpu-cifar --seeds 3
 python ablate.py --step f --set pretrain.epochs=20 --dry-run
+python ablate.py --table 1 --preset in1k-l --plan --device-mem 40   # what fits a 40 GiB GPU
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -55,6 +57,15 @@ def parser() -> argparse.ArgumentParser:
         "--bench", action="store_true", help="measure params, MACs and throughput only; no training"
     )
     p.add_argument("--report", action="store_true", help="only regenerate runs/report/ from finished runs")
+    p.add_argument(
+        "--plan", action="store_true",
+        help="print each run's memory plan (per-device batch, accumulation, checkpointing, peak memory); "
+        "no training",
+    )  # fmt: skip
+    p.add_argument("--device-mem", type=float, metavar="GIB",
+                   help="plan for devices with this much memory (GiB; --plan default 80); with training or "
+                   "--dry-run the plan is applied and recorded in runtime.plan")  # fmt: skip
+    p.add_argument("--devices", type=int, default=8, help="devices the plan splits the global batch over (8)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -158,6 +169,20 @@ def main(argv: list[str] | None = None) -> int:
     except C.ConfigError as e:
         print(f"ablate.py: error: {e}", file=sys.stderr)
         return 2
+    if args.plan or args.device_mem is not None:
+        from ablations import memory_plan as M
+
+        mem = 80.0 if args.device_mem is None else args.device_mem
+        try:
+            plans = [(run, M.plan_run(run.config, mem, args.devices)) for run in runs]
+        except (M.PlanError, C.ConfigError) as e:
+            print(f"ablate.py: error: {e}", file=sys.stderr)
+            return 2
+        if args.plan:
+            print(f"Memory plan: {args.devices} devices x {mem:g} GiB\n")
+            print(M.plan_table([(run.name, p) for run, p in plans]))
+            return 0 if all(p.fits for _, ps in plans for p in ps.values()) else 1
+        runs = [replace(run, config=M.apply_plan(run.config, p, mem)) for run, p in plans]
     if args.dry_run:
         print(dry_run_text(runs))
         return 0

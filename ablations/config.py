@@ -67,7 +67,15 @@ NEEDS_ROOT = ("imagefolder", "video_folder")
 NEUTRAL_KEYS = (
     "data.root", "data.num_workers", "data.download",
     "runtime.device", "runtime.log_every", "runtime.threads",
+    # how the memory is spent, not what is learned (ablations/memory_plan.py)
+    "runtime.grad_ckpt", "runtime.compile", "runtime.plan",
 )  # fmt: skip
+# Runtime keys every preset has, unless it sets them itself.
+RUNTIME_DEFAULTS = {
+    "grad_ckpt": False,  # activation checkpointing: true (every block), false, or N (the first N blocks)
+    "compile": False,  # torch.compile the model (inductor)
+    "plan": None,  # written by --device-mem (ablations/memory_plan.py): per-phase batch cap and checkpointing
+}
 
 
 class ConfigError(ValueError):
@@ -136,6 +144,7 @@ def preset_config(name: str, modality: str) -> dict:
             "Choose a preset for that modality (--list shows them)."
         )
     cfg = {k: copy.deepcopy(v) for k, v in preset.items() if k not in PRESET_META_KEYS}
+    cfg["runtime"] = {**RUNTIME_DEFAULTS, **(cfg.get("runtime") or {})}
     deep_update(cfg, preset.get(modality) or {}, path="", strict=True)
     cfg["model"]["modality"] = modality
     return cfg
@@ -212,7 +221,7 @@ def check_sets(cfg: dict, sets: dict) -> None:
         old = get_dotted(cfg, key)
         if isinstance(old, dict):
             raise ConfigError(f"--set {key}: {key} is a section; set one of its keys, e.g. {key}.<name>=...")
-        if not _type_ok(old, value):
+        if not _type_ok(old, value) and key != "runtime.grad_ckpt":  # bool or int: checked in validate
             raise ConfigError(
                 f"--set {key}={value!r}: expected {type(old).__name__} like {old!r}, "
                 f"got {type(value).__name__}."
@@ -253,6 +262,11 @@ def validate(cfg: dict, name: str = "config") -> None:
             f"Unknown row {cfg['model']['step']!r}.{did_you_mean(cfg['model']['step'], list_rows())}"
         )
     _check_model_overrides(cfg["model"]["overrides"], name)
+    ckpt = cfg["runtime"].get("grad_ckpt")
+    if not (isinstance(ckpt, bool) or (isinstance(ckpt, int) and ckpt >= 0)):
+        raise ConfigError(
+            f"{name}: runtime.grad_ckpt={ckpt!r}: use true (every block), false, or N >= 0 (the first N blocks)."
+        )
     if cfg["mode"] not in MODES:
         raise ConfigError(f"Unknown mode {cfg['mode']!r}.{did_you_mean(cfg['mode'], MODES)}")
     if cfg["mode"] == "mae" and cfg["model"]["step"] == "mvitv2":
