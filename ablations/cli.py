@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sel = selection(args)
         runs = C.resolve(sel)
-        if not (args.dry_run or args.bench):
+        if not (args.dry_run or args.bench or args.plan):
             for run in runs:
                 C.check_data_root(run.config)
     except C.ConfigError as e:
