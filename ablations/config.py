@@ -76,7 +76,7 @@ DEFAULTS = {
     "runtime": {
         "grad_ckpt": False,  # activation checkpointing: true (every block), false, or N (the first N blocks)
         "compile": False,  # torch.compile the model (inductor)
-        "plan": None,  # written by --device-mem (ablations/memory_plan.py): per-phase batch cap, checkpointing
+        "plan": None,  # written by --device-mem (ablations/memory_plan.py): per-phase cap, checkpointing
     },
     "finetune": {
         "init": None,  # a pretrained checkpoint to finetune from instead of pretraining (mode mae)
@@ -226,7 +226,9 @@ def check_sets(cfg: dict, sets: dict) -> None:
         if key.startswith("model.overrides."):
             continue
         if key == "finetune.init_sha256":
-            raise ConfigError("--set finetune.init_sha256: it is computed from the file; set finetune.init=<path>.")
+            raise ConfigError(
+                "--set finetune.init_sha256: it is computed from the file; set finetune.init=<path>."
+            )
         if key not in valid:
             raise ConfigError(f"Unknown key {key!r} in --set.{did_you_mean(key, _nearby(key, valid), valid)}")
         old = get_dotted(cfg, key)
@@ -276,7 +278,7 @@ def validate(cfg: dict, name: str = "config") -> None:
     ckpt = cfg["runtime"].get("grad_ckpt")
     if not (isinstance(ckpt, bool) or (isinstance(ckpt, int) and ckpt >= 0)):
         raise ConfigError(
-            f"{name}: runtime.grad_ckpt={ckpt!r}: use true (every block), false, or N >= 0 (the first N blocks)."
+            f"{name}: runtime.grad_ckpt={ckpt!r}: use true (every block), false, or N >= 0 (first N blocks)."
         )
     if cfg["mode"] not in MODES:
         raise ConfigError(f"Unknown mode {cfg['mode']!r}.{did_you_mean(cfg['mode'], MODES)}")
@@ -402,7 +404,7 @@ def build_config(preset: str, modality: str, entry: dict, sets: dict, seed: int)
     if init:
         if cfg["mode"] != "mae":
             raise ConfigError(
-                "finetune.init replaces MAE pretraining; it applies to --mode mae (Table 1 rows a-f, Table 3)."
+                "finetune.init replaces MAE pretraining: it applies to --mode mae (Table 1 a-f, Table 3)"
             )
         cfg["finetune"]["init_sha256"] = file_sha256(init)
     return cfg
@@ -412,8 +414,10 @@ def file_sha256(path) -> str:
     """sha256 of a checkpoint file (read once per process per file version)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ConfigError(f"finetune.init={str(path)!r}: no such file. Give a .pth checkpoint (ours: "
-                          "<run>/pretrain/encoder.pth; or an official Hiera MAE / finetuned checkpoint).")  # fmt: skip
+        raise ConfigError(
+            f"finetune.init={str(path)!r}: no such file. Give a .pth checkpoint (ours: "
+            "<run>/pretrain/encoder.pth; or an official Hiera MAE / finetuned checkpoint)."
+        )
     stat = path.stat()
     return _sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)
 

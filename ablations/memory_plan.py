@@ -237,7 +237,9 @@ def phase_bytes(params: int, acts: Activations, batch: int, ckpt: int, devices: 
     return mem
 
 
-def plan_phase(cfg: dict, phase: str, device_mem_gib: float, devices: int, cache: Path | None = None) -> PhasePlan:
+def plan_phase(
+    cfg: dict, phase: str, device_mem_gib: float, devices: int, cache: Path | None = None
+) -> PhasePlan:
     """The largest per-device batch that fits; checkpointing (fewest blocks) when it is < MIN_BATCH."""
     global_batch = int(cfg[phase]["batch_size"])
     per_rank, _ = plan_batch(global_batch, devices, None)
@@ -248,7 +250,9 @@ def plan_phase(cfg: dict, phase: str, device_mem_gib: float, devices: int, cache
     sizes = sorted({d for d in range(1, per_rank + 1) if per_rank % d == 0}, reverse=True)
 
     def best(ckpt: int) -> int | None:
-        return next((b for b in sizes if phase_bytes(params, acts, b, ckpt, devices)["total"] <= budget), None)
+        return next(
+            (b for b in sizes if phase_bytes(params, acts, b, ckpt, devices)["total"] <= budget), None
+        )
 
     want = min(MIN_BATCH, per_rank)
     choice, ckpt = best(0), 0
@@ -301,8 +305,8 @@ def plan_table(named_plans: list[tuple[str, dict]]) -> str:
             state = m["weights"] + m["grads"] + m["adamw"] + m.get("ddp_buckets", 0.0)
             ckpt = "off" if p.grad_ckpt == 0 else f"{p.grad_ckpt}/{p.blocks}"
             acts = m["activations"] + m["recompute"]
+            peak = f"{m['total']:.1f} / {p.budget / GIB:.1f}"
             cells = [name, p.phase, p.global_batch, p.devices, p.per_device, p.accum, ckpt, f"{state:.1f}",
-                     f"{acts:.1f}", f"{m['total']:.1f} / {p.budget / GIB:.1f}", "yes" if p.fits else "NO"]  # fmt: skip
+                     f"{acts:.1f}", peak, "yes" if p.fits else "NO"]  # fmt: skip
             lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines)
-

@@ -227,7 +227,9 @@ class HierarchicalViT(nn.Module):
         blocks (the highest-resolution ones hold most activations), False/0 = none."""
         n = len(self.blocks) if enable is True else int(enable or 0)
         if not 0 <= n <= len(self.blocks):
-            raise ValueError(f"grad checkpointing: N must be in [0, {len(self.blocks)}] blocks, got {enable!r}")
+            raise ValueError(
+                f"grad checkpointing: N must be in [0, {len(self.blocks)}] blocks, got {enable!r}"
+            )
         self.grad_ckpt_blocks = n
 
     def no_weight_decay(self) -> set[str]:

@@ -16,7 +16,9 @@ from tests.test_engine import CFG, TinyNet, _patch_builders
 def pretrained(tmp_path):
     """A cpu-xs row f MAE with non-default weights, saved in three formats."""
     torch.manual_seed(0)
-    mae = build_mae({"size": "cpu-xs", "step": "f"}, {"decoder_depth": 1, "decoder_dim": 32, "decoder_heads": 2})
+    mae = build_mae(
+        {"size": "cpu-xs", "step": "f"}, {"decoder_depth": 1, "decoder_dim": 32, "decoder_heads": 2}
+    )
     with torch.no_grad():
         for p in mae.parameters():
             p.add_(torch.randn_like(p))
@@ -59,7 +61,9 @@ def test_identity_follows_the_file_content(tmp_path, capsys):
     torch.save({"x": torch.ones(2)}, b)
 
     def dry(path):
-        assert cli.main(["--step", "f", "--preset", "tiny", "--dry-run", "--set", f"finetune.init={path}"]) == 0
+        assert (
+            cli.main(["--step", "f", "--preset", "tiny", "--dry-run", "--set", f"finetune.init={path}"]) == 0
+        )
         text = capsys.readouterr().out
         return text.split("\n")[0], yaml.safe_load(text)
 

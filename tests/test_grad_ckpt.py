@@ -32,7 +32,9 @@ def test_classifier_gradients_equal_with_and_without(step):
     assert_same(plain, grads(m, loss, True))
     assert_same(plain, grads(m, loss, 2))  # the first 2 blocks only
     # drop path really draws: another seed gives other gradients
-    assert not torch.allclose(plain["blocks.0.mlp.fc1.weight"], grads(m, loss, 0, seed=1)["blocks.0.mlp.fc1.weight"])
+    assert not torch.allclose(
+        plain["blocks.0.mlp.fc1.weight"], grads(m, loss, 0, seed=1)["blocks.0.mlp.fc1.weight"]
+    )
 
 
 @pytest.mark.parametrize("modality", ["image", "video"])

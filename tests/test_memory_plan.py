@@ -114,7 +114,9 @@ def test_cli_plan_and_recorded_plan_keep_the_run_identity(tmp_path, capsys, monk
     assert "2 devices x 4 GiB" in out and "| pretrain |" in out and "| finetune |" in out
     assert cli.main(["--step", "f", "--preset", "tiny", "--dry-run"]) == 0
     plain = yaml.safe_load(capsys.readouterr().out.split("---")[0])
-    assert cli.main(["--step", "f", "--preset", "tiny", "--dry-run", "--device-mem", "4", "--devices", "2"]) == 0
+    assert (
+        cli.main(["--step", "f", "--preset", "tiny", "--dry-run", "--device-mem", "4", "--devices", "2"]) == 0
+    )
     text = capsys.readouterr().out
     planned = yaml.safe_load(text.split("---")[0])
     assert planned["runtime"]["plan"]["finetune"]["max_batch_per_device"] >= 1
