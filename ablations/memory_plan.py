@@ -35,6 +35,8 @@ from pathlib import Path
 
 import torch
 
+from ablations.batching import plan_batch
+
 GIB = 2**30
 BYTES_PER_PARAM = {"weights": 4, "grads": 4, "adamw": 8, "ddp_buckets": 4}
 RESERVE_FRACTION, RESERVE_FIXED = 0.08, 1.5 * GIB  # fragmentation; CUDA context + cuBLAS/cuDNN workspaces
@@ -215,18 +217,6 @@ class PhasePlan:
         gib = {k: round(v / GIB, 2) for k, v in self.memory.items()}
         return {"max_batch_per_device": self.per_device, "grad_ckpt": self.grad_ckpt,
                 "accum_iter": self.accum, "peak_gib": gib["total"], "memory_gib": gib}  # fmt: skip
-
-
-def plan_batch(global_batch: int, world_size: int, max_per_device: int | None) -> tuple[int, int]:
-    """(per_device, accum): the scale-out issue's split of the global batch (ablations/batching.py)."""
-    try:
-        from ablations.batching import plan_batch as split
-    except ImportError:  # until the global-batch branch is merged: the same rule, inline
-        per_rank = global_batch // world_size
-        cap = per_rank if max_per_device is None else min(per_rank, int(max_per_device))
-        per_device = max(d for d in range(1, cap + 1) if per_rank % d == 0)
-        return per_device, per_rank // per_device
-    return split(global_batch, world_size, max_per_device)
 
 
 def phase_bytes(params: int, acts: Activations, batch: int, ckpt: int, devices: int) -> dict:
