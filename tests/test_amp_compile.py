@@ -101,16 +101,18 @@ def compiled_vs_eager(row: str, mae: bool, steps: int = 2) -> tuple[list, list]:
     return losses(eager, eager), losses(torch.compile(twin), twin)
 
 
-# Compiling is slow on 2 cores (about a minute per model idle, far more when shared): the sparse
-# MAE and the row furthest from Hiera here; every other row in the slow set.
-@pytest.mark.parametrize("row,mae", [("f", True), ("mvitv2", False)])
+# Compiling is slow on 2 cores (measured on the shared machine: sparse MAE row f 94 s, classifier
+# row mvitv2 590 s): the sparse MAE here, every row in the slow set.
+@pytest.mark.parametrize("row,mae", [("f", True)])
 def test_compiled_loss_equals_eager(row, mae):
     want, got = compiled_vs_eager(row, mae)
     assert got == pytest.approx(want, rel=1e-4, abs=1e-5)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("row,mae", [(r, False) for r in "abcdef"] + [(r, True) for r in "abcde"])
+@pytest.mark.parametrize(
+    "row,mae", [(r, False) for r in ("mvitv2", *"abcdef")] + [(r, True) for r in "abcde"]
+)
 def test_every_row_compiles(row, mae):
     want, got = compiled_vs_eager(row, mae)
     assert got == pytest.approx(want, rel=1e-4, abs=1e-5)

@@ -80,7 +80,7 @@ def _ddp_worker(rank, port, run_dir):
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
                       LOCAL_RANK=str(rank))  # fmt: skip
-    _fit_cpu_xs(fit, run_dir, batch_size=4, grad_ckpt=True)
+    _fit_cpu_xs(fit, run_dir, batch_size=8, grad_ckpt=True)  # the global batch, split over 2 ranks
     torch.distributed.destroy_process_group()
 
 
@@ -99,7 +99,7 @@ def _fit_cpu_xs(fit, run_dir, batch_size, grad_ckpt):
 
 
 def test_ddp_with_checkpointing_matches_one_process(tmp_path):
-    """2 gloo processes x batch 4 with every block checkpointed = 1 process x batch 8 without."""
+    """2 gloo processes x 4 per rank with every block checkpointed = 1 process x 8 without."""
     import socket
     import time
 
