@@ -175,7 +175,7 @@ def measurement_key(cfg: dict, phase: str, amp: str) -> str:
 
 def activations(cfg: dict, phase: str, amp: str | None = None, cache: Path | None = None) -> Activations:
     """The phase's measured Activations, from the cache when this key was measured before."""
-    from ablations.runs import write_atomic
+    from ablations.atomic import write_atomic
 
     amp = str(amp or cfg["runtime"].get("amp") or "none").lower()
     if amp not in AMP_DTYPES:
