@@ -12,6 +12,7 @@ import models
 from ablations import cli
 from ablations import config as C
 from ablations import memory_plan as M
+from ablations.identity import run_identity
 
 GIB = M.GIB
 
@@ -120,7 +121,7 @@ def test_cli_plan_and_recorded_plan_keep_the_run_identity(tmp_path, capsys, monk
     text = capsys.readouterr().out
     planned = yaml.safe_load(text.split("---")[0])
     assert planned["runtime"]["plan"]["finetune"]["max_batch_per_device"] >= 1
-    assert C.comparable(planned) == C.comparable(plain)  # the plan never changes what a run is
+    assert run_identity(planned) == run_identity(plain)  # the plan never changes what a run is
     assert "# run: table1/f/image/tiny/seed0" in text
     assert cli.main(["--step", "f", "--preset", "tiny", "--plan", "--device-mem", "0"]) == 2
     assert "--device-mem" in capsys.readouterr().err
