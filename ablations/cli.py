@@ -7,6 +7,7 @@ python ablate.py --table 3                     # MAE ablations on row f
 python ablate.py --fig 8                       # rows mvitv2..f supervised from scratch
 python ablate.py --table 1 --modality video --preset gpu-cifar --seeds 3
 python ablate.py --step f --set pretrain.epochs=20 --dry-run
+python ablate.py --table 1 --preset in1k-l --plan --device-mem 40   # what fits a 40 GiB GPU
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import sys
 import traceback
 from contextlib import redirect_stdout
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -67,6 +69,16 @@ def parser() -> argparse.ArgumentParser:
         "FlashAttention), with PyTorch's fused kernel choice (auto), or both",
     )  # fmt: skip
     p.add_argument("--report", action="store_true", help="only regenerate runs/report/ from finished runs")
+    p.add_argument(
+        "--plan", action="store_true",
+        help="print each run's memory plan (per-device batch, accumulation, checkpointing, peak memory); "
+        "no training",
+    )  # fmt: skip
+    p.add_argument("--device-mem", type=float, metavar="GIB",
+                   help="plan for devices with this much memory (GiB; --plan default 80); with training or "
+                   "--dry-run the plan is applied and recorded in runtime.plan")  # fmt: skip
+    p.add_argument("--devices", type=int, help="devices the plan splits the global batch over "
+                   "(default: 8 for --plan, this launch's processes otherwise)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars: plain log lines, as in log files")
     launch.add_arguments(p)
     return p
@@ -124,13 +136,14 @@ def dry_run_text(runs: list[C.Run]) -> str:
     """Each run's resolved config as YAML, headed by comments: its folder, and how each phase's
     global batch splits over this launch's processes (WORLD_SIZE; runtime.max_batch_per_device)."""
     from ablations.batching import describe
+    from ablations.memory_plan import phase_runtime
 
     world = D.env_world()[1]
     docs = []
     for run in runs:
-        cap = run.config["runtime"].get("max_batch_per_device")
         phases = C.PHASES[run.config["mode"]]
-        batches = "".join(f"# {p}: {describe(run.config[p], world, cap)}\n" for p in phases)
+        caps = {p: phase_runtime(run.config["runtime"], p)[0] for p in phases}  # the memory plan's, if any
+        batches = "".join(f"# {p}: {describe(run.config[p], world, caps[p])}\n" for p in phases)
         docs.append(f"# run: {run.name}\n{batches}" + yaml.safe_dump(run.config, sort_keys=False))
     return "---\n".join(docs)
 
@@ -196,7 +209,11 @@ def main(argv: list[str] | None = None) -> int:
                 runs = C.resolve(sel)
             if args.only:
                 runs = only(runs, args.only)
-            if not (args.dry_run or args.bench or args.report or args.status):
+            if args.plan or args.device_mem is not None:
+                runs, plans = planned(args, runs)
+                if args.plan:
+                    return plans
+            if not (args.dry_run or args.bench or args.report or args.status or args.plan):
                 check_data_once(runs)
                 for run in runs:
                     check_batches(run, D.env_world()[1])
@@ -220,15 +237,32 @@ def main(argv: list[str] | None = None) -> int:
             D.shutdown()
 
 
+def planned(args, runs: list[C.Run]) -> tuple[list[C.Run], int]:
+    """(runs with runtime.plan, --plan's exit status after printing the plans: 0 all fit, 1 not)."""
+    from ablations import memory_plan as M
+
+    mem = 80.0 if args.device_mem is None else args.device_mem
+    devices = args.devices or (8 if args.plan else D.env_world()[1])
+    try:
+        plans = [(run, M.plan_run(run.config, mem, devices)) for run in runs]
+    except M.PlanError as e:
+        raise C.ConfigError(str(e)) from None
+    if args.plan:
+        print(f"Memory plan: {devices} devices x {mem:g} GiB\n")
+        print(M.plan_table([(run.name, p) for run, p in plans]))
+    fit = all(p.fits for _, ps in plans for p in ps.values())
+    return [replace(run, config=M.apply_plan(run.config, p, mem)) for run, p in plans], 0 if fit else 1
+
+
 def check_batches(run: C.Run, world_size: int) -> None:
     """Every phase's global batch splits over this launch's processes (before any work)."""
     from ablations.batching import BatchPlanError, plan_batch
+    from ablations.memory_plan import phase_runtime
 
     for phase in C.PHASES[run.config["mode"]]:
         try:
-            plan_batch(
-                run.config[phase]["batch_size"], world_size, run.config["runtime"].get("max_batch_per_device")
-            )
+            cap = phase_runtime(run.config["runtime"], phase)[0]
+            plan_batch(run.config[phase]["batch_size"], world_size, cap)
         except BatchPlanError as e:
             raise C.ConfigError(f"{run.name}, {phase}: {e}") from None
 

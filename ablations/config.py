@@ -35,6 +35,18 @@ SELECTION_KEYS = {"mode": "--mode", "model.step": "--step", "model.modality": "-
 # data lies. data.root does belong to a run's identity (ablations/identity.py): a run folder
 # trained on other data is reported as changed, never reused.
 NAME_NEUTRAL_KEYS = (*NEUTRAL_KEYS, "data.root")
+# Keys every preset has, unless it sets them itself.
+DEFAULTS = {
+    "runtime": {
+        "grad_ckpt": False,  # activation checkpointing: true (every block), false, or N (the first N blocks)
+        "compile": False,  # torch.compile the model (inductor)
+        "plan": None,  # written by --device-mem (ablations/memory_plan.py): per-phase cap, checkpointing
+    },
+    "finetune": {
+        "init": None,  # a pretrained checkpoint to finetune from instead of pretraining (mode mae)
+        "init_sha256": None,  # set from the file: part of the run's identity
+    },
+}
 
 
 # ----------------------------------------------------------------------------- loading
@@ -89,6 +101,9 @@ def preset_config(name: str, modality: str) -> dict:
             "Choose a preset for that modality (--list shows them)."
         )
     cfg = {k: copy.deepcopy(v) for k, v in preset.items() if k not in PRESET_META_KEYS}
+    for section, defaults in DEFAULTS.items():
+        if section in cfg:
+            cfg[section] = {**defaults, **(cfg[section] or {})}
     deep_update(cfg, preset.get(modality) or {}, path="", strict=True)
     cfg["model"]["modality"] = modality
     return cfg
@@ -160,12 +175,16 @@ def check_sets(cfg: dict, sets: dict) -> None:
             raise ConfigError(f"--set {key}: choose this with {SELECTION_KEYS[key]} instead.")
         if key.startswith("model.overrides."):
             continue
+        if key == "finetune.init_sha256":
+            raise ConfigError(
+                "--set finetune.init_sha256: it is computed from the file; set finetune.init=<path>."
+            )
         if key not in valid:
             raise ConfigError(f"Unknown key {key!r} in --set.{did_you_mean(key, _nearby(key, valid), valid)}")
         old = get_dotted(cfg, key)
         if isinstance(old, dict):
             raise ConfigError(f"--set {key}: {key} is a section; set one of its keys, e.g. {key}.<name>=...")
-        if not _type_ok(old, value):
+        if not _type_ok(old, value) and key != "runtime.grad_ckpt":  # bool or int: checked in check_config
             raise ConfigError(
                 f"--set {key}={value!r}: expected {type(old).__name__} like {old!r}, "
                 f"got {type(value).__name__}."
@@ -282,7 +301,35 @@ def build_config(preset: str, modality: str, entry: dict, sets: dict, seed: int)
     changes = entry_changes(entry, cfg)
     deep_update(cfg, changes)
     apply_coupled(cfg, load_preset(preset).get("coupled") or [], keep={*sets, *changes}, name=preset)
+    init = (cfg.get("finetune") or {}).get("init")
+    if init:
+        if cfg["mode"] != "mae":
+            raise ConfigError(
+                "finetune.init replaces MAE pretraining: it applies to --mode mae (Table 1 a-f, Table 3)"
+            )
+        cfg["finetune"]["init_sha256"] = file_sha256(init)
     return cfg
+
+
+def file_sha256(path) -> str:
+    """sha256 of a checkpoint file (read once per process per file version)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f"finetune.init={str(path)!r}: no such file. Give a .pth checkpoint (ours: "
+            "<run>/pretrain/encoder.pth; or an official Hiera MAE / finetuned checkpoint)."
+        )
+    stat = path.stat()
+    return _sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.cache
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def apply_coupled(cfg: dict, rules: list, keep=(), name: str = "preset") -> None:
@@ -341,6 +388,8 @@ def resolve(sel: Selection) -> list[Run]:
         if not entries:
             raise ConfigError(f"Row {sel.step!r} is not in {table}.")
     recipe_sets = {k: v for k, v in sel.sets.items() if k not in NAME_NEUTRAL_KEYS}
+    if sel.sets.get("finetune.init"):  # the folder follows the checkpoint's content, not its path
+        recipe_sets["finetune.init_sha256"] = file_sha256(sel.sets["finetune.init"])
     variant = sel.preset + (f"+{config_hash(recipe_sets)}" if recipe_sets else "")
     canonical = {t: dict(table_entries(t, sel.modality)) for t in ("table1", "fig8") if t in list_tables()}
     runs = []

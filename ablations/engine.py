@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ablations.distributed import all_gather_object, all_reduce_sum, any_rank, get_world_size
+from ablations.distributed import all_gather_object, all_reduce_sum
 from ablations.optim import set_lr
 
 
@@ -31,6 +31,52 @@ def apply_mixup(mixup_fn, x: torch.Tensor, y: torch.Tensor):
         x, y = mixup_fn(x.reshape(b, c * t, h, w), y)
         return x.reshape(b, c, t, h, w), y
     return mixup_fn(x, y)
+
+
+class LossMeter:
+    """Per-step losses summed on the device, read back (one host sync) only at log intervals and
+    checkpoints, so the hot loop never waits for the device.
+
+    totals: {"loss_sum", "count"} host floats for the epoch (what checkpoints hold), brought up to
+    date by `sync`. A non-finite loss is remembered (first step, value) and raised by `sync` on
+    every rank together.
+    """
+
+    def __init__(self, totals: dict, device: torch.device, phase: str = "train", epoch: int = 0):
+        self.totals, self.device, self.phase, self.epoch = totals, device, phase, epoch
+        self.pending = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, steps since sync
+        self.window = torch.zeros(2, dtype=torch.float64, device=device)  # since the last log record
+        self.bad = torch.tensor([-1.0, 0.0], dtype=torch.float64, device=device)  # first bad step, value
+
+    def add(self, loss: torch.Tensor, step: int) -> None:
+        value = loss.detach().to(torch.float64)
+        first = ~torch.isfinite(value) & (self.bad[0] < 0)
+        self.bad = torch.where(first, torch.stack([value.new_tensor(float(step)), value]), self.bad)
+        one = torch.stack([value, torch.ones_like(value)])
+        self.pending += one
+        self.window += one
+
+    def sync(self, with_window: bool = False) -> tuple[float, float] | None:
+        """Add the pending losses to totals; raise NonFiniteLossError if any rank saw one. With
+        with_window: returns the window's (loss sum, steps) summed over ranks, and restarts it."""
+        shared = torch.cat([(self.bad[:1] >= 0).double(), self.window if with_window else self.window[:0]])
+        local = torch.cat([self.pending, self.bad]).tolist()
+        shared = all_reduce_sum(shared).tolist()  # one collective, every rank at the same step
+        self.pending.zero_()
+        self.totals["loss_sum"] += local[0]
+        self.totals["count"] += int(local[1])
+        if shared[0] > 0:
+            where = f"step {int(local[2])}" if local[2] >= 0 else "another rank"
+            value = local[3] if local[2] >= 0 else float("nan")
+            raise NonFiniteLossError(
+                f"non-finite loss ({value}) in phase '{self.phase}', epoch {self.epoch}, {where}. "
+                "The last checkpoint-last.pth is intact and resumable. Try a lower lr/blr, more "
+                "warmup, gradient clipping (clip_grad), or runtime.amp=bf16 / none instead of fp16."
+            )
+        if with_window:
+            self.window.zero_()
+            return shared[1], shared[2]
+        return None
 
 
 def train_one_epoch(
@@ -49,7 +95,7 @@ def train_one_epoch(
     clip_grad: float | None = None,
     amp_dtype: torch.dtype | None = None,
     mixup_fn=None,
-    meter: dict | None = None,
+    meter: dict | LossMeter | None = None,
     after_update=None,
     log=None,
     log_every: int = 10,
@@ -60,23 +106,26 @@ def train_one_epoch(
     """Train from data step `start_step` to the end of the epoch.
 
     lr_fn(update_index) gives the lr; it is set at the start of each accumulation cycle.
-    meter: {"loss_sum", "count"} running totals for this epoch (kept in mid-epoch checkpoints).
+    meter: {"loss_sum", "count"} running totals for this epoch (kept in mid-epoch checkpoints), or
+    a LossMeter around them (the caller then syncs it before it checkpoints mid-epoch).
     after_update(steps_done): called after every optimizer update (checkpoints, test hooks).
-    log(record): called every `log_every` steps with loss/lr/throughput.
+    log(record): called every `log_every` steps with loss/lr/throughput. The loss is read from
+    the device only then, so a non-finite loss stops the run within log_every steps.
     progress: True / "bar": a tqdm bar; "lines": one flushed line per `log_every` steps with loss,
     lr, items/s and ETA (for log files: no carriage returns); False: nothing.
     epochs: the phase's epoch count, for the ETA (None: to the end of this epoch).
-    Returns the meter.
+    Returns the totals.
     """
-    meter = meter if meter is not None else {"loss_sum": 0.0, "count": 0}
+    if not isinstance(meter, LossMeter):
+        meter = LossMeter(meter if meter is not None else {"loss_sum": 0.0, "count": 0}, device)
+    meter.phase, meter.epoch = phase, epoch
     model.train()
     optimizer.zero_grad(set_to_none=True)
     updates_per_epoch = math.ceil(steps_per_epoch / accum_iter)
-    world = get_world_size()
     autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
     bar = tqdm(total=steps_per_epoch, initial=start_step, disable=progress not in (True, "bar"),
                desc=f"{phase} ep{epoch}", file=sys.__stderr__)  # fmt: skip
-    win_loss, win_n, win_t = 0.0, 0, time.perf_counter()
+    win_n, win_t = 0, time.perf_counter()  # this rank's steps in the log window
     lr = optimizer.param_groups[0]["lr"]
 
     for step, (x, y) in enumerate(loader, start=start_step):
@@ -99,14 +148,7 @@ def train_one_epoch(
         with sync:
             with autocast:
                 loss = loss_fn(model, x, y)
-            loss_value = loss.item()
-            # Checked on every rank together, so no rank is left waiting in a collective.
-            if any_rank(not math.isfinite(loss_value), device):
-                raise NonFiniteLossError(
-                    f"non-finite loss ({loss_value}) in phase '{phase}', epoch {epoch}, step {step}. "
-                    "The last checkpoint-last.pth is intact and resumable. Try a lower lr/blr, more "
-                    "warmup, gradient clipping (clip_grad), or runtime.amp=bf16 / none instead of fp16."
-                )
+            meter.add(loss, step)  # no host sync: read back at the log interval
             scaler.scale(loss / accum_iter).backward()
 
         if boundary:
@@ -117,20 +159,16 @@ def train_one_epoch(
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
 
-        meter["loss_sum"] += loss_value
-        meter["count"] += 1
-        win_loss += loss_value
         win_n += 1
         bar.update(1)
         if (step + 1) % log_every == 0 or step + 1 == steps_per_epoch:
-            # Average the window's loss over ranks so the log shows the global loss.
-            t = all_reduce_sum(torch.tensor([win_loss, win_n], dtype=torch.float64, device=device))
+            loss_sum, n = meter.sync(with_window=True)  # global window mean; stops on a non-finite loss
             dt = time.perf_counter() - win_t
-            throughput = win_n * x.shape[0] * world / max(dt, 1e-9)
+            throughput = n * x.shape[0] / max(dt, 1e-9)  # n: steps summed over ranks
             record = {
                 "epoch": epoch,
                 "step": epoch * steps_per_epoch + step + 1,
-                "loss": (t[0] / t[1]).item(),
+                "loss": loss_sum / n,
                 "lr": lr,
                 "throughput": throughput,
             }
@@ -140,11 +178,12 @@ def train_one_epoch(
                 print(progress_line(phase, record, step + 1, steps_per_epoch, left * dt / win_n), flush=True)
             if log is not None:
                 log(record)
-            win_loss, win_n, win_t = 0.0, 0, time.perf_counter()
+            win_n, win_t = 0, time.perf_counter()
         if boundary and after_update is not None:
             after_update(step + 1)
     bar.close()
-    return meter
+    meter.sync()
+    return meter.totals
 
 
 def progress_line(phase: str, record: dict, step: int, steps_per_epoch: int, eta_s: float) -> str:

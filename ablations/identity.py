@@ -28,6 +28,9 @@ NEUTRAL_KEYS = (
     "data.num_workers", "data.download",
     "runtime.device", "runtime.log_every", "runtime.threads", "runtime.ckpt_every_steps",
     "runtime.max_batch_per_device", "pretrain.accum_iter", "finetune.accum_iter", "supervised.accum_iter",
+    # how the memory is spent, not what is learned (ablations/memory_plan.py)
+    "runtime.grad_ckpt", "runtime.compile", "runtime.plan",
+    "finetune.init",  # where the init checkpoint lies; its content (finetune.init_sha256) is identity
 )  # fmt: skip
 
 

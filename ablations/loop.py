@@ -42,8 +42,9 @@ from ablations.checkpoint import (
     training_state,
 )
 from ablations.distributed import DistInfo, ShardedSampler, all_gather_object, barrier, init_distributed
-from ablations.engine import eta_text, evaluate, train_one_epoch
+from ablations.engine import LossMeter, eta_text, evaluate, train_one_epoch
 from ablations.interrupt import Stopped, StopRequest
+from ablations.memory_plan import phase_runtime
 from ablations.optim import build_optimizer, lr_at, resolve_lr
 
 CKPT = "checkpoint-last.pth"
@@ -149,15 +150,13 @@ def fit(
 
 
 def resolve_amp(amp: str | None, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype or None, use GradScaler). bf16 needs no scaler; fp16 only on CUDA."""
+    """(autocast dtype or None, use GradScaler). bf16 needs no scaler; fp16 always runs with one,
+    on the CPU too (torch.amp.GradScaler("cpu"): the same code path as CUDA fp16)."""
     amp = (amp or "none").lower()
     if amp in ("none", "fp32", "false"):
         return None, False
     if amp == "fp16":
-        if device.type == "cuda":
-            return torch.float16, True
-        warnings.warn("amp=fp16 needs CUDA; using bf16 autocast on this device", stacklevel=2)
-        return torch.bfloat16, False
+        return torch.float16, True
     if amp == "bf16":
         if device.type == "cuda" and not torch.cuda.is_bf16_supported():
             warnings.warn("this GPU lacks bf16; using fp16 autocast with a GradScaler", stacklevel=2)
@@ -169,6 +168,7 @@ def resolve_amp(amp: str | None, device: torch.device) -> tuple[torch.dtype | No
 def setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime, num_workers) -> Loop:
     """Device, AMP, optimizer, scaler, sharded loaders and the lr schedule of one phase."""
     rt = {**RUNTIME_DEFAULTS, **(runtime or {})}
+    rt["max_batch_per_device"], grad_ckpt = phase_runtime(rt, phase)  # the memory plan's, if it has one
     dist = init_distributed(rt["device"])
     phase_dir = Path(phase_dir)
     if dist.is_main:
@@ -185,6 +185,10 @@ def setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime,
         )
 
     model.to(dist.device)
+    if grad_ckpt:
+        model.set_grad_checkpointing(grad_ckpt)
+    if dist.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest conv kernels once
     base_lr = resolve_lr(phase_cfg)
     optimizer = build_optimizer(model, phase_cfg, base_lr)
     scaler = torch.amp.GradScaler(dist.device.type, enabled=use_scaler)
@@ -193,15 +197,17 @@ def setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime,
     sampler = ShardedSampler(len(train_set), dist.rank, dist.world_size, seed=seed, total=total)
     steps_per_epoch = updates_per_epoch * accum_iter
     pin = dist.device.type == "cuda"
+    workers = loader_options(num_workers, pin)
     loader_gen = torch.Generator()
     loader = DataLoader(
-        train_set, batch_size=bs, sampler=sampler, drop_last=True, num_workers=num_workers,
-        pin_memory=pin, generator=loader_gen,
-    )  # fmt: skip
+        train_set, batch_size=bs, sampler=sampler, drop_last=True, generator=loader_gen, **workers
+    )
     val = val_loader(val_set, bs, dist, num_workers) if val_set is not None else None
     net = model
     if dist.world_size > 1:
         net = DistributedDataParallel(model, device_ids=[dist.device.index] if pin else None)
+    if rt.get("compile"):
+        net = torch.compile(net)  # checkpoints keep saving `model`, whose parameters net shares
     return Loop(
         model=model, net=net, optimizer=optimizer, scaler=scaler, sampler=sampler, loader=loader,
         loader_gen=loader_gen, val_loader=val, dist=dist, amp_dtype=amp_dtype,
@@ -213,13 +219,20 @@ def setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime,
     )  # fmt: skip
 
 
+def loader_options(num_workers: int, pin: bool) -> dict:
+    """DataLoader keywords. Workers stay alive across epochs and keep batches queued (their RNG
+    then runs on across epochs: resume is exact in data order, not in augmentation draws)."""
+    options = dict(num_workers=num_workers, pin_memory=pin)
+    if num_workers > 0:
+        options.update(persistent_workers=True, prefetch_factor=4)
+    return options
+
+
 def val_loader(val_set, batch_size: int, dist: DistInfo, num_workers: int = 0) -> DataLoader:
     """Sharded without padding (rank r takes samples r, r + world, ...): every sample counted once."""
     sampler = ShardedSampler(len(val_set), dist.rank, dist.world_size, shuffle=False, pad=False)
-    pin = dist.device.type == "cuda"
-    return DataLoader(
-        val_set, batch_size=batch_size, sampler=sampler, num_workers=num_workers, pin_memory=pin
-    )
+    options = loader_options(num_workers, dist.device.type == "cuda")
+    return DataLoader(val_set, batch_size=batch_size, sampler=sampler, **options)
 
 
 def resume(loop: Loop) -> dict:
@@ -282,11 +295,13 @@ def train_epoch(loop, loss_fn, epoch, start_step, meter, mixup_fn, stop, after_u
     loop.loader_gen.manual_seed(loop.seed * 100_003 + epoch)
     ckpt_every = int(loop.runtime.get("ckpt_every_steps") or 0)
     last_saved = start_step
+    losses = LossMeter(meter, loop.dist.device)  # summed on the device; synced before a save
 
     def on_update(steps_done: int) -> None:
         nonlocal last_saved
         inside = steps_done < loop.steps_per_epoch  # the epoch end saves anyway
         if ckpt_every and steps_done - last_saved >= ckpt_every and inside:
+            losses.sync()
             save(loop, epoch, steps_done, meter)
             last_saved = steps_done
         if after_update is not None:
@@ -294,6 +309,7 @@ def train_epoch(loop, loss_fn, epoch, start_step, meter, mixup_fn, stop, after_u
         signal = stop.agreed() if inside else None  # a collective: every rank, every update
         if signal:
             if last_saved != steps_done:  # the periodic save may just have written it
+                losses.sync()
                 save(loop, epoch, steps_done, meter)
             where = f"epoch {epoch}, step {steps_done}"
             raise Stopped(f"{loop.phase}: stopped at {where}; checkpoint saved", signal)
@@ -302,7 +318,7 @@ def train_epoch(loop, loss_fn, epoch, start_step, meter, mixup_fn, stop, after_u
         loop.net, loss_fn, loop.loader, loop.optimizer, loop.scaler,
         epoch=epoch, steps_per_epoch=loop.steps_per_epoch, lr_fn=loop.lr, device=loop.dist.device,
         start_step=start_step, accum_iter=loop.accum_iter, clip_grad=loop.phase_cfg.get("clip_grad"),
-        amp_dtype=loop.amp_dtype, mixup_fn=mixup_fn, meter=meter, after_update=on_update,
+        amp_dtype=loop.amp_dtype, mixup_fn=mixup_fn, meter=losses, after_update=on_update,
         log=loop.log, log_every=int(loop.runtime["log_every"]), phase=loop.phase, epochs=loop.epochs,
         progress=progress if loop.dist.is_main else False,
     )  # fmt: skip

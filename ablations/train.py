@@ -97,6 +97,26 @@ def load_encoder(model: torch.nn.Module, path: Path) -> None:
         )
 
 
+def load_init(model: torch.nn.Module, path: Path, sha256: str | None = None) -> dict:
+    """finetune.init: weights from a pretrained checkpoint. Ours (a run's pretrain/encoder.pth or
+    pretrain/checkpoint-last.pth, whose MAE keys sit under "encoder.") or the official Hiera / timm
+    formats (MAE or finetuned, image or video; models/convert.py). Everything but the head must
+    match; a missing head, or one for another number of classes, starts fresh."""
+    from ablations.config import file_sha256
+    from models.convert import load_pretrained
+
+    if sha256 is not None and file_sha256(path) != sha256:
+        raise RuntimeError(f"{path} changed since this run was configured (sha256 differs); rerun ablate.py")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for wrapper in ("model_state", "model", "state_dict"):
+        if isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+            break
+    if any(k.startswith("encoder.") for k in state):  # our MAE: keep the encoder, drop the decoder
+        state = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+    return load_pretrained(model, state, strict=True)
+
+
 def build_criterion(phase_cfg: dict, num_classes: int):
     """(criterion, mixup_fn or None): SoftTargetCE under Mixup/CutMix (which also smooths labels),
     else label-smoothing CE, else plain CE."""
@@ -125,6 +145,8 @@ def run_training(cfg: dict, run_dir: Path, progress: bool = True) -> dict:
     if cfg["mode"] not in ("mae", "supervised"):
         raise ValueError(f"mode must be 'mae' or 'supervised', got {cfg['mode']!r}")
     phases = ["pretrain", "finetune"] if cfg["mode"] == "mae" else ["supervised"]
+    if cfg["mode"] == "mae" and (cfg.get("finetune") or {}).get("init"):
+        phases = ["finetune"]  # finetune.init: pretrained elsewhere
     results = {p: run_phase(p, cfg, run_dir / p, dist, progress) for p in phases}
     return summarize(results)
 
@@ -159,7 +181,9 @@ def run_phase(phase: str, cfg: dict, phase_dir: Path, dist: DistInfo, progress: 
             return m(x)[0]
     else:
         model = build_classifier(cfg, pc, info["num_classes"])
-        if phase == "finetune":
+        if phase == "finetune" and pc.get("init"):
+            load_init(model, Path(pc["init"]).expanduser(), pc.get("init_sha256"))
+        elif phase == "finetune":
             load_encoder(model, phase_dir.parent / "pretrain" / "encoder.pth")
         criterion, mixup_fn = build_criterion(pc, info["num_classes"])
 

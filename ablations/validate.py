@@ -98,6 +98,11 @@ def check_config(cfg: dict, name: str = "config") -> None:
         raise ConfigError(f"Unknown row {row!r}.{did_you_mean(row, steps())}")
     if cfg["mode"] not in MODES:
         raise ConfigError(f"Unknown mode {cfg['mode']!r}.{did_you_mean(cfg['mode'], MODES)}")
+    ckpt = cfg["runtime"].get("grad_ckpt")
+    if not (isinstance(ckpt, bool) or (isinstance(ckpt, int) and ckpt >= 0)):
+        raise ConfigError(
+            f"{name}: runtime.grad_ckpt={ckpt!r}: use true (every block), false, or N >= 0 (first N blocks)."
+        )
     if cfg["mode"] == "mae" and row == "mvitv2":
         raise ConfigError(
             "Row mvitv2 cannot be MAE-pretrained: its relative positions and overlapping convs are not "

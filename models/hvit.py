@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .config import ModelConfig, resolve_blocks
 from .layers import _CONV, Block, raster_to_units
@@ -50,6 +51,7 @@ class HierarchicalViT(nn.Module):
         self.norm = nn.LayerNorm(self.num_features, eps=cfg.norm_eps)
         self.head_drop = nn.Dropout(cfg.drop_rate)
         self.head = nn.Linear(self.num_features, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
+        self.grad_ckpt_blocks = 0  # activation checkpointing: the first N blocks (set_grad_checkpointing)
         self._init_weights()
 
     # ------------------------------------------------------------------ geometry
@@ -188,8 +190,13 @@ class HierarchicalViT(nn.Module):
         else:
             units, unit = None, grid  # dense raster order: U = 1, the unit is the whole grid
         feats = []
+        ckpt = self.grad_ckpt_blocks if torch.is_grad_enabled() else 0
         for i, blk in enumerate(self.blocks):
-            x, unit = blk(x, unit, units)
+            if i < ckpt:
+                # Recomputed in backward; the RNG state is restored, so drop path draws the same.
+                x, unit = checkpoint(blk, x, unit, units, use_reentrant=False)
+            else:
+                x, unit = blk(x, unit, units)
             if return_intermediates and i in self.stage_ends:
                 feats.append(self._as_units(x, unit, units is None and not sparse))
         return (x, feats) if return_intermediates else x
@@ -216,6 +223,16 @@ class HierarchicalViT(nn.Module):
         return self.forward_head(self.forward_features(x, mask=mask))
 
     # ------------------------------------------------------------------ training helpers
+    def set_grad_checkpointing(self, enable: bool | int = True) -> None:
+        """Activation checkpointing (timm's name): True = every block, an int N = the first N
+        blocks (the highest-resolution ones hold most activations), False/0 = none."""
+        n = len(self.blocks) if enable is True else int(enable or 0)
+        if not 0 <= n <= len(self.blocks):
+            raise ValueError(
+                f"grad checkpointing: N must be in [0, {len(self.blocks)}] blocks, got {enable!r}"
+            )
+        self.grad_ckpt_blocks = n
+
     def no_weight_decay(self) -> set[str]:
         return {n for n, _ in self.named_parameters() if "pos_embed" in n or "rel_pos" in n}
 

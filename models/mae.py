@@ -177,6 +177,10 @@ class MaskedAutoencoder(nn.Module):
             raise ValueError("keep masks nothing: the MAE loss is over masked units only")
 
     # ------------------------------------------------------------------ training helpers
+    def set_grad_checkpointing(self, enable: bool | int = True) -> None:
+        """Checkpoint the sparse encoder's blocks (all, or the first N); the decoder is small."""
+        self.encoder.set_grad_checkpointing(enable)
+
     def no_weight_decay(self) -> set[str]:
         """The encoder's own no-decay set (position tables), plus the mask tokens and decoder positions."""
         names = {f"encoder.{n}" for n in getattr(self.encoder, "no_weight_decay", set)()}

@@ -1,0 +1,85 @@
+"""torch.compile vs eager: training-step time per Table 1 row (runtime.compile), timed side by side.
+
+    .venv/bin/python -m analysis.bench_compile      # rows mvitv2..f + MAE f, size B, 224 px, batch 2
+    .venv/bin/python -m analysis.bench_compile --rows f --mae none --size cpu-s --batch 8
+
+One step is forward + backward + AdamW of the classifier (cross-entropy), or of the sparse MAE
+(`--mae` rows). The compiled copy is a second model with the same weights; its first call (the
+compile, inductor) is timed separately, then eager and compiled steps alternate so that load
+drift on a shared machine hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import torch
+
+import models
+from analysis.bench_mae import time_interleaved
+from models.mae import build_mae
+
+ROWS = ("mvitv2", "a", "b", "c", "d", "e", "f")
+
+
+def training_step(model, x: torch.Tensor, y: torch.Tensor | None):
+    """A closure: one forward + backward + AdamW step of `model` (MAE when y is None)."""
+    params = list(model.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-4)
+
+    def step():
+        out = model(x)
+        loss = out[0] if y is None else torch.nn.functional.cross_entropy(out, y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def compare(eager: torch.nn.Module, x, y, warmup: int, repeats: int) -> dict:
+    """{"eager", "compiled"}: median seconds per step, and "compile_s": the first compiled step."""
+    twin = copy.deepcopy(eager)
+    compiled = torch.compile(twin)
+    steps = {"eager": training_step(eager, x, y), "compiled": training_step(compiled, x, y)}
+    t0 = time.perf_counter()
+    steps["compiled"]()  # compiles forward and backward
+    compile_s = time.perf_counter() - t0
+    out = time_interleaved(steps, warmup, repeats, "cpu")
+    return {**out, "compile_s": compile_s}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", default="B")
+    p.add_argument("--rows", nargs="+", default=list(ROWS), help="classifier rows (supervised step)")
+    p.add_argument("--mae", nargs="*", default=["f"], help="rows timed as sparse MAE steps (none: --mae)")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args(argv)
+    torch.manual_seed(0)
+    print(f"# size {args.size}, batch {args.batch}, fp32, cpu ({torch.get_num_threads()} threads)")
+    print("| model | eager s/step | compiled s/step | speedup | compile s |\n|---|---|---|---|---|")
+    jobs = [(r, False) for r in args.rows] + [(r, True) for r in args.mae]
+    for row, mae in jobs:
+        torch._dynamo.reset()
+        if mae:
+            model = build_mae({"size": args.size, "step": row}, {}).train()
+            y = None
+        else:
+            model = models.build(args.size, step=row, num_classes=1000).train()
+            y = torch.randint(0, 1000, (args.batch,))
+        enc = getattr(model, "encoder", model)
+        x = torch.randn(args.batch, enc.cfg.in_chans, *enc.cfg.input_size)
+        t = compare(model, x, y, args.warmup, args.repeats)
+        name = f"MAE {row}" if mae else row
+        print(f"| {name} | {t['eager']:.2f} | {t['compiled']:.2f} | {t['eager'] / t['compiled']:.2f}x | "
+              f"{t['compile_s']:.0f} |", flush=True)  # fmt: skip
+        del model
+
+
+if __name__ == "__main__":
+    main()
