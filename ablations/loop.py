@@ -1,0 +1,322 @@
+"""The generic epoch loop of one phase: any model, any dataset, any loss.
+
+`fit` reads top to bottom like a training loop:
+
+    loop  = setup(...)            device, AMP, optimizer, scaler, loaders, lr schedule
+    state = resume(loop)          position, meter, history from checkpoint-last.pth (if any)
+    for epoch in ...:
+        train_epoch(loop, ...)    engine.train_one_epoch from the resumed step; mid-epoch saves
+        end_epoch(loop, ...)      all-reduced loss, validation, log record, epoch checkpoint
+    return phase_result(...)      the metrics written to done.json
+
+The position a checkpoint stores is (epoch, data step inside the epoch); the data order depends
+only on (seed, epoch), so a resumed run skips exactly the batches it already trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from ablations.checkpoint import (
+    get_rng_state,
+    load_checkpoint,
+    restore_training_state,
+    save_atomic,
+    training_state,
+)
+from ablations.distributed import DistInfo, ShardedSampler, all_gather_object, barrier, init_distributed
+from ablations.engine import evaluate, train_one_epoch
+from ablations.interrupt import Stopped, StopRequest
+from ablations.optim import build_optimizer, lr_at, resolve_lr
+
+CKPT = "checkpoint-last.pth"
+RUNTIME_DEFAULTS = {"device": "auto", "amp": "bf16", "log_every": 10, "eval_every": 1}
+
+
+@dataclass
+class Loop:
+    """Everything one phase's epoch loop uses; built once by `setup`."""
+
+    model: torch.nn.Module  # the raw model (checkpoints hold its state_dict)
+    net: torch.nn.Module  # what trains: the model, or DDP around it
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    sampler: ShardedSampler
+    loader: DataLoader
+    loader_gen: torch.Generator  # reseeded per epoch: fixes worker seeds without the global RNG
+    val_loader: DataLoader | None
+    dist: DistInfo
+    amp_dtype: torch.dtype | None
+    phase_cfg: dict
+    runtime: dict
+    phase_dir: Path
+    phase: str
+    seed: int
+    epochs: int
+    batch_size: int  # per process, per data step
+    accum_iter: int
+    steps_per_epoch: int  # data steps per epoch and process
+    updates_per_epoch: int  # optimizer updates per epoch
+    base_lr: float
+    warmup_updates: int
+    min_lr: float
+    log_path: Path = field(init=False)
+    # The position, set by `resume`: {epoch, step, meter, history, elapsed_s}, and the clock's
+    # start (shifted back by the time of earlier segments, so train time spans resumes).
+    state: dict = field(default_factory=dict)
+    t0: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.log_path = self.phase_dir / "log.jsonl"
+
+    def lr(self, update: int) -> float:
+        """Warmup + cosine, per optimizer update."""
+        return lr_at(
+            update,
+            base_lr=self.base_lr,
+            min_lr=self.min_lr,
+            warmup_updates=self.warmup_updates,
+            total_updates=self.epochs * self.updates_per_epoch,
+        )
+
+    def log(self, record: dict) -> None:
+        if self.dist.is_main:
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps({"phase": self.phase, **record}) + "\n")
+
+
+def fresh_meter() -> dict:
+    return {"loss_sum": 0.0, "count": 0}
+
+
+def fit(
+    model: torch.nn.Module,
+    loss_fn,
+    train_set,
+    val_set,
+    phase_cfg: dict,
+    *,
+    phase_dir: Path,
+    phase: str = "train",
+    seed: int = 0,
+    runtime: dict | None = None,
+    mixup_fn=None,
+    multi_view: bool = False,
+    num_workers: int = 0,
+    progress: bool = True,
+    after_update=None,
+) -> dict:
+    """Train `model` for phase_cfg["epochs"], resuming from phase_dir/checkpoint-last.pth if present.
+
+    loss_fn(model, x, y) -> scalar loss. after_update(epoch, steps_done) is called after each
+    optimizer update (tests use it to interrupt a run). Returns the phase metrics (done.json).
+    """
+    loop = setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime, num_workers)
+    state = resume(loop)
+    with StopRequest(enabled=loop.dist.world_size == 1) as stop:
+        for epoch in range(state["epoch"], loop.epochs):
+            start_step = state["step"] if epoch == state["epoch"] else 0
+            meter = dict(state["meter"]) if epoch == state["epoch"] else fresh_meter()
+            t_epoch = time.perf_counter()
+            train_epoch(loop, loss_fn, epoch, start_step, meter, mixup_fn, stop, after_update, progress)
+            dt = time.perf_counter() - t_epoch
+            end_epoch(loop, epoch, start_step, meter, dt, multi_view, progress)
+            if stop.requested:
+                raise Stopped(f"{phase}: stopped after epoch {epoch}; checkpoint saved")
+    return phase_result(loop)
+
+
+# ---------------------------------------------------------------- setup and resume
+
+
+def resolve_amp(amp: str | None, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None, use GradScaler). bf16 needs no scaler; fp16 only on CUDA."""
+    amp = (amp or "none").lower()
+    if amp in ("none", "fp32", "false"):
+        return None, False
+    if amp == "fp16":
+        if device.type == "cuda":
+            return torch.float16, True
+        warnings.warn("amp=fp16 needs CUDA; using bf16 autocast on this device", stacklevel=2)
+        return torch.bfloat16, False
+    if amp == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            warnings.warn("this GPU lacks bf16; using fp16 autocast with a GradScaler", stacklevel=2)
+            return torch.float16, True
+        return torch.bfloat16, False
+    raise ValueError(f"runtime.amp must be bf16, fp16 or none, got {amp!r}")
+
+
+def setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime, num_workers) -> Loop:
+    """Device, AMP, optimizer, scaler, sharded loaders and the lr schedule of one phase."""
+    rt = {**RUNTIME_DEFAULTS, **(runtime or {})}
+    dist = init_distributed(rt["device"])
+    phase_dir = Path(phase_dir)
+    if dist.is_main:
+        phase_dir.mkdir(parents=True, exist_ok=True)
+    barrier()
+    amp_dtype, use_scaler = resolve_amp(rt["amp"], dist.device)
+    epochs, bs = int(phase_cfg["epochs"]), int(phase_cfg["batch_size"])
+    accum_iter = int(phase_cfg.get("accum_iter") or 1)
+
+    model.to(dist.device)
+    base_lr = resolve_lr(phase_cfg, dist.world_size)
+    optimizer = build_optimizer(model, phase_cfg, base_lr)
+    scaler = torch.amp.GradScaler(dist.device.type, enabled=use_scaler)
+
+    sampler = ShardedSampler(len(train_set), dist.rank, dist.world_size, seed=seed)
+    steps_per_epoch = sampler.full_length() // bs
+    if steps_per_epoch == 0:
+        raise ValueError(f"{phase}: {len(train_set)} training samples cannot fill one batch of {bs} per rank")
+    pin = dist.device.type == "cuda"
+    loader_gen = torch.Generator()
+    loader = DataLoader(
+        train_set, batch_size=bs, sampler=sampler, drop_last=True, num_workers=num_workers,
+        pin_memory=pin, generator=loader_gen,
+    )  # fmt: skip
+    val_loader = None
+    if val_set is not None:
+        val_sampler = ShardedSampler(len(val_set), dist.rank, dist.world_size, shuffle=False, pad=False)
+        val_loader = DataLoader(
+            val_set, batch_size=bs, sampler=val_sampler, num_workers=num_workers, pin_memory=pin
+        )
+    net = model
+    if dist.world_size > 1:
+        net = DistributedDataParallel(model, device_ids=[dist.device.index] if pin else None)
+    updates_per_epoch = -(-steps_per_epoch // accum_iter)
+    return Loop(
+        model=model, net=net, optimizer=optimizer, scaler=scaler, sampler=sampler, loader=loader,
+        loader_gen=loader_gen, val_loader=val_loader, dist=dist, amp_dtype=amp_dtype,
+        phase_cfg=phase_cfg, runtime=rt, phase_dir=phase_dir, phase=phase, seed=seed, epochs=epochs,
+        batch_size=bs, accum_iter=accum_iter, steps_per_epoch=steps_per_epoch,
+        updates_per_epoch=updates_per_epoch, base_lr=base_lr,
+        warmup_updates=int(round(float(phase_cfg.get("warmup_epochs") or 0) * updates_per_epoch)),
+        min_lr=float(phase_cfg.get("min_lr") or 0.0),
+    )  # fmt: skip
+
+
+def resume(loop: Loop) -> dict:
+    """The loop position: fresh, or restored (with model, optimizer, scaler, RNG) from the checkpoint."""
+    state = {"epoch": 0, "step": 0, "meter": fresh_meter(), "history": [], "elapsed_s": 0.0}
+    ckpt_path = loop.phase_dir / CKPT
+    ckpt = load_checkpoint(ckpt_path)
+    loop.state = state
+    if ckpt is None:
+        loop.t0 = time.perf_counter()
+        return state
+    d = loop.dist
+    restore_training_state(ckpt, loop.model, loop.optimizer, loop.scaler, d.rank, d.world_size, loop.seed)
+    state.update({k: ckpt[k] for k in state})
+    loop.t0 = time.perf_counter() - state["elapsed_s"]
+    if d.is_main and loop.log_path.exists():  # drop log lines written after the checkpoint (redone)
+        with open(loop.log_path, "r+b") as f:
+            f.truncate(ckpt["log_bytes"])
+    if d.is_main:
+        print(f"[{loop.phase}] resumed from {ckpt_path}: epoch {state['epoch']}, step {state['step']}")
+    return state
+
+
+def save(loop: Loop, epoch: int, step: int, meter: dict) -> None:
+    """Checkpoint position (epoch, step) with every rank's RNG (ranks draw different masks)."""
+    rng = all_gather_object(get_rng_state())
+    if loop.dist.is_main:
+        extra = {"epoch": epoch, "step": step, "meter": dict(meter), "history": loop.state["history"],
+                 "elapsed_s": time.perf_counter() - loop.t0, "world_size": loop.dist.world_size,
+                 "phase": loop.phase,
+                 "log_bytes": loop.log_path.stat().st_size if loop.log_path.exists() else 0}  # fmt: skip
+        ckpt = training_state(loop.model, loop.optimizer, loop.scaler, rng=rng, **extra)
+        save_atomic(ckpt, loop.phase_dir / CKPT)
+
+
+# ---------------------------------------------------------------- one epoch
+
+
+def train_epoch(loop, loss_fn, epoch, start_step, meter, mixup_fn, stop, after_update, progress) -> None:
+    """Train one epoch from `start_step`; periodic (runtime.ckpt_every_steps) and on-request saves."""
+    loop.sampler.set_epoch(epoch, skip=start_step * loop.batch_size)
+    loop.loader_gen.manual_seed(loop.seed * 100_003 + epoch)
+    ckpt_every = int(loop.runtime.get("ckpt_every_steps") or 0)
+    last_saved = start_step
+
+    def on_update(steps_done: int) -> None:
+        nonlocal last_saved
+        inside = steps_done < loop.steps_per_epoch  # the epoch end saves anyway
+        if ckpt_every and steps_done - last_saved >= ckpt_every and inside:
+            save(loop, epoch, steps_done, meter)
+            last_saved = steps_done
+        if after_update is not None:
+            after_update(epoch, steps_done)
+        if stop.requested and inside:
+            if last_saved != steps_done:  # the periodic save may just have written it
+                save(loop, epoch, steps_done, meter)
+            raise Stopped(f"{loop.phase}: stopped at epoch {epoch}, step {steps_done}; checkpoint saved")
+
+    train_one_epoch(
+        loop.net, loss_fn, loop.loader, loop.optimizer, loop.scaler,
+        epoch=epoch, steps_per_epoch=loop.steps_per_epoch, lr_fn=loop.lr, device=loop.dist.device,
+        start_step=start_step, accum_iter=loop.accum_iter, clip_grad=loop.phase_cfg.get("clip_grad"),
+        amp_dtype=loop.amp_dtype, mixup_fn=mixup_fn, meter=meter, after_update=on_update,
+        log=loop.log, log_every=int(loop.runtime["log_every"]), progress=progress and loop.dist.is_main,
+        phase=loop.phase,
+    )  # fmt: skip
+
+
+def end_epoch(loop, epoch, start_step, meter, epoch_time_s, multi_view, progress) -> dict:
+    """Epoch record (global train loss, validation when due), history, and the epoch checkpoint."""
+    d = loop.dist
+    totals = torch.tensor([meter["loss_sum"], meter["count"]], dtype=torch.float64, device=d.device)
+    if d.world_size > 1:
+        torch.distributed.all_reduce(totals)
+    record = {
+        "epoch": epoch,
+        "step": (epoch + 1) * loop.steps_per_epoch,
+        "train_loss": (totals[0] / totals[1]).item(),
+        "lr": loop.lr((epoch + 1) * loop.updates_per_epoch - 1),
+        "epoch_time_s": epoch_time_s,
+        "throughput": (loop.steps_per_epoch - start_step)
+        * loop.batch_size
+        * d.world_size
+        / max(epoch_time_s, 1e-9),
+    }
+    last = epoch + 1 == loop.epochs
+    if loop.val_loader is not None and ((epoch + 1) % int(loop.runtime["eval_every"]) == 0 or last):
+        record.update(evaluate(loop.net, loop.val_loader, d.device, loop.amp_dtype, multi_view=multi_view))
+    loop.log(record)
+    keys = ("epoch", "train_loss", "top1", "top5", "val_loss")
+    loop.state["history"].append({k: record[k] for k in keys if k in record})
+    save(loop, epoch + 1, 0, fresh_meter())
+    if d.is_main and progress:
+        shown = {k: round(v, 4) for k, v in record.items() if isinstance(v, float)}
+        print(f"[{loop.phase}] epoch {epoch}: {shown}", flush=True)
+    return record
+
+
+# ---------------------------------------------------------------- result
+
+
+def phase_result(loop: Loop) -> dict:
+    """The phase metrics written to done.json: last/best evaluation, first/last train loss."""
+    hist = loop.state["history"]
+    evals = [h for h in hist if "top1" in h]
+    return {
+        "phase": loop.phase,
+        "epochs": loop.epochs,
+        "train_time_s": time.perf_counter() - loop.t0,
+        "loss_first": hist[0]["train_loss"] if hist else None,
+        "loss_last": hist[-1]["train_loss"] if hist else None,
+        "top1": evals[-1]["top1"] if evals else None,
+        "top5": evals[-1]["top5"] if evals else None,
+        "best_top1": max(h["top1"] for h in evals) if evals else None,
+        "val_loss": evals[-1].get("val_loss") if evals else None,
+        "lr": loop.base_lr,
+        "steps_per_epoch": loop.steps_per_epoch,
+        "world_size": loop.dist.world_size,
+    }
