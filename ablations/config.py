@@ -66,7 +66,7 @@ NEEDS_ROOT = ("imagefolder", "video_folder")
 # "same config" check, so a run resumes on another machine with its data elsewhere.
 NEUTRAL_KEYS = (
     "data.root", "data.num_workers", "data.download",
-    "runtime.device", "runtime.log_every", "runtime.threads",
+    "runtime.device", "runtime.log_every", "runtime.threads", "runtime.tensorboard",
 )  # fmt: skip
 
 

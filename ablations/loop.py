@@ -25,6 +25,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from ablations import tblog
 from ablations.checkpoint import (
     get_rng_state,
     load_checkpoint,
@@ -32,13 +33,14 @@ from ablations.checkpoint import (
     save_atomic,
     training_state,
 )
+from ablations.data.common import flatten_repeated, repeats
 from ablations.distributed import DistInfo, ShardedSampler, all_gather_object, barrier, init_distributed
 from ablations.engine import evaluate, train_one_epoch
 from ablations.interrupt import Stopped, StopRequest
 from ablations.optim import build_optimizer, lr_at, resolve_lr
 
 CKPT = "checkpoint-last.pth"
-RUNTIME_DEFAULTS = {"device": "auto", "amp": "bf16", "log_every": 10, "eval_every": 1}
+RUNTIME_DEFAULTS = {"device": "auto", "amp": "bf16", "log_every": 10, "eval_every": 1, "tensorboard": True}
 
 
 @dataclass
@@ -61,7 +63,8 @@ class Loop:
     phase: str
     seed: int
     epochs: int
-    batch_size: int  # per process, per data step
+    batch_size: int  # per process, per data step (clips/images: with aug.repeated R, R per item)
+    items_per_step: int  # dataset items per process and data step: batch_size // R
     accum_iter: int
     steps_per_epoch: int  # data steps per epoch and process
     updates_per_epoch: int  # optimizer updates per epoch
@@ -73,6 +76,7 @@ class Loop:
     # start (shifted back by the time of earlier segments, so train time spans resumes).
     state: dict = field(default_factory=dict)
     t0: float = 0.0
+    tb: object = None  # TensorBoard SummaryWriter (rank 0, runtime.tensorboard), set by `resume`
 
     def __post_init__(self) -> None:
         self.log_path = self.phase_dir / "log.jsonl"
@@ -91,6 +95,7 @@ class Loop:
         if self.dist.is_main:
             with open(self.log_path, "a") as f:
                 f.write(json.dumps({"phase": self.phase, **record}) + "\n")
+            tblog.write_record(self.tb, record)
 
 
 def fresh_meter() -> dict:
@@ -172,6 +177,16 @@ def setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime,
     optimizer = build_optimizer(model, phase_cfg, base_lr)
     scaler = torch.amp.GradScaler(dist.device.type, enabled=use_scaler)
 
+    # Repeated sampling (aug.repeated = R): an item holds R augmented copies, so a step takes
+    # bs // R items and the batch still counts bs clips/images. The epoch still ends after
+    # full_length // bs steps: it sees N / R items, N clips (the paper's "effective epochs";
+    # each epoch a fresh shuffle, as DeiT's RASampler).
+    repeated = repeats(phase_cfg.get("aug"))
+    if bs % repeated:
+        raise ValueError(
+            f"{phase}: batch_size={bs} must be a multiple of aug.repeated={repeated} (the batch counts "
+            f"clips: {repeated} per video); set {phase}.batch_size to a multiple of {repeated}"
+        )
     sampler = ShardedSampler(len(train_set), dist.rank, dist.world_size, seed=seed)
     steps_per_epoch = sampler.full_length() // bs
     if steps_per_epoch == 0:
@@ -179,8 +194,8 @@ def setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime,
     pin = dist.device.type == "cuda"
     loader_gen = torch.Generator()
     loader = DataLoader(
-        train_set, batch_size=bs, sampler=sampler, drop_last=True, num_workers=num_workers,
-        pin_memory=pin, generator=loader_gen,
+        train_set, batch_size=bs // repeated, sampler=sampler, drop_last=True, num_workers=num_workers,
+        pin_memory=pin, generator=loader_gen, collate_fn=flatten_repeated if repeated > 1 else None,
     )  # fmt: skip
     val_loader = None
     if val_set is not None:
@@ -196,7 +211,7 @@ def setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime,
         model=model, net=net, optimizer=optimizer, scaler=scaler, sampler=sampler, loader=loader,
         loader_gen=loader_gen, val_loader=val_loader, dist=dist, amp_dtype=amp_dtype,
         phase_cfg=phase_cfg, runtime=rt, phase_dir=phase_dir, phase=phase, seed=seed, epochs=epochs,
-        batch_size=bs, accum_iter=accum_iter, steps_per_epoch=steps_per_epoch,
+        batch_size=bs, items_per_step=bs // repeated, accum_iter=accum_iter, steps_per_epoch=steps_per_epoch,
         updates_per_epoch=updates_per_epoch, base_lr=base_lr,
         warmup_updates=int(round(float(phase_cfg.get("warmup_epochs") or 0) * updates_per_epoch)),
         min_lr=float(phase_cfg.get("min_lr") or 0.0),
@@ -211,6 +226,7 @@ def resume(loop: Loop) -> dict:
     loop.state = state
     if ckpt is None:
         loop.t0 = time.perf_counter()
+        loop.tb = tblog.writer(loop.phase_dir, loop.runtime["tensorboard"]) if loop.dist.is_main else None
         return state
     d = loop.dist
     restore_training_state(ckpt, loop.model, loop.optimizer, loop.scaler, d.rank, d.world_size, loop.seed)
@@ -219,7 +235,9 @@ def resume(loop: Loop) -> dict:
     if d.is_main and loop.log_path.exists():  # drop log lines written after the checkpoint (redone)
         with open(loop.log_path, "r+b") as f:
             f.truncate(ckpt["log_bytes"])
-    if d.is_main:
+    if d.is_main:  # events past the checkpoint are redone: hide them as the log truncation does
+        purge = state["epoch"] * loop.steps_per_epoch + state["step"] + 1  # first step redone
+        loop.tb = tblog.writer(loop.phase_dir, loop.runtime["tensorboard"], purge_step=purge)
         print(f"[{loop.phase}] resumed from {ckpt_path}: epoch {state['epoch']}, step {state['step']}")
     return state
 
@@ -241,7 +259,7 @@ def save(loop: Loop, epoch: int, step: int, meter: dict) -> None:
 
 def train_epoch(loop, loss_fn, epoch, start_step, meter, mixup_fn, stop, after_update, progress) -> None:
     """Train one epoch from `start_step`; periodic (runtime.ckpt_every_steps) and on-request saves."""
-    loop.sampler.set_epoch(epoch, skip=start_step * loop.batch_size)
+    loop.sampler.set_epoch(epoch, skip=start_step * loop.items_per_step)
     loop.loader_gen.manual_seed(loop.seed * 100_003 + epoch)
     ckpt_every = int(loop.runtime.get("ckpt_every_steps") or 0)
     last_saved = start_step
@@ -304,6 +322,8 @@ def end_epoch(loop, epoch, start_step, meter, epoch_time_s, multi_view, progress
 
 def phase_result(loop: Loop) -> dict:
     """The phase metrics written to done.json: last/best evaluation, first/last train loss."""
+    if loop.tb is not None:
+        loop.tb.close()
     hist = loop.state["history"]
     evals = [h for h in hist if "top1" in h]
     return {

@@ -35,6 +35,7 @@ import torch
 from ablations.checkpoint import save_atomic, seed_everything, write_json_atomic
 from ablations.distributed import DistInfo, barrier, init_distributed
 from ablations.loop import CKPT, fit, resolve_amp  # noqa: F401  (fit, CKPT: the loop's public names)
+from ablations.tblog import write_image
 
 # ---------------------------------------------------------------- factories (the real builders)
 
@@ -169,7 +170,11 @@ def run_phase(phase: str, cfg: dict, phase_dir: Path, dist: DistInfo, progress: 
         if phase == "pretrain":  # before done.json: a finished pretrain phase always has its encoder
             save_atomic(model.encoder_state_dict(), phase_dir / "encoder.pth")
             if hasattr(model, "reconstruct") and cfg.get("mae", {}).get("target") == "pixel":
-                save_pretrain_figure(model, cfg, info, phase_dir / "reconstructions.png")
+                figure = phase_dir / "reconstructions.png"
+                save_pretrain_figure(model, cfg, info, figure)
+                step = result["epochs"] * result["steps_per_epoch"]
+                tb_on = cfg.get("runtime", {}).get("tensorboard", True)
+                write_image(phase_dir, tb_on, "pretrain/reconstructions", figure, step)
         write_json_atomic(result, done)
     barrier()
     return result
