@@ -48,7 +48,7 @@ def tags(record: dict) -> dict:
     kind = "epoch" if "train_loss" in record else "step"
     out = {}
     for key, value in record.items():
-        if key in NAMES and isinstance(value, (int, float)) and value is not None:
+        if key in NAMES and isinstance(value, (int, float)):
             out[f"{'val' if key in VAL_KEYS else kind}/{NAMES[key]}"] = float(value)
     return out
 

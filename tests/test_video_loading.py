@@ -1,0 +1,159 @@
+"""Kinetics-scale video loading: seeking decode equals a full decode; repeated sampling (R clips
+per decoded video) through the dataset, the collate and the training loop's batch arithmetic."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ablations.data import build_dataset, flatten_repeated
+from ablations.data.common import RepeatedItems, repeats
+from ablations.loop import fit
+
+pytest.importorskip("av")
+
+from ablations.data.video_io import VideoFile, open_clip  # noqa: E402
+from analysis.bench_video import moving_texture, write_video  # noqa: E402
+from tests.test_data_files import AUG, _pixels, _write_video_tree  # noqa: E402
+
+
+class CountingDecode:
+    """Wraps an av container; counts the frames its decode() yields."""
+
+    def __init__(self, container):
+        self.container, self.decoded = container, 0
+
+    def decode(self, *a, **k):
+        for frame in self.container.decode(*a, **k):
+            self.decoded += 1
+            yield frame
+
+    def __getattr__(self, name):
+        return getattr(self.container, name)
+
+
+@pytest.fixture(scope="module")
+def h264(tmp_path_factory):
+    """100 frames of H.264 (B-frames on) with a keyframe every 25 frames."""
+    path = tmp_path_factory.mktemp("h264") / "gop25.mp4"
+    write_video(path, moving_texture(100, 48, 64, seed=1), fps=25, gop=25)
+    return str(path)
+
+
+def test_seek_reads_the_frames_a_full_decode_gives(h264, monkeypatch):
+    with open_clip(h264) as clip:
+        assert clip.num_frames == 100 and clip.keyframes == [0, 25, 50, 75]
+        full = clip.read_sequential(list(range(100)))
+    wanted = [56, 60, 64, 68, 72, 76, 80, 84]  # a 8x4 clip in the middle, across a keyframe
+    with open_clip(h264) as clip:
+        monkeypatch.setattr(clip, "read_sequential", lambda i: pytest.fail("fell back to a full decode"))
+        clip.container = CountingDecode(clip.container)
+        got = clip.read(wanted)
+        # seeks to keyframe 50, decodes 50..72, seeks on to keyframe 75, decodes 75..84: 33 frames
+        # where decoding from frame 0 takes 85
+        assert clip.container.decoded == 23 + 10
+        assert torch.equal(got, full[wanted])
+        # any order, repeats, two far-apart windows and indices past the end
+        idx = [90, 3, 3, 61, 120, 0, 99]
+        assert torch.equal(clip.read(idx), full[[90, 3, 3, 61, 99, 0, 99]])
+
+
+def test_repeated_windows_share_one_decode(h264):
+    with open_clip(h264) as clip:
+        full = clip.read_sequential(list(range(100)))
+        clip.container = CountingDecode(clip.container)
+        windows = [list(range(s, s + 16, 4)) for s in (10, 12, 30, 80)]
+        got = clip.read([i for w in windows for i in w])
+        # keyframe 0 to 42 in one pass (30's keyframe 25 is behind: no seek), then seek 75..92
+        assert clip.container.decoded == 43 + 18
+        assert torch.equal(got, full[[i for w in windows for i in w]])
+
+
+def test_video_without_timestamps_falls_back_to_sequential(h264):
+    with open_clip(h264) as clip:
+        clip.indexed = False
+        full = clip.read_sequential(list(range(100)))
+        assert torch.equal(clip.read([7, 70]), full[[7, 70]])
+    assert isinstance(clip, VideoFile)
+
+
+def test_video_folder_repeated_sampling(tmp_path):
+    _write_video_tree(tmp_path)  # 20 flat-grey frames per clip, frame i = 10 * i
+    cfg = {
+        "name": "video_folder",
+        "root": str(tmp_path),
+        "input_size": 16,
+        "num_frames": 4,
+        "frame_stride": 2,
+    }
+    torch.manual_seed(0)
+    ds = build_dataset(cfg, "train", aug={**AUG, "randaug": None, "repeated": 3})
+    starts = set()
+    for _ in range(4):
+        x, y = ds[1]
+        assert x.shape == (3, 3, 4, 16, 16) and torch.equal(y, torch.tensor([1, 1, 1]))
+        for clip in x:  # each clip: 4 frames, stride 2 -> grey steps of 20
+            grey = _pixels(clip).mean((0, 2, 3))
+            assert torch.allclose(grey.diff(), torch.full((3,), 20.0), atol=4)
+            starts.add(round(float(grey[0]) / 10))
+    assert len(starts) > 2  # own random start per clip
+    # val ignores repeated; R = 1 keeps the plain (C, T, H, W) item
+    assert build_dataset(cfg, "val")[0][0].shape == (3, 4, 16, 16)
+    assert build_dataset(cfg, "train", aug={**AUG, "repeated": 1})[0][0].shape == (3, 4, 16, 16)
+
+
+def test_flatten_repeated_collate_and_wrapper():
+    ds = RepeatedItems(build_dataset({"name": "builtin", "train_size": 8}, "train", aug=AUG), 2)
+    x, y = ds[3]
+    assert x.shape == (2, 3, 32, 32) and y.tolist() == [3, 3]
+    assert not torch.equal(x[0], x[1])  # independent augmentations
+    loader = torch.utils.data.DataLoader(ds, batch_size=3, collate_fn=flatten_repeated)
+    xb, yb = next(iter(loader))
+    assert xb.shape == (6, 3, 32, 32) and yb.tolist() == [0, 0, 1, 1, 2, 2]
+    for bad in (0, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="aug.repeated must be an integer >= 1"):
+            repeats({"repeated": bad})
+    assert repeats(None) == 1 and repeats({"repeated": None}) == 1
+
+
+class Indexed(torch.utils.data.Dataset):
+    """Items (x (R, 4), y (R,)) that record which indices the loader asked for."""
+
+    def __init__(self, n, r):
+        self.n, self.r, self.seen = n, r, []
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        self.seen.append(i)
+        return torch.randn(self.r, 4), torch.full((self.r,), i % 2)
+
+
+def test_loop_batch_counts_clips(tmp_path):
+    phase = {"epochs": 1, "batch_size": 8, "blr": 1e-3, "weight_decay": 0.0, "aug": {"repeated": 4}}
+    ds, shapes = Indexed(32, 4), []
+
+    def loss_fn(m, x, y):
+        shapes.append(tuple(x.shape))
+        return nn.functional.cross_entropy(m(x), y)
+
+    rt = {"device": "cpu", "amp": "none", "tensorboard": False}
+    out = fit(nn.Linear(4, 2), loss_fn, ds, None, phase, phase_dir=tmp_path, runtime=rt, progress=False)
+    # 32 items x 4 clips; an epoch is 32 clips = 4 steps of 8 clips = 2 videos each
+    assert out["steps_per_epoch"] == 4 and shapes == [(8, 4)] * 4
+    # 8 distinct videos trained (the engine fetches one more batch before it stops the epoch)
+    assert len(set(ds.seen[:8])) == 8 and len(ds.seen) in (8, 10)
+    with pytest.raises(ValueError, match=r"batch_size=6 must be a multiple of aug.repeated=4"):
+        fit(nn.Linear(4, 2), loss_fn, ds, None, {**phase, "batch_size": 6}, phase_dir=tmp_path / "b",
+            runtime=rt, progress=False)  # fmt: skip
+
+
+def test_bench_video_writes_kinetics_like_files(tmp_path):
+    from analysis.bench_video import write_kinetics_like
+
+    write_kinetics_like(tmp_path, videos=1, gop=30, seconds=1, fps=30)
+    with open_clip(str(tmp_path / "train" / "class0" / "clip0.mp4")) as clip:
+        assert clip.num_frames == 30 and clip.keyframes == [0]
+        assert clip.read([0]).shape == (1, 3, 256, 340)
+    assert np.asarray(moving_texture(2, 8, 8, 0)).shape == (2, 8, 8, 3)
