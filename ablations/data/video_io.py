@@ -42,14 +42,21 @@ def _frame_files(folder: str) -> list[str]:
 
 
 def _read_image(path: str) -> torch.Tensor:
-    """uint8 (3, H, W)."""
+    """uint8 (H, W, 3)."""
     with Image.open(path) as img:
-        return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)
+        return torch.from_numpy(np.array(img.convert("RGB")))
 
 
 def _rgb(frame) -> torch.Tensor:
-    """A decoded av.VideoFrame -> uint8 (3, H, W)."""
-    return torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
+    """A decoded av.VideoFrame -> uint8 (H, W, 3)."""
+    return torch.from_numpy(frame.to_ndarray(format="rgb24"))
+
+
+def _stack(frames: list[torch.Tensor]) -> torch.Tensor:
+    """uint8 (H, W, 3) frames -> (N, 3, H, W), a channels-last view: stacking whole frames is a
+    plain copy (10x faster than stacking permuted ones), and the antialiased resize of the
+    augmentation runs ~2x faster on channels-last uint8."""
+    return torch.stack(frames).permute(0, 3, 1, 2)
 
 
 def _av():
@@ -68,7 +75,7 @@ def _pick(frames: dict, indices: list[int]) -> torch.Tensor:
     if not frames:
         raise ValueError("could not decode any frame")
     end = max(frames)
-    return torch.stack([frames[i if i in frames else end] for i in indices])
+    return _stack([frames[i if i in frames else end] for i in indices])
 
 
 class FrameFolder:
@@ -84,7 +91,7 @@ class FrameFolder:
         """uint8 (len(indices), 3, H, W); indices past the end take the last frame."""
         names = [self.files[min(i, self.num_frames - 1)] for i in indices]
         loaded = {n: _read_image(os.path.join(self.path, n)) for n in set(names)}
-        return torch.stack([loaded[n] for n in names])
+        return _stack([loaded[n] for n in names])
 
     def close(self) -> None:
         pass
