@@ -91,14 +91,16 @@ class TensorAugment:
         return x, flipped
 
 
-def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
-    """uint8 (..., C, H, W) -> float32 (x / 255 - mean) / std, same shape.
+def normalize(x: torch.Tensor, mean, std, channel_dim: int = -3) -> torch.Tensor:
+    """uint8 x with channels at `channel_dim` ((..., C, H, W) by default) -> float32
+    (x / 255 - mean) / std, same shape.
 
     As one multiply-add straight from uint8, x * (1 / (255 std)) - mean / std: one pass instead
     of four (a 16x224x224 clip: 14 -> 7 ms on one thread, measured on the shared box)."""
-    std = torch.tensor(std, dtype=torch.float64).view(-1, 1, 1)
+    view = (-1,) + (1,) * (x.dim() - 1 - channel_dim % x.dim())
+    std = torch.tensor(std, dtype=torch.float64).view(view)
     scale = (1 / (255 * std)).float()
-    shift = (-torch.tensor(mean, dtype=torch.float64).view(-1, 1, 1) / std).float()
+    shift = (-torch.tensor(mean, dtype=torch.float64).view(view) / std).float()
     return torch.addcmul(shift, x, scale)
 
 
@@ -163,7 +165,10 @@ class VideoTransform:
     def __call__(self, clip):
         if self.aug is not None:
             x, flipped = self.aug(clip)
-            return normalize(x, self.mean, self.std).transpose(0, 1), flipped
+            # (T, C, h, w) -> contiguous (C, T, h, w) while still uint8 (a quarter of the bytes),
+            # so the float output is written once, in its final layout.
+            x = x.transpose(0, 1).contiguous()
+            return normalize(x, self.mean, self.std, channel_dim=0), flipped
         if clip.dim() == 4:
             clip = clip[None]
         x = spatial_views(clip, self.size, self.views).transpose(0, 1)  # (Vt, Vs, T, C, h, w)
