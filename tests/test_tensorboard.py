@@ -83,3 +83,22 @@ def test_tags():
         "val_samples": 9,
     }
     assert tblog.tags(epoch) == {"epoch/train_loss": 0.4, "epoch/lr": 0.1, "val/top1": 50.0, "val/loss": 1.2}
+
+
+def test_resume_purges_events_past_the_checkpoint(tmp_path):
+    data = torch.utils.data.TensorDataset(torch.randn(16, 4), torch.randint(0, 2, (16,)))
+    phase = {"epochs": 1, "batch_size": 4, "blr": 1e-3, "weight_decay": 0.0}
+    rt = {"device": "cpu", "amp": "none", "log_every": 1, "ckpt_every_steps": 2, "tensorboard": True}
+
+    def crash(epoch, steps_done):  # killed after step 3 was logged; the checkpoint holds step 2
+        if steps_done == 3:
+            raise KeyboardInterrupt
+
+    def run(after_update=None):
+        fit(nn.Linear(4, 2), lambda m, x, y: nn.functional.cross_entropy(m(x), y), data, None, phase,
+            phase_dir=tmp_path, runtime=rt, progress=False, after_update=after_update)  # fmt: skip
+
+    with pytest.raises(KeyboardInterrupt):
+        run(crash)
+    run()
+    assert [e.step for e in _events(tmp_path).Scalars("step/loss")] == [1, 2, 3, 4]
