@@ -1,7 +1,6 @@
 """Kinetics-scale video loading: seeking decode equals a full decode; repeated sampling (R clips
 per decoded video) through the dataset, the collate and the training loop's batch arithmetic."""
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -13,23 +12,8 @@ from ablations.loop import fit
 pytest.importorskip("av")
 
 from ablations.data.video_io import VideoFile, open_clip  # noqa: E402
-from analysis.bench_video import moving_texture, write_video  # noqa: E402
+from analysis.bench_video import CountingDecode, frames_decoded, moving_texture, write_video  # noqa: E402
 from tests.test_data_files import AUG, _pixels, _write_video_tree  # noqa: E402
-
-
-class CountingDecode:
-    """Wraps an av container; counts the frames its decode() yields."""
-
-    def __init__(self, container):
-        self.container, self.decoded = container, 0
-
-    def decode(self, *a, **k):
-        for frame in self.container.decode(*a, **k):
-            self.decoded += 1
-            yield frame
-
-    def __getattr__(self, name):
-        return getattr(self.container, name)
 
 
 @pytest.fixture(scope="module")
@@ -149,11 +133,14 @@ def test_loop_batch_counts_clips(tmp_path):
             runtime=rt, progress=False)  # fmt: skip
 
 
-def test_bench_video_writes_kinetics_like_files(tmp_path):
+def test_bench_video_files_and_decode_counts(tmp_path):
     from analysis.bench_video import write_kinetics_like
 
-    write_kinetics_like(tmp_path, videos=1, gop=30, seconds=1, fps=30)
-    with open_clip(str(tmp_path / "train" / "class0" / "clip0.mp4")) as clip:
-        assert clip.num_frames == 30 and clip.keyframes == [0]
+    write_kinetics_like(tmp_path, videos=1, gop=30, seconds=3, fps=30)
+    path = str(tmp_path / "train" / "class0" / "clip0.mp4")
+    with open_clip(path) as clip:
+        assert clip.num_frames == 90 and clip.keyframes == [0, 30, 60]
         assert clip.read([0]).shape == (1, 3, 256, 340)
-    assert np.asarray(moving_texture(2, 8, 8, 0)).shape == (2, 8, 8, 3)
+    torch.manual_seed(0)
+    old, new = frames_decoded(path, repeated=1, samples=10)
+    assert 61 <= new < old <= 90  # a 16x4 clip spans 61 frames

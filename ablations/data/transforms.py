@@ -153,21 +153,32 @@ class ImageTensorTransform:
 class VideoTransform:
     """Clip -> (float32 normalised, flipped).
 
-    Train (aug given): uint8 (T, C, H, W) -> (C, T, h, w) with one crop/flip/RandAugment per clip.
-    Eval (aug None): uint8 (Vt, T, C, H, W) temporal views -> Vs spatial views each ->
-    (V, C, T, h, w) with V = Vt * Vs (temporal-major), or (C, T, h, w) when V == 1."""
+    Train (aug given): uint8 (T, C, H, W) -> (C, T, h, w) with one crop/flip/RandAugment per clip;
+    `repeated` does R clips at once. Eval (aug None): uint8 (Vt, T, C, H, W) temporal views ->
+    Vs spatial views each -> (V, C, T, h, w) with V = Vt * Vs (temporal-major), or (C, T, h, w)
+    when V == 1."""
 
     def __init__(self, size, mean, std, aug: dict | None, spatial_views: int = 1):
         self.size, self.mean, self.std, self.views = tuple(size), mean, std, spatial_views
         self.aug = TensorAugment(size, aug) if aug is not None else None
 
+    def _augment(self, clip):
+        """uint8 (T, C, H, W) -> (uint8 (C, T, h, w) contiguous, flipped). Transposed while still
+        uint8 (a quarter of the bytes) so the float output is written once, in its final layout."""
+        x, flipped = self.aug(clip)
+        return x.transpose(0, 1).contiguous(), flipped
+
+    @single_thread()
+    def repeated(self, clips):
+        """Train, R clips: uint8 (R, T, C, H, W) -> float32 (R, C, T, h, w), each clip its own
+        augmentation, normalised in one pass (no stacking copy of R float clips)."""
+        x = torch.stack([self._augment(c)[0] for c in clips])
+        return normalize(x, self.mean, self.std, channel_dim=1)
+
     @single_thread()
     def __call__(self, clip):
         if self.aug is not None:
-            x, flipped = self.aug(clip)
-            # (T, C, h, w) -> contiguous (C, T, h, w) while still uint8 (a quarter of the bytes),
-            # so the float output is written once, in its final layout.
-            x = x.transpose(0, 1).contiguous()
+            x, flipped = self._augment(clip)
             return normalize(x, self.mean, self.std, channel_dim=0), flipped
         if clip.dim() == 4:
             clip = clip[None]

@@ -71,7 +71,7 @@ class VideoFolder(Dataset):
             return self.transform(frames)[0], y
         if self.repeated == 1:
             return self.transform(frames[0])[0], y
-        return torch.stack([self.transform(f)[0] for f in frames]), torch.full((self.repeated,), y)
+        return self.transform.repeated(frames), torch.full((self.repeated,), y)
 
 
 def _scan(split_path: str, classes: list[str]) -> list[tuple[str, int]]:
