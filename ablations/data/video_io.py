@@ -113,7 +113,8 @@ class VideoFile:
             raise
         # Frames come out of the decoder in presentation order, so a frame's index is the rank
         # of its pts among all packets' pts (exact for variable frame rates and B-frames).
-        self.indexed = bool(packets) and all(pts is not None for pts, _ in packets)
+        pts = [p for p, _ in packets]
+        self.indexed = bool(pts) and None not in pts and len(set(pts)) == len(pts)
         if self.indexed:
             self.pts = sorted(pts for pts, _ in packets)
             self.index_of = {pts: i for i, pts in enumerate(self.pts)}
@@ -132,7 +133,7 @@ class VideoFile:
         return _pick(frames, indices)
 
     def _read_seeking(self, wanted: list[int]) -> dict:
-        """{index: uint8 (3, H, W)} for the sorted indices `wanted`."""
+        """{index: uint8 (H, W, 3)} for the sorted indices `wanted`."""
         wanted_set, frames = set(wanted), {}
         decoded, pos = None, -1  # the frame iterator and the index of its last frame
         for target in wanted:
@@ -143,7 +144,9 @@ class VideoFile:
                 self.container.seek(self.pts[key], stream=self.stream, backward=True, any_frame=False)
                 decoded = self.container.decode(self.stream)
             for frame in decoded:
-                pos = self.index_of.get(frame.pts, pos)
+                if frame.pts not in self.index_of:
+                    continue  # a frame without a known timestamp cannot be placed
+                pos = self.index_of[frame.pts]
                 if pos in wanted_set:
                     frames[pos] = _rgb(frame)
                 if pos >= target:
