@@ -12,14 +12,18 @@ python ablate.py --step f --set pretrain.epochs=20 --dry-run
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
+from contextlib import redirect_stdout
 from pathlib import Path
 
 import yaml
 
 from ablations import config as C
+from ablations import distributed as D
 from ablations import runs as R
+from ablations.interrupt import INTERRUPTED_EXIT, Stopped, StopRequest, exit_code
 
 EPILOG = (
     "Rows: ablations/rows.yaml. Presets: ablations/presets/. Tables: ablations/tables/. --list shows all."
@@ -55,7 +59,7 @@ def parser() -> argparse.ArgumentParser:
         "--bench", action="store_true", help="measure params, MACs and throughput only; no training"
     )
     p.add_argument("--report", action="store_true", help="only regenerate runs/report/ from finished runs")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars: plain log lines, as in log files")
     return p
 
 
@@ -97,9 +101,17 @@ def show_list() -> str:
 
 
 def dry_run_text(runs: list[C.Run]) -> str:
+    """Each run's resolved config as YAML, headed by comments: its folder, and how each phase's
+    global batch splits over this launch's processes (WORLD_SIZE; runtime.max_batch_per_device)."""
+    from ablations.batching import describe
+
+    world = D.env_world()[1]
     docs = []
     for run in runs:
-        docs.append(f"# run: {run.name}\n" + yaml.safe_dump(run.config, sort_keys=False))
+        cap = run.config["runtime"].get("max_batch_per_device")
+        phases = C.PHASES[run.config["mode"]]
+        batches = "".join(f"# {p}: {describe(run.config[p], world, cap)}\n" for p in phases)
+        docs.append(f"# run: {run.name}\n{batches}" + yaml.safe_dump(run.config, sort_keys=False))
     return "---\n".join(docs)
 
 
@@ -140,49 +152,96 @@ def print_table(sel: C.Selection, runs: list[C.Run], runs_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """ablate.py's exit status: 0 all done, 1 a run failed or changed, 2 a bad command line or
+    config (before any work), INTERRUPTED_EXIT (130) after Ctrl-C, PREEMPTED_EXIT (75) after
+    SIGTERM/SIGUSR1. Under torchrun every rank runs this; only rank 0 prints to stdout."""
     args = parser().parse_args(argv)
-    if args.list:
-        print(show_list())
-        return 0
-    if args.report:
-        from analysis.report import write_report
-
-        print(f"report written to {write_report(args.runs_dir)}")
-        return 0
-    try:
-        sel = selection(args)
-        runs = C.resolve(sel)
-        if not (args.dry_run or args.bench):
-            for run in runs:
-                C.check_data_root(run.config)
-    except C.ConfigError as e:
-        print(f"ablate.py: error: {e}", file=sys.stderr)
-        return 2
-    if args.dry_run:
-        print(dry_run_text(runs))
-        return 0
-    if args.bench:
-        print(bench(runs))
-        return 0
-
-    outcomes = {}
-    for i, run in enumerate(runs, 1):
-        print(f"\n== [{i}/{len(runs)}] {run.name}", flush=True)
+    rank = D.env_world()[0]
+    with open(os.devnull, "w") as devnull, redirect_stdout(devnull if rank else sys.stdout):
+        if args.list:
+            print(show_list())
+            return 0
+        sel, runs = None, []  # --report reads every finished run; it needs no selection
         try:
-            outcomes[run.name] = R.execute(run, args.runs_dir, force=args.force, progress=not args.quiet)[0]
-        except KeyboardInterrupt as e:
-            where = f" ({e})" if str(e) else ""
-            print(f"\n[interrupted] {run.name}{where}. Rerun the same command to resume.", flush=True)
-            return 130
-        except Exception as e:  # one failed run does not stop the others; its folder stays resumable
-            traceback.print_exc()
-            print(f"[failed] {run.name}: {type(e).__name__}: {e} (rerun the same command to resume)")
-            outcomes[run.name] = "failed"
+            if not args.report:
+                sel = selection(args)
+                runs = C.resolve(sel)
+            if not (args.dry_run or args.bench or args.report):
+                for run in runs:
+                    C.check_data_root(run.config)
+                    check_batches(run, D.env_world()[1])
+        except C.ConfigError as e:
+            print(f"ablate.py: error: {e}", file=sys.stderr)
+            return 2
+        if args.dry_run:
+            print(dry_run_text(runs))
+            return 0
+        D.init_distributed()  # once, before any work: every rank joins here or fails here
+        try:
+            return run_command(args, sel, runs)
+        finally:
+            D.shutdown()
 
+
+def check_batches(run: C.Run, world_size: int) -> None:
+    """Every phase's global batch splits over this launch's processes (before any work)."""
+    from ablations.batching import plan_batch
+    from ablations.data.common import repeats
+
+    for phase in C.PHASES[run.config["mode"]]:
+        pc, cap = run.config[phase], run.config["runtime"].get("max_batch_per_device")
+        try:
+            plan_batch(pc["batch_size"], world_size, cap, repeats(pc.get("aug")))
+        except ValueError as e:  # a BatchPlanError, or a bad aug.repeated
+            raise C.ConfigError(f"{run.name}, {phase}: {e}") from None
+
+
+def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
+    """--report, --bench or training, the same on every rank (rank 0 writes and prints)."""
     from analysis.report import write_report
 
-    report = write_report(args.runs_dir)
-    print_table(sel, runs, args.runs_dir)
+    if args.report:
+        print(f"report written to {D.main_only(write_report, args.runs_dir)}")
+        return 0
+    if args.bench:
+        print(D.main_only(bench, runs))
+        return 0
+    outcomes = {}
+    with StopRequest() as stop:  # training shares it; a signal between runs stops before the next
+        for i, run in enumerate(runs, 1):
+            if signal := stop.agreed():
+                print(f"\n[stopped] by {signal} before {run.name}. Rerun the same command to go on.")
+                return exit_code(signal)
+            print(f"\n== [{i}/{len(runs)}] {run.name}", flush=True)
+            outcomes[run.name] = train_one(args, run)
+            if isinstance(outcomes[run.name], int):  # stopped: the exit status
+                return outcomes[run.name]
+    report = D.main_only(write_report, args.runs_dir)
+    D.main_only(print_table, sel, runs, args.runs_dir)
     counts = {k: list(outcomes.values()).count(k) for k in sorted(set(outcomes.values()))}
     print(f"\n{len(runs)} runs: {counts}. Report: {report}/{runs[0].variant}/")
     return 1 if counts.get("failed") or counts.get("changed") else 0
+
+
+def train_one(args, run: C.Run) -> str | int:
+    """The run's outcome ('trained', 'skipped', 'changed', 'locked', 'failed'), or the exit status
+    when a signal stopped it (it resumes when the same command runs again)."""
+    try:
+        return R.execute(run, args.runs_dir, force=args.force, progress=progress(args))[0]
+    except Stopped as e:
+        print(f"\n[stopped] {run.name}: {e} ({e.signal}). Rerun the same command to resume.", flush=True)
+        return exit_code(e.signal)
+    except KeyboardInterrupt as e:
+        where = f" ({e})" if str(e) else ""
+        print(f"\n[interrupted] {run.name}{where}. Rerun the same command to resume.", flush=True)
+        return INTERRUPTED_EXIT
+    except Exception as e:  # one failed run does not stop the others; its folder stays resumable
+        if not isinstance(e, D.RankFailed):  # the rank that failed shows the traceback
+            traceback.print_exc()
+        print(f"[failed] {run.name}: {type(e).__name__}: {e} (rerun the same command to resume)")
+        return "failed"
+
+
+def progress(args) -> bool | str:
+    """Progress output: tqdm bars on a terminal; plain, flushed lines for log files and --quiet."""
+    return "lines" if args.quiet or not sys.stdout.isatty() else "bar"

@@ -24,6 +24,7 @@ TABLE_DIR = HERE / "tables"
 ROWS_FILE = HERE / "rows.yaml"
 
 MODES = ("mae", "supervised")
+PHASES = {"mae": ("pretrain", "finetune"), "supervised": ("supervised",)}  # trained in this order
 MODALITIES = ("image", "video")
 PRESET_META_KEYS = ("preset", "image", "video")  # keys of a preset file that are not config
 # Keys the selection flags own: setting them with --set would make a run's name lie.
@@ -64,9 +65,13 @@ RANGES = {  # key: (low, high), inclusive
 NEEDS_ROOT = ("imagefolder", "video_folder")
 # Where and how verbosely a run trains, not what it trains: left out of run names and of the
 # "same config" check, so a run resumes on another machine with its data elsewhere.
+# runtime.max_batch_per_device only splits the global batch (ablations/batching.py); <phase>.accum_iter
+# is derived from it now, and is ignored where older config.yaml files still record it.
 NEUTRAL_KEYS = (
     "data.root", "data.num_workers", "data.download",
-    "runtime.device", "runtime.log_every", "runtime.threads", "runtime.tensorboard",
+    "runtime.device", "runtime.log_every", "runtime.threads", "runtime.max_batch_per_device",
+    "runtime.tensorboard",
+    "pretrain.accum_iter", "finetune.accum_iter", "supervised.accum_iter",
 )  # fmt: skip
 
 

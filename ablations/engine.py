@@ -6,6 +6,7 @@ on the logits), so pretraining, finetuning and supervised training share this lo
 from __future__ import annotations
 
 import math
+import sys
 import time
 from contextlib import nullcontext
 
@@ -52,8 +53,9 @@ def train_one_epoch(
     after_update=None,
     log=None,
     log_every: int = 10,
-    progress: bool = True,
+    progress: bool | str = True,
     phase: str = "train",
+    epochs: int | None = None,
 ) -> dict:
     """Train from data step `start_step` to the end of the epoch.
 
@@ -61,6 +63,9 @@ def train_one_epoch(
     meter: {"loss_sum", "count"} running totals for this epoch (kept in mid-epoch checkpoints).
     after_update(steps_done): called after every optimizer update (checkpoints, test hooks).
     log(record): called every `log_every` steps with loss/lr/throughput.
+    progress: True / "bar": a tqdm bar; "lines": one flushed line per `log_every` steps with loss,
+    lr, items/s and ETA (for log files: no carriage returns); False: nothing.
+    epochs: the phase's epoch count, for the ETA (None: to the end of this epoch).
     Returns the meter.
     """
     meter = meter if meter is not None else {"loss_sum": 0.0, "count": 0}
@@ -69,7 +74,8 @@ def train_one_epoch(
     updates_per_epoch = math.ceil(steps_per_epoch / accum_iter)
     world = get_world_size()
     autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
-    bar = tqdm(total=steps_per_epoch, initial=start_step, disable=not progress, desc=f"{phase} ep{epoch}")
+    bar = tqdm(total=steps_per_epoch, initial=start_step, disable=progress not in (True, "bar"),
+               desc=f"{phase} ep{epoch}", file=sys.__stderr__)  # fmt: skip
     win_loss, win_n, win_t = 0.0, 0, time.perf_counter()
     lr = optimizer.param_groups[0]["lr"]
 
@@ -129,6 +135,9 @@ def train_one_epoch(
                 "throughput": throughput,
             }
             bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", ips=f"{throughput:.0f}")
+            if progress == "lines":
+                left = steps_per_epoch - step - 1 + ((epochs or epoch + 1) - epoch - 1) * steps_per_epoch
+                print(progress_line(phase, record, step + 1, steps_per_epoch, left * dt / win_n), flush=True)
             if log is not None:
                 log(record)
             win_loss, win_n, win_t = 0.0, 0, time.perf_counter()
@@ -136,6 +145,21 @@ def train_one_epoch(
             after_update(step + 1)
     bar.close()
     return meter
+
+
+def progress_line(phase: str, record: dict, step: int, steps_per_epoch: int, eta_s: float) -> str:
+    """'[pretrain] ep 3 step 40/120 loss 0.8123 lr 1.00e-03 812 items/s ETA 00:12:05'."""
+    return (
+        f"[{phase}] ep {record['epoch']} step {step}/{steps_per_epoch} loss {record['loss']:.4f} "
+        f"lr {record['lr']:.2e} {record['throughput']:.0f} items/s ETA {eta_text(eta_s)}"
+    )
+
+
+def eta_text(seconds: float) -> str:
+    """Time left of the phase's training steps: HH:MM:SS, or days beyond one day."""
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} days"
+    return time.strftime("%H:%M:%S", time.gmtime(seconds))
 
 
 @torch.no_grad()

@@ -1,6 +1,15 @@
-"""Ctrl-C that keeps finished work: the first SIGINT lets the current optimizer update finish,
-the training loop then writes a checkpoint at that exact step and stops; a second SIGINT stops at
-once (the last checkpoint on disk still resumes, losing the steps since)."""
+"""Stopping that keeps finished work: Ctrl-C (SIGINT), SIGTERM, and SIGUSR1 (what Slurm/submitit
+send before a time limit or preemption). The first signal lets the current optimizer update
+finish; the training loop then writes a checkpoint at that exact step and raises `Stopped`. Under
+DDP the ranks agree on that step with one collective per update (`StopRequest.agreed`: a
+1-element all_reduce MAX of the local flag over the gloo control group, well under a millisecond),
+so a signal that reaches only one rank still stops every rank at the same step. A second SIGINT
+stops at once (the last checkpoint on disk still resumes, losing the steps since).
+
+Exit codes of ablate.py (ablations.cli.main): INTERRUPTED_EXIT (130) after SIGINT;
+PREEMPTED_EXIT (75, sysexits' EX_TEMPFAIL: "try again later") after SIGTERM or SIGUSR1, which a
+batch-system wrapper turns into a requeue. Rerunning the same command resumes bit-identically.
+"""
 
 from __future__ import annotations
 
@@ -8,37 +17,80 @@ import signal
 import sys
 import threading
 
+import torch
 
-class StopRequest:
-    """Context manager; `requested` turns True on the first Ctrl-C while it is active.
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+PREEMPTED_EXIT = 75  # EX_TEMPFAIL: stopped for the batch system; requeue and rerun to resume
+# Handled signals, by priority: when ranks saw different ones, the preemption signals win.
+SIGNALS = {"SIGINT": 1, "SIGTERM": 2, "SIGUSR1": 3}
 
-    Only installs its handler in the main thread and when `enabled` (single-process runs: under
-    DDP every rank would have to stop at the same step, so multi-GPU runs keep Python's default
-    and resume from their last checkpoint)."""
 
-    def __init__(self, enabled: bool = True):
-        self.enabled, self.requested, self._prev = enabled, False, None
-
-    def __enter__(self) -> StopRequest:
-        if self.enabled and threading.current_thread() is threading.main_thread():
-            self._prev = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._prev is not None:
-            signal.signal(signal.SIGINT, self._prev)
-            self._prev = None
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print(
-            "\nCtrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to stop at once)",
-            file=sys.stderr,
-            flush=True,
-        )
+def exit_code(signal_name: str) -> int:
+    return INTERRUPTED_EXIT if signal_name == "SIGINT" else PREEMPTED_EXIT
 
 
 class Stopped(KeyboardInterrupt):
-    """Raised by the training loop after it saved a checkpoint on request."""
+    """Raised by the training loop after it saved a checkpoint on request. `signal` names the
+    signal that asked for it ("SIGINT", "SIGTERM" or "SIGUSR1")."""
+
+    def __init__(self, message: str = "", signal: str = "SIGINT"):
+        super().__init__(message)
+        self.signal = signal
+
+
+class StopRequest:
+    """Context manager; `signal` turns to the first handled signal's name while it is active.
+
+    Installs its handlers only in the main thread (Python delivers signals there) and puts the
+    previous ones back on exit. Nested use shares the outermost request: ablate.py holds one for
+    all its runs (a signal between phases or while metrics are written is not lost, and SIGUSR1's
+    default action, termination, never applies), and each training phase enters it again."""
+
+    _active: StopRequest | None = None  # the outermost request in force
+
+    def __init__(self, enabled: bool = True):
+        self.enabled, self.signal, self._prev = enabled, None, {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    def __enter__(self) -> StopRequest:
+        if StopRequest._active is not None:
+            return StopRequest._active
+        if self.enabled and threading.current_thread() is threading.main_thread():
+            for name in SIGNALS:
+                self._prev[name] = signal.signal(getattr(signal, name), self._handle)
+            StopRequest._active = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if StopRequest._active is not self:
+            return
+        for name, prev in self._prev.items():
+            signal.signal(getattr(signal, name), prev)
+        self._prev, StopRequest._active = {}, None
+
+    def _handle(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if name == "SIGINT" and self.signal == "SIGINT":
+            raise KeyboardInterrupt
+        if self.signal is None or SIGNALS[name] > SIGNALS[self.signal]:
+            self.signal = name
+        again = " (Ctrl-C again to stop at once)" if name == "SIGINT" else ""
+        print(f"\n{name}: finishing this step, then saving a checkpoint{again}", file=sys.stderr, flush=True)
+
+    def agreed(self) -> str | None:
+        """The signal any rank received (the highest-priority one), the same on every rank; None if
+        none did. A collective under DDP: every rank calls it at the same update."""
+        import torch.distributed as dist
+
+        from ablations.distributed import control_group, is_dist
+
+        if not is_dist():
+            return self.signal
+        code = torch.tensor([SIGNALS.get(self.signal, 0)], dtype=torch.int32)
+        dist.all_reduce(code, op=dist.ReduceOp.MAX, group=control_group())
+        names = {v: k for k, v in SIGNALS.items()}
+        self.signal = names.get(int(code.item()))
+        return self.signal

@@ -9,8 +9,15 @@
         end_epoch(loop, ...)      all-reduced loss, validation, log record, epoch checkpoint
     return phase_result(...)      the metrics written to done.json
 
-The position a checkpoint stores is (epoch, data step inside the epoch); the data order depends
-only on (seed, epoch), so a resumed run skips exactly the batches it already trained on.
+phase_cfg["batch_size"] is the GLOBAL batch per optimizer update; `setup` splits it into a per-process
+batch and gradient accumulation (ablations.batching.plan_batch, capped by
+runtime.max_batch_per_device). The position a checkpoint stores is (epoch, optimizer updates done
+inside the epoch); the data order depends only on (seed, epoch) and update u always trains on
+positions [u*G, (u+1)*G) of it (distributed.ShardedSampler), so a resumed run skips exactly the
+samples it already trained on, with the same or another number of processes.
+
+Stopping (interrupt.StopRequest: SIGINT, SIGTERM, SIGUSR1): after every update all ranks agree
+whether any of them was signalled; if so they checkpoint that update and raise interrupt.Stopped.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from ablations import tblog
+from ablations.batching import plan_batch
 from ablations.checkpoint import (
     get_rng_state,
     load_checkpoint,
@@ -35,7 +43,7 @@ from ablations.checkpoint import (
 )
 from ablations.data.common import flatten_repeated, repeats
 from ablations.distributed import DistInfo, ShardedSampler, all_gather_object, barrier, init_distributed
-from ablations.engine import evaluate, train_one_epoch
+from ablations.engine import eta_text, evaluate, train_one_epoch
 from ablations.interrupt import Stopped, StopRequest
 from ablations.optim import build_optimizer, lr_at, resolve_lr
 
@@ -63,9 +71,10 @@ class Loop:
     phase: str
     seed: int
     epochs: int
+    global_batch: int  # samples per optimizer update, over all processes (the recipe's batch_size)
     batch_size: int  # per process, per data step (clips/images: with aug.repeated R, R per item)
     items_per_step: int  # dataset items per process and data step: batch_size // R
-    accum_iter: int
+    accum_iter: int  # data steps per update (derived: global = batch_size * accum_iter * world)
     steps_per_epoch: int  # data steps per epoch and process
     updates_per_epoch: int  # optimizer updates per epoch
     base_lr: float
@@ -126,7 +135,7 @@ def fit(
     """
     loop = setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime, num_workers)
     state = resume(loop)
-    with StopRequest(enabled=loop.dist.world_size == 1) as stop:
+    with StopRequest() as stop:
         for epoch in range(state["epoch"], loop.epochs):
             start_step = state["step"] if epoch == state["epoch"] else 0
             meter = dict(state["meter"]) if epoch == state["epoch"] else fresh_meter()
@@ -134,8 +143,9 @@ def fit(
             train_epoch(loop, loss_fn, epoch, start_step, meter, mixup_fn, stop, after_update, progress)
             dt = time.perf_counter() - t_epoch
             end_epoch(loop, epoch, start_step, meter, dt, multi_view, progress)
-            if stop.requested:
-                raise Stopped(f"{phase}: stopped after epoch {epoch}; checkpoint saved")
+            signal = stop.agreed()
+            if signal:
+                raise Stopped(f"{phase}: stopped after epoch {epoch}; checkpoint saved", signal)
     return phase_result(loop)
 
 
@@ -169,28 +179,27 @@ def setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime,
         phase_dir.mkdir(parents=True, exist_ok=True)
     barrier()
     amp_dtype, use_scaler = resolve_amp(rt["amp"], dist.device)
-    epochs, bs = int(phase_cfg["epochs"]), int(phase_cfg["batch_size"])
-    accum_iter = int(phase_cfg.get("accum_iter") or 1)
+    epochs, global_batch = int(phase_cfg["epochs"]), int(phase_cfg["batch_size"])
+    # Repeated sampling (aug.repeated = R): an item holds R augmented clips, so the batch still
+    # counts clips and a step loads bs // R items. An epoch stays N clips (N / R items from a
+    # fresh shuffle: the paper's "effective epochs", as DeiT's repeated-augmentation sampler).
+    repeated = repeats(phase_cfg.get("aug"))
+    bs, accum_iter = plan_batch(global_batch, dist.world_size, rt.get("max_batch_per_device"), repeated)
+    updates_per_epoch = len(train_set) // global_batch  # whole global batches only
+    if updates_per_epoch == 0:
+        raise ValueError(
+            f"{phase}: {len(train_set)} training samples cannot fill one global batch of {global_batch}; "
+            f"lower --set {phase}.batch_size or use more data"
+        )
 
     model.to(dist.device)
-    base_lr = resolve_lr(phase_cfg, dist.world_size)
+    base_lr = resolve_lr(phase_cfg)
     optimizer = build_optimizer(model, phase_cfg, base_lr)
     scaler = torch.amp.GradScaler(dist.device.type, enabled=use_scaler)
 
-    # Repeated sampling (aug.repeated = R): an item holds R augmented copies, so a step takes
-    # bs // R items and the batch still counts bs clips/images. The epoch still ends after
-    # full_length // bs steps: it sees N / R items, N clips (the paper's "effective epochs";
-    # each epoch a fresh shuffle, as DeiT's RASampler).
-    repeated = repeats(phase_cfg.get("aug"))
-    if bs % repeated:
-        raise ValueError(
-            f"{phase}: batch_size={bs} must be a multiple of aug.repeated={repeated} (the batch counts "
-            f"clips: {repeated} per video); set {phase}.batch_size to a multiple of {repeated}"
-        )
-    sampler = ShardedSampler(len(train_set), dist.rank, dist.world_size, seed=seed)
-    steps_per_epoch = sampler.full_length() // bs
-    if steps_per_epoch == 0:
-        raise ValueError(f"{phase}: {len(train_set)} training samples cannot fill one batch of {bs} per rank")
+    total = updates_per_epoch * global_batch // repeated  # items
+    sampler = ShardedSampler(len(train_set), dist.rank, dist.world_size, seed=seed, total=total)
+    steps_per_epoch = updates_per_epoch * accum_iter
     pin = dist.device.type == "cuda"
     loader_gen = torch.Generator()
     loader = DataLoader(
@@ -206,12 +215,12 @@ def setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime,
     net = model
     if dist.world_size > 1:
         net = DistributedDataParallel(model, device_ids=[dist.device.index] if pin else None)
-    updates_per_epoch = -(-steps_per_epoch // accum_iter)
     return Loop(
         model=model, net=net, optimizer=optimizer, scaler=scaler, sampler=sampler, loader=loader,
         loader_gen=loader_gen, val_loader=val_loader, dist=dist, amp_dtype=amp_dtype,
         phase_cfg=phase_cfg, runtime=rt, phase_dir=phase_dir, phase=phase, seed=seed, epochs=epochs,
-        batch_size=bs, items_per_step=bs // repeated, accum_iter=accum_iter, steps_per_epoch=steps_per_epoch,
+        global_batch=global_batch, batch_size=bs, items_per_step=bs // repeated, accum_iter=accum_iter,
+        steps_per_epoch=steps_per_epoch,
         updates_per_epoch=updates_per_epoch, base_lr=base_lr,
         warmup_updates=int(round(float(phase_cfg.get("warmup_epochs") or 0) * updates_per_epoch)),
         min_lr=float(phase_cfg.get("min_lr") or 0.0),
@@ -230,7 +239,10 @@ def resume(loop: Loop) -> dict:
         return state
     d = loop.dist
     restore_training_state(ckpt, loop.model, loop.optimizer, loop.scaler, d.rank, d.world_size, loop.seed)
-    state.update({k: ckpt[k] for k in state})
+    state.update({k: ckpt[k] for k in ("epoch", "history", "elapsed_s")})
+    # Updates done in the epoch -> this process's data steps (checkpoints before "update": 1 process).
+    state["step"] = ckpt.get("update", ckpt["step"] // loop.accum_iter) * loop.accum_iter
+    state["meter"] = resumed_meter(ckpt, d.rank, d.world_size)
     loop.t0 = time.perf_counter() - state["elapsed_s"]
     if d.is_main and loop.log_path.exists():  # drop log lines written after the checkpoint (redone)
         with open(loop.log_path, "r+b") as f:
@@ -242,12 +254,27 @@ def resume(loop: Loop) -> dict:
     return state
 
 
+def resumed_meter(ckpt: dict, rank: int, world_size: int) -> dict:
+    """This rank's running loss totals of the epoch: its own at the same world size; at another,
+    rank 0 carries the sum over the old ranks (so the epoch's mean loss is unchanged)."""
+    meters = ckpt.get("meters") or [ckpt["meter"]]
+    if len(meters) == world_size:
+        return dict(meters[rank])
+    if rank:
+        return fresh_meter()
+    return {"loss_sum": sum(m["loss_sum"] for m in meters), "count": sum(m["count"] for m in meters)}
+
+
 def save(loop: Loop, epoch: int, step: int, meter: dict) -> None:
-    """Checkpoint position (epoch, step) with every rank's RNG (ranks draw different masks)."""
-    rng = all_gather_object(get_rng_state())
+    """Checkpoint position (epoch, step: data steps of this process, at an update boundary) with
+    every rank's RNG (ranks draw different masks) and running loss totals."""
+    gathered = all_gather_object((get_rng_state(), dict(meter)))
+    rng, meters = [g[0] for g in gathered], [g[1] for g in gathered]
     if loop.dist.is_main:
-        extra = {"epoch": epoch, "step": step, "meter": dict(meter), "history": loop.state["history"],
+        extra = {"epoch": epoch, "step": step, "update": step // loop.accum_iter, "meters": meters,
+                 "meter": dict(meter), "history": loop.state["history"],
                  "elapsed_s": time.perf_counter() - loop.t0, "world_size": loop.dist.world_size,
+                 "global_batch": loop.global_batch,
                  "phase": loop.phase,
                  "log_bytes": loop.log_path.stat().st_size if loop.log_path.exists() else 0}  # fmt: skip
         ckpt = training_state(loop.model, loop.optimizer, loop.scaler, rng=rng, **extra)
@@ -272,18 +299,20 @@ def train_epoch(loop, loss_fn, epoch, start_step, meter, mixup_fn, stop, after_u
             last_saved = steps_done
         if after_update is not None:
             after_update(epoch, steps_done)
-        if stop.requested and inside:
+        signal = stop.agreed() if inside else None  # a collective: every rank, every update
+        if signal:
             if last_saved != steps_done:  # the periodic save may just have written it
                 save(loop, epoch, steps_done, meter)
-            raise Stopped(f"{loop.phase}: stopped at epoch {epoch}, step {steps_done}; checkpoint saved")
+            where = f"epoch {epoch}, step {steps_done}"
+            raise Stopped(f"{loop.phase}: stopped at {where}; checkpoint saved", signal)
 
     train_one_epoch(
         loop.net, loss_fn, loop.loader, loop.optimizer, loop.scaler,
         epoch=epoch, steps_per_epoch=loop.steps_per_epoch, lr_fn=loop.lr, device=loop.dist.device,
         start_step=start_step, accum_iter=loop.accum_iter, clip_grad=loop.phase_cfg.get("clip_grad"),
         amp_dtype=loop.amp_dtype, mixup_fn=mixup_fn, meter=meter, after_update=on_update,
-        log=loop.log, log_every=int(loop.runtime["log_every"]), progress=progress and loop.dist.is_main,
-        phase=loop.phase,
+        log=loop.log, log_every=int(loop.runtime["log_every"]), phase=loop.phase, epochs=loop.epochs,
+        progress=progress if loop.dist.is_main else False,
     )  # fmt: skip
 
 
@@ -313,7 +342,8 @@ def end_epoch(loop, epoch, start_step, meter, epoch_time_s, multi_view, progress
     save(loop, epoch + 1, 0, fresh_meter())
     if d.is_main and progress:
         shown = {k: round(v, 4) for k, v in record.items() if isinstance(v, float)}
-        print(f"[{loop.phase}] epoch {epoch}: {shown}", flush=True)
+        eta = eta_text((loop.epochs - epoch - 1) * epoch_time_s)
+        print(f"[{loop.phase}] epoch {epoch}/{loop.epochs}: {shown} ETA {eta}", flush=True)
     return record
 
 
@@ -339,4 +369,7 @@ def phase_result(loop: Loop) -> dict:
         "lr": loop.base_lr,
         "steps_per_epoch": loop.steps_per_epoch,
         "world_size": loop.dist.world_size,
+        "global_batch": loop.global_batch,
+        "batch_per_device": loop.batch_size,
+        "accum_iter": loop.accum_iter,
     }

@@ -12,12 +12,12 @@ import torch
 from timm.optim import create_optimizer_v2
 
 
-def resolve_lr(phase_cfg: dict, world_size: int = 1) -> float:
-    """lr, or blr * effective_batch / 256 when lr is null (MAE's linear scaling rule)."""
+def resolve_lr(phase_cfg: dict) -> float:
+    """lr, or blr * batch_size / 256 when lr is null (MAE's linear scaling rule). batch_size is the
+    global batch per optimizer update, so the lr does not depend on how many processes share it."""
     if phase_cfg.get("lr") is not None:
         return float(phase_cfg["lr"])
-    eff_batch = phase_cfg["batch_size"] * phase_cfg.get("accum_iter", 1) * world_size
-    return float(phase_cfg["blr"]) * eff_batch / 256
+    return float(phase_cfg["blr"]) * int(phase_cfg["batch_size"]) / 256
 
 
 def build_optimizer(model: torch.nn.Module, phase_cfg: dict, lr: float) -> torch.optim.Optimizer:

@@ -16,12 +16,14 @@ import shutil
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import yaml
 
+from ablations import distributed as D
 from ablations.config import Run, comparable, flat_keys, get_dotted
+from ablations.runlog import tee_output
 
 LOCK, CONFIG, METRICS = ".lock", "config.yaml", "metrics.json"
 
@@ -113,7 +115,7 @@ def clear(folder: Path) -> None:
 # Tests replace these two with fast fakes (monkeypatch ablations.runs.run_training / measure_model).
 
 
-def run_training(cfg: dict, folder: Path, progress: bool = True) -> dict:
+def run_training(cfg: dict, folder: Path, progress: bool | str = True) -> dict:
     from ablations.train import run_training as train
 
     return train(cfg, folder, progress=progress)
@@ -193,53 +195,73 @@ def environment() -> dict:
 
 
 def execute(
-    run: Run, runs_dir: Path, force: bool = False, progress: bool = True, log=print
+    run: Run, runs_dir: Path, force: bool = False, progress: bool | str = True, log=print
 ) -> tuple[str, dict | None]:
     """Train one run unless finished. Returns (outcome, metrics): outcome is 'trained', 'skipped'
     (finished before), 'locked' (another process has it) or 'changed' (config differs; needs --force).
-    Exceptions from training propagate; metrics.json is then not written."""
+    Exceptions from training propagate; metrics.json is then not written.
+
+    Under torchrun every rank calls this with the same run: rank 0 alone takes the lock, decides,
+    writes files and copies its output to <run>/train.log; the other ranks get its decision and
+    train with it. An error on any rank is raised on every rank (distributed.agreed)."""
+    folder = run_dir(runs_dir, run)
+    with ExitStack() as held:  # rank 0's lock and log stay held until the run is done
+        outcome, metrics = D.main_only(claim, held, run, runs_dir, force, log)
+        if outcome != "train":
+            return outcome, metrics
+        set_threads(run.config)
+        t0 = time.perf_counter()
+        result = D.agreed(run_training, run.config, folder, progress=progress)
+        return "trained", D.main_only(write_metrics, run, folder, result, time.perf_counter() - t0)
+
+
+def claim(held: ExitStack, run: Run, runs_dir: Path, force: bool, log=print) -> tuple[str, dict | None]:
+    """Take the run's lock (kept on `held`) and decide: ('train', None), ('skipped', metrics),
+    ('changed', None) or ('locked', None). Clears the folder for --force and writes config.yaml."""
     folder = run_dir(runs_dir, run)
     try:
-        with locked(folder):
-            state = status(runs_dir, run)
-            if state == "done" and not force:
-                log(f"[skip] {run.name}: finished (metrics.json); --force retrains it")
-                return "skipped", read_metrics(folder)
-            if state == "changed" and not force:
-                diff = config_diff(comparable(read_config(folder)), comparable(run.config))
-                log(
-                    f"[changed] {run.name}: its config.yaml differs from this config "
-                    f"({'; '.join(diff[:5])}). Pass --force to retrain it here, "
-                    "or --runs-dir to train elsewhere."
-                )
-                return "changed", None
-            if force and state != "new":
-                clear(folder)
-            elif state == "partial":
-                log(f"[resume] {run.name}: unfinished, resuming from its checkpoints")
-            write_atomic(folder / CONFIG, yaml.safe_dump(run.config, sort_keys=False))
-            log(f"[train] {run.name}")
-            set_threads(run.config)
-            t0 = time.perf_counter()
-            result = run_training(run.config, folder, progress=progress)
-            wall = time.perf_counter() - t0
-            stats = measure_model(run.config)
-            metrics = {
-                "run": run.meta,
-                "top1": result.get("top1"),
-                "top5": result.get("top5"),
-                "throughput": stats.get("throughput"),
-                "params": stats.get("params"),
-                "macs": stats.get("macs"),
-                "train_time_s": result.get("train_time_s"),
-                "wall_time_s": wall,
-                "model": stats,
-                "train": result,
-                "env": environment(),
-                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            }
-            write_atomic(folder / METRICS, json.dumps(metrics, indent=1, sort_keys=True, default=str))
-            return "trained", metrics
+        held.enter_context(locked(folder))
     except RunLocked:
         log(f"[busy] {run.name}: being trained by another process; skipped")
         return "locked", None
+    state = status(runs_dir, run)
+    if state == "done" and not force:
+        log(f"[skip] {run.name}: finished (metrics.json); --force retrains it")
+        return "skipped", read_metrics(folder)
+    if state == "changed" and not force:
+        diff = config_diff(comparable(read_config(folder)), comparable(run.config))
+        log(
+            f"[changed] {run.name}: its config.yaml differs from this config "
+            f"({'; '.join(diff[:5])}). Pass --force to retrain it here, "
+            "or --runs-dir to train elsewhere."
+        )
+        return "changed", None
+    if force and state != "new":
+        clear(folder)
+    held.enter_context(tee_output(folder))
+    if state == "partial" and not force:
+        log(f"[resume] {run.name}: unfinished, resuming from its checkpoints")
+    write_atomic(folder / CONFIG, yaml.safe_dump(run.config, sort_keys=False))
+    log(f"[train] {run.name}")
+    return "train", None
+
+
+def write_metrics(run: Run, folder: Path, result: dict, wall: float) -> dict:
+    """Measure the model and write metrics.json (atomically): the run is finished."""
+    stats = measure_model(run.config)
+    metrics = {
+        "run": run.meta,
+        "top1": result.get("top1"),
+        "top5": result.get("top5"),
+        "throughput": stats.get("throughput"),
+        "params": stats.get("params"),
+        "macs": stats.get("macs"),
+        "train_time_s": result.get("train_time_s"),
+        "wall_time_s": wall,
+        "model": stats,
+        "train": result,
+        "env": environment(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    write_atomic(folder / METRICS, json.dumps(metrics, indent=1, sort_keys=True, default=str))
+    return metrics

@@ -12,9 +12,10 @@ per line: step records {phase, epoch, step, loss, lr, throughput} and epoch reco
 step, train_loss, lr, epoch_time_s, throughput, top1, top5, val_loss, val_samples}. done.json holds
 the phase's final metrics; a phase with done.json is never rerun, and an interrupted phase resumes
 from its checkpoint. encoder.pth (MAE encoder weights) is what the finetune phase starts from.
-Ctrl-C (single process) lets the update in flight finish, checkpoints that exact step and raises
-interrupt.Stopped; a second Ctrl-C stops at once (resume then redoes the steps since the last
-checkpoint).
+Ctrl-C, SIGTERM or SIGUSR1 (any process count: the ranks agree on the step) lets the update in
+flight finish, checkpoints that exact step and raises interrupt.Stopped; a second Ctrl-C stops at
+once (resume then redoes the steps since the last checkpoint). "step" in log.jsonl counts data steps
+of one process (per-device batches), so it depends on the split of the global batch.
 
 Resume is bit-exact on CPU with data.num_workers = 0 (same data order, RNG streams, optimizer and
 schedule position). With worker processes the data order is still exact but the augmentation

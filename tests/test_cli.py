@@ -78,6 +78,22 @@ def test_dry_run_prints_yaml_and_does_nothing(tmp_path, capsys, fake):
     assert not (tmp_path / "runs").exists() and not fake.calls
 
 
+def test_dry_run_shows_how_the_global_batch_splits(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "8")  # as under torchrun --nproc_per_node 8 (no process group needed)
+    assert ablate(tmp_path, "--step", "f", "--preset", "in1k-b", "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "# pretrain: global batch 4096 = 128 per device x 4 accumulation x 8 processes" in out
+    assert "# finetune: global batch 1024 = 128 per device x 1 accumulation x 8 processes" in out
+
+
+def test_a_batch_that_does_not_split_is_refused_before_any_work(tmp_path, capsys, fake, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert ablate(tmp_path, "--step", "f", "--preset", "tiny") == 2
+    err = capsys.readouterr().err
+    assert "global batch 32 does not split evenly over 3 processes" in err and "batch_size=" in err
+    assert not fake.calls and not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize(
     "args, words",
     [
@@ -222,3 +238,14 @@ def test_ctrl_c_stops_with_a_resume_hint(tmp_path, capsys, monkeypatch, fake):
     assert "[interrupted] table1/f/image/cpu/seed0 (pretrain: stopped at epoch 2, step 5" in out
     assert "Rerun the same command to resume" in out
     assert not (tmp_path / "runs/table1/f/image/cpu/seed0/metrics.json").exists()
+
+
+def test_each_run_keeps_its_own_log(tmp_path, capsys, monkeypatch, fake):
+    monkeypatch.setattr(R, "run_training", FakeTrainer(fail=True))
+    assert ablate(tmp_path, "--step", "f") == 1
+    monkeypatch.setattr(R, "run_training", fake)
+    assert ablate(tmp_path, "--step", "f") == 0
+    log = (tmp_path / "runs" / "table1/f/image/cpu/seed0" / "train.log").read_text()
+    # Both attempts, appended: the failure with its traceback, then the resumed, finished run.
+    assert log.count("=== ") == 2 and "RuntimeError: boom" in log and "Traceback" in log
+    assert log.index("[train]") < log.index("boom") < log.index("[resume]")

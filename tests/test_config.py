@@ -3,6 +3,7 @@
 import pytest
 
 from ablations import config as C
+from ablations.batching import plan_batch
 
 
 def resolve(**kw):
@@ -145,14 +146,19 @@ def test_paper_presets_need_a_data_root():
 
 
 def test_paper_recipes():
+    # Batches are global (per optimizer step): the paper's numbers, whatever the process count.
     b = C.preset_config("in1k-b", "image")
-    eff = b["pretrain"]["batch_size"] * b["pretrain"]["accum_iter"] * 8
-    assert eff == 4096 and b["pretrain"]["blr"] * eff / 256 == pytest.approx(8e-4)
-    eff = b["finetune"]["batch_size"] * b["finetune"]["accum_iter"] * 8
-    assert eff == 1024 and b["finetune"]["blr"] * eff / 256 == pytest.approx(2e-3)
+    assert b["pretrain"]["batch_size"] == 4096 and b["pretrain"]["blr"] * 4096 / 256 == pytest.approx(8e-4)
+    assert b["finetune"]["batch_size"] == 1024 and b["finetune"]["blr"] * 1024 / 256 == pytest.approx(2e-3)
+    assert b["supervised"]["batch_size"] == 2048
+    assert plan_batch(4096, 8, b["runtime"]["max_batch_per_device"]) == (128, 4)  # 8 GPUs
+    assert plan_batch(4096, 64, b["runtime"]["max_batch_per_device"]) == (64, 1)  # the paper's 8 x 8
     k = C.preset_config("k400-l", "video")
-    eff = k["pretrain"]["batch_size"] * k["pretrain"]["accum_iter"] * 8
-    assert eff == 512 and k["pretrain"]["blr"] * eff / 256 == pytest.approx(8e-4)
+    assert k["pretrain"]["batch_size"] == 512 and k["pretrain"]["blr"] * 512 / 256 == pytest.approx(8e-4)
+    for name in C.list_presets():  # accumulation is derived now, never a preset value
+        for modality in C.preset_modalities(C.load_preset(name)):
+            cfg = C.preset_config(name, modality)
+            assert all("accum_iter" not in cfg[p] for p in ("pretrain", "finetune", "supervised")), name
     assert (
         k["mae"]["mask_ratio"] == 0.9 and k["data"]["num_frames"] == 16 and k["finetune"]["clip_grad"] == 5.0
     )

@@ -1,5 +1,5 @@
 """DDP on CPU (gloo): 2 processes x batch 4 end with the same weights and eval metrics as
-1 process x batch 8 (same global batch, deterministic model and data, gradient accumulation on)."""
+1 process x batch 8 (same global batch 16, deterministic model and data, gradient accumulation on)."""
 
 import os
 import socket
@@ -34,12 +34,12 @@ def _data(n):
     return torch.utils.data.TensorDataset(x, (x.sum((1, 2, 3)) > 0).long() + (x[:, 0, 0, 0] > 1).long())
 
 
-def _train(run_dir, batch_size):
+def _train(run_dir, max_per_device):
     torch.set_num_threads(1)
     seed_everything(0)
     phase = {
         "epochs": 2,
-        "batch_size": batch_size,
+        "batch_size": 16,  # global; max_per_device 8 // world -> 2 accumulation steps
         "blr": 0.05,
         "lr": None,
         "weight_decay": 0.05,
@@ -47,7 +47,6 @@ def _train(run_dir, batch_size):
         "warmup_epochs": 1,
         "min_lr": 0.0,
         "clip_grad": 1.0,
-        "accum_iter": 2,
     }
     crit = nn.CrossEntropyLoss()
     return fit(
@@ -58,7 +57,7 @@ def _train(run_dir, batch_size):
         phase,
         phase_dir=run_dir,
         phase="t",
-        runtime={"device": "cpu", "amp": "none", "log_every": 1},
+        runtime={"device": "cpu", "amp": "none", "log_every": 1, "max_batch_per_device": max_per_device},
         progress=False,
     )
 
@@ -71,7 +70,7 @@ def _worker(rank, world, port, run_dir, out):
         WORLD_SIZE=str(world),
         LOCAL_RANK=str(rank),
     )
-    result = _train(run_dir, batch_size=8 // world)
+    result = _train(run_dir, max_per_device=8 // world)
     if rank == 0:
         torch.save(result, out)
     torch.distributed.destroy_process_group()
@@ -85,11 +84,12 @@ def _free_port():
 
 def test_two_gloo_processes_match_one(tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), tmp_path / "ddp", tmp_path / "ddp.pt"), nprocs=2)
-    single = _train(tmp_path / "single", batch_size=8)
+    single = _train(tmp_path / "single", max_per_device=8)
     ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
     assert ddp["world_size"] == 2 and single["world_size"] == 1
     assert ddp["lr"] == single["lr"] == 0.05 * 16 / 256  # lr scales with the global batch
     assert ddp["steps_per_epoch"] == 8 and single["steps_per_epoch"] == 8
+    assert (ddp["batch_per_device"], ddp["accum_iter"]) == (4, 2) and single["batch_per_device"] == 8
     w_ddp = load_checkpoint(tmp_path / "ddp" / "checkpoint-last.pth")["model"]
     w_one = load_checkpoint(tmp_path / "single" / "checkpoint-last.pth")["model"]
     for k in w_one:

@@ -76,7 +76,6 @@ PHASE = {
     "drop_path": 0.0,
     "dropout": 0.0,
     "clip_grad": None,
-    "accum_iter": 1,
     "mixup": 0.0,
     "cutmix": 0.0,
     "smoothing": 0.1,
@@ -84,7 +83,7 @@ PHASE = {
 
 
 def test_lr_scaling():
-    assert resolve_lr({"blr": 1e-3, "lr": None, "batch_size": 64, "accum_iter": 2}, world_size=2) == 1e-3
+    assert resolve_lr({"blr": 1e-3, "lr": None, "batch_size": 256}) == 1e-3  # batch_size: global
     assert resolve_lr({"blr": 1.5e-4, "lr": None, "batch_size": 128}) == 1.5e-4 / 2
     assert resolve_lr({"blr": 1e-3, "lr": 0.02, "batch_size": 64}) == 0.02  # an explicit lr wins
 

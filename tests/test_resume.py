@@ -52,16 +52,15 @@ class NoisyData(torch.utils.data.Dataset):
 
 PHASE = {
     "epochs": 3,
-    "batch_size": 8,
+    "batch_size": 16,  # global: 8 per step x 2 accumulation (runtime.max_batch_per_device)
     "lr": 5e-3,
     "weight_decay": 0.05,
     "betas": [0.9, 0.999],
     "warmup_epochs": 1,
     "min_lr": 1e-5,
     "clip_grad": 1.0,
-    "accum_iter": 2,
 }
-RUNTIME = {"device": "cpu", "amp": "none", "log_every": 2, "ckpt_every_steps": 4}
+RUNTIME = {"device": "cpu", "amp": "none", "log_every": 2, "ckpt_every_steps": 4, "max_batch_per_device": 8}
 
 
 class Interrupt(Exception):
@@ -125,9 +124,11 @@ def test_finished_run_is_not_retrained(tmp_path):
         assert torch.equal(ref[k], again[k])
 
 
-def test_ctrl_c_saves_the_exact_step_and_resumes_bit_identical(tmp_path):
-    # A real SIGINT mid-epoch: the update in flight finishes, a checkpoint is written at that very
-    # step (not at the last periodic one), and the resumed run ends where a straight run ends.
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM", "SIGUSR1"])
+def test_a_signal_saves_the_exact_step_and_resumes_bit_identical(tmp_path, signame):
+    # A real Ctrl-C (or Slurm's SIGTERM / SIGUSR1) mid-epoch: the update in flight finishes, a
+    # checkpoint is written at that very step (not at the last periodic one), and the resumed run
+    # ends where a straight run ends.
     import os
     import signal
 
@@ -142,14 +143,15 @@ def test_ctrl_c_saves_the_exact_step_and_resumes_bit_identical(tmp_path):
     def press_ctrl_c(epoch, steps_done):
         if (epoch, steps_done) == (1, 6) and not sent:
             sent.append(1)
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), getattr(signal, signame))
 
-    before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(Stopped, match="epoch 1, step 6"):
+    before = signal.getsignal(getattr(signal, signame))
+    with pytest.raises(Stopped, match="epoch 1, step 6") as stopped:
         fit(model, lambda m, x, y: crit(m(x), y), NoisyData(), None, PHASE, phase_dir=tmp_path / "r",
             phase="t", runtime=RUNTIME, mixup_fn=mixup, progress=False,
             after_update=press_ctrl_c)  # fmt: skip
-    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+    assert stopped.value.signal == signame
+    assert signal.getsignal(getattr(signal, signame)) is before  # the handler is put back
     ck = load_checkpoint(tmp_path / "r" / "checkpoint-last.pth")
     assert (ck["epoch"], ck["step"]) == (1, 6)
     got = _run(tmp_path / "r", seed=123)
