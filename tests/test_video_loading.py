@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from ablations.batching import plan_batch
 from ablations.data import build_dataset, flatten_repeated
 from ablations.data.common import RepeatedItems, repeats
 from ablations.loop import fit
@@ -126,11 +127,18 @@ def test_loop_batch_counts_clips(tmp_path):
     out = fit(nn.Linear(4, 2), loss_fn, ds, None, phase, phase_dir=tmp_path, runtime=rt, progress=False)
     # 32 items x 4 clips; an epoch is 32 clips = 4 steps of 8 clips = 2 videos each
     assert out["steps_per_epoch"] == 4 and shapes == [(8, 4)] * 4
-    # 8 distinct videos trained (the engine fetches one more batch before it stops the epoch)
-    assert len(set(ds.seen[:8])) == 8 and len(ds.seen) in (8, 10)
-    with pytest.raises(ValueError, match=r"batch_size=6 must be a multiple of aug.repeated=4"):
+    assert len(ds.seen) == len(set(ds.seen)) == 8  # 8 distinct videos loaded, no more
+    with pytest.raises(ValueError, match=r"batch 6 counts clips, 4 per video.*multiple of 4"):
         fit(nn.Linear(4, 2), loss_fn, ds, None, {**phase, "batch_size": 6}, phase_dir=tmp_path / "b",
             runtime=rt, progress=False)  # fmt: skip
+
+
+def test_plan_batch_splits_in_items():
+    # k400 pretraining: 512 clips per update, 4 per video, at most 8 clips per device
+    assert plan_batch(512, 8, 8, repeated=4) == (8, 8)
+    assert plan_batch(256, 8, 8, repeated=2) == (8, 4)  # finetuning
+    assert plan_batch(12, 1, 2, repeated=4) == (4, 3)  # one video (4 clips) even above the cap
+    assert plan_batch(32, 2, None, repeated=4) == (16, 1)
 
 
 def test_bench_video_files_and_decode_counts(tmp_path):
