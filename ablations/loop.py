@@ -14,7 +14,10 @@ batch and gradient accumulation (ablations.batching.plan_batch, capped by
 runtime.max_batch_per_device). The position a checkpoint stores is (epoch, optimizer updates done
 inside the epoch); the data order depends only on (seed, epoch) and update u always trains on
 positions [u*G, (u+1)*G) of it (distributed.ShardedSampler), so a resumed run skips exactly the
-samples it already trained on, with the same or another number of processes.
+samples it already trained on, with the same or another number of processes. With repeated
+sampling (aug.repeated = R) the batch still counts clips; positions are items, R clips each.
+
+Every log record also goes to TensorBoard (ablations/tblog.py, rank 0, runtime.tensorboard).
 
 Stopping (interrupt.StopRequest: SIGINT, SIGTERM, SIGUSR1): after every update all ranks agree
 whether any of them was signalled; if so they checkpoint that update and raise interrupt.Stopped.

@@ -66,7 +66,7 @@ class VideoFolder(Dataset):
                 frames = clip.read([i for w in windows for i in w])
         except Exception as e:
             raise RuntimeError(f"failed to read clip {path}: {e}") from e
-        frames = frames.view(len(windows), self.num_frames, *frames.shape[1:])  # (W, T, C, H, W)
+        frames = frames.view(len(windows), self.num_frames, *frames.shape[1:])  # (windows, T, C, H, W)
         if not self.train:
             return self.transform(frames)[0], y
         if self.repeated == 1:
