@@ -1,5 +1,8 @@
 """Checkpoints: plain dicts, written atomically, loadable with torch.load(weights_only=True).
 
+The checkpoint a save replaces stays as checkpoint-prev.pth, and loading falls back to it when
+checkpoint-last.pth is damaged.
+
 A checkpoint holds everything needed to continue bit-exactly: model, optimizer, AMP scaler,
 the position (epoch, step inside the epoch), RNG states of every rank, and bookkeeping (loss
 history, elapsed time, the log size at save time so a resumed run can drop lines it will redo).
@@ -7,7 +10,6 @@ history, elapsed time, the log size at save time so a resumed run can drop lines
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import warnings
@@ -16,29 +18,53 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ablations.atomic import atomic_path
+from ablations.errors import RunError
 
-def save_atomic(obj, path: Path) -> None:
-    """torch.save to a temp file in the same folder, then os.replace: a crash mid-write never
-    leaves a truncated checkpoint-last.pth behind (the previous one survives intact)."""
+
+def prev_path(path: Path) -> Path:
+    """checkpoint-last.pth -> checkpoint-prev.pth: the one before, kept in case the last is damaged."""
+    name = Path(path).name
+    return Path(path).with_name(name.replace("-last", "-prev") if "-last" in name else f"prev-{name}")
+
+
+class CorruptCheckpoint(RunError):
+    """No readable checkpoint; the message names the files and what to do."""
+
+
+def save_checkpoint(obj, path: Path) -> None:
+    """Write path atomically, keeping the checkpoint it replaces as checkpoint-prev.pth: a
+    checkpoint damaged after it was written (truncated copy, bad disk) still leaves one to resume."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+        if path.exists():
+            os.replace(path, prev_path(path))
 
 
-def write_json_atomic(obj: dict, path: Path) -> None:
+def load_checkpoint(path: Path, log=print) -> dict | None:
+    """The newest readable checkpoint: path, else its checkpoint-prev.pth (said in one line);
+    None if there is neither; CorruptCheckpoint if every one there is damaged.
+    weights_only=True: plain data only."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path) -> dict | None:
-    """The checkpoint dict, or None if there is none. weights_only=True: plain data only."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    return torch.load(path, map_location="cpu", weights_only=True)
+    errors = []
+    for candidate in (path, prev_path(path)):
+        if not candidate.exists():
+            continue
+        try:
+            ckpt = torch.load(candidate, map_location="cpu", weights_only=True)
+        except Exception as e:  # truncated zip, bad pickle, I/O error: all mean "not usable"
+            errors.append(f"{candidate} is unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+            continue
+        if errors:
+            log(f"[resume] {errors[0]}; resuming from the previous checkpoint {candidate.name}")
+        return ckpt
+    if errors:
+        raise CorruptCheckpoint(
+            "; ".join(errors) + f". Delete {path.parent} to restart this phase from scratch "
+            "(finished phases of the run are kept), or --force to retrain the whole run."
+        )
+    return None
 
 
 def get_rng_state() -> dict:

@@ -12,6 +12,7 @@ python ablate.py --step f --set pretrain.epochs=20 --dry-run
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import traceback
@@ -23,11 +24,11 @@ import yaml
 from ablations import config as C
 from ablations import distributed as D
 from ablations import runs as R
+from ablations.errors import RunError
+from ablations.identity import files_fingerprint
 from ablations.interrupt import INTERRUPTED_EXIT, Stopped, StopRequest, exit_code
 
-EPILOG = (
-    "Rows: ablations/rows.yaml. Presets: ablations/presets/. Tables: ablations/tables/. --list shows all."
-)
+EPILOG = "Rows: models/rows.yaml. Presets: ablations/presets/. Tables: ablations/tables/. --list shows all."
 
 
 def parser() -> argparse.ArgumentParser:
@@ -48,8 +49,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--preset", default="cpu", help="cpu (default), tiny, gpu-cifar, in1k-b, in1k-l, k400-b, k400-l"
     )
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value (dotted key; value parsed as YAML); repeatable")  # fmt: skip
+    p.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override config values (dotted keys; values parsed as YAML): "
+                        "--set a=1 b=2, or --set a=1 --set b=2")  # fmt: skip
     p.add_argument("--seeds", type=int, default=1, help="repeat with N seeds; tables show mean ± std")
     p.add_argument("--runs-dir", default="runs", type=Path, help="where run folders go (default: runs/)")
     p.add_argument("--force", action="store_true", help="retrain runs that already finished")
@@ -58,6 +60,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--bench", action="store_true", help="measure params, MACs and throughput only; no training"
     )
+    p.add_argument(
+        "--attn-backend", choices=["math", "auto", "both"], default=None,
+        help="--bench only: time attention as plain matmuls (math, default: the paper's protocol, no "
+        "FlashAttention), with PyTorch's fused kernel choice (auto), or both",
+    )  # fmt: skip
     p.add_argument("--report", action="store_true", help="only regenerate runs/report/ from finished runs")
     p.add_argument("--quiet", action="store_true", help="no progress bars: plain log lines, as in log files")
     return p
@@ -80,9 +87,11 @@ def selection(args) -> C.Selection:
 
 
 def show_list() -> str:
-    rows = C.load_yaml(C.ROWS_FILE) if C.ROWS_FILE.exists() else {}
+    from models.steps import row_changes
+
+    rows = row_changes()
     paper = yaml.safe_load((Path(__file__).parent.parent / "analysis" / "paper_numbers.yaml").read_text())
-    lines = ["Rows (--step; ablations/rows.yaml, each = previous + one change):"]
+    lines = ["Rows (--step; models/rows.yaml, each = previous + one change):"]
     for row in C.list_rows():
         label = paper["table1"]["rows"].get(row, {}).get("label", "")
         changes = ", ".join(f"{k}={v}" for k, v in (rows.get(row) or {}).items())
@@ -115,27 +124,45 @@ def dry_run_text(runs: list[C.Run]) -> str:
     return "---\n".join(docs)
 
 
-def bench(runs: list[C.Run]) -> str:
+def bench(runs: list[C.Run], attn_backend: str = "math") -> str:
     """Params, MACs and throughput of each run's classifier on this machine (no training), with
-    speeds as ratios to the mvitv2 row beside the paper's Table 1 ratios (A100 fp16, size L)."""
+    speeds as ratios to the mvitv2 row beside the paper's Table 1 ratios (A100 fp16, size L).
+    attn_backend "both" times every run with the math and the auto attention backends. Row
+    mvitv2 is followed by "mvitv2 with Hiera conventions" (MACs only), the model between it and
+    row a, so row a's MAC change is not credited to the positions."""
     from analysis.collect import paper_numbers, paper_speedup
-    from analysis.tables import markdown, ratio, times
+    from analysis.tables import CONVENTIONS_LABEL, CONVENTIONS_NOTE, markdown, ratio, times
+    from analysis.throughput import ATTN_BACKENDS
 
+    backends = list(ATTN_BACKENDS) if attn_backend == "both" else [attn_backend]
     paper = paper_numbers()
-    rows, base = [], None
+    rows, base, conventions = [], {}, False
     for run in runs:
         R.set_threads(run.config)
-        stats = R.measure_model(run.config)
+        stats = {b: R.measure_model(run.config, attn_backend=b) for b in backends}
+        first = stats[backends[0]]
         step, modality = run.config["model"]["step"], run.config["model"]["modality"]
-        base = base or (stats["throughput"] if step == "mvitv2" else None)
-        rel, paper_rel = times(ratio(stats["throughput"], base)), times(paper_speedup(step, modality, paper))
-        speeds = ", ".join(f"{k} {v:.1f}" for k, v in stats["throughput_by_dtype"].items())
-        rows.append(
-            [run.name, f"{stats['params'] / 1e6:.3f}", f"{stats['macs'] / 1e6:.1f}", speeds, rel, paper_rel]
+        if step == "mvitv2":
+            base = {b: s["throughput"] for b, s in stats.items()}
+        rel = [times(ratio(s["throughput"], base.get(b))) for b, s in stats.items()]
+        tag = {b: f"{b}: " if len(backends) > 1 else "" for b in backends}
+        speeds = "; ".join(
+            tag[b] + ", ".join(f"{k} {v:.1f}" for k, v in s["throughput_by_dtype"].items())
+            for b, s in stats.items()
         )
-        print(f"[bench] {run.name}: {speeds} /s on {stats.get('bench_device', '?')}", flush=True)
-    head = ["run", "params (M)", "MMACs", "throughput (/s)", "x mvitv2", "paper x mvitv2 (L, A100 fp16)"]
-    return markdown(head, rows)
+        paper_rel = times(paper_speedup(step, modality, paper))
+        size = [f"{first['params'] / 1e6:.3f}", f"{first['macs'] / 1e6:.1f}"]
+        rows.append([run.name, *size, speeds, *rel, paper_rel])
+        if "macs_hiera_conventions" in first:
+            conventions = True
+            params, macs = first["params_hiera_conventions"], first["macs_hiera_conventions"]
+            size = [f"{params / 1e6:.3f}", f"{macs / 1e6:.1f}"]
+            rows.append([f"{CONVENTIONS_LABEL} ({run.name})", *size, *["–"] * (len(backends) + 2)])
+        print(f"[bench] {run.name}: {speeds} /s on {first.get('bench_device', '?')}", flush=True)
+    rel_head = ["x mvitv2"] if len(backends) == 1 else [f"x mvitv2 ({b})" for b in backends]
+    head = ["run", "params (M)", "MMACs", "throughput (/s)", *rel_head, "paper x mvitv2 (L, A100 fp16)"]
+    note = f"attention backend: {attn_backend} (math = the paper's protocol, no FlashAttention)\n\n"
+    return note + markdown(head, rows) + (CONVENTIONS_NOTE if conventions else "")
 
 
 def print_table(sel: C.Selection, runs: list[C.Run], runs_dir: Path) -> None:
@@ -151,6 +178,26 @@ def print_table(sel: C.Selection, runs: list[C.Run], runs_dir: Path) -> None:
     print(text)
 
 
+def check_data_once(runs: list[C.Run]) -> None:
+    """The data of every run checked before any training (each distinct data config once)."""
+    from ablations.data import check_data
+
+    seen = []
+    for run in runs:
+        if run.config["data"] not in seen:
+            seen.append(run.config["data"])
+            check_data(run.config["data"])
+
+
+def os_fix(e: OSError) -> str:
+    """What to do about an environment fault, in a few words."""
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return "Make the runs folder writable, or pass --runs-dir with a writable one."
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "Free some space (or pass --runs-dir on another disk), then rerun the same command to resume."
+    return "Fix that, then rerun the same command to resume."
+
+
 def main(argv: list[str] | None = None) -> int:
     """ablate.py's exit status: 0 all done, 1 a run failed or changed, 2 a bad command line or
     config (before any work), INTERRUPTED_EXIT (130) after Ctrl-C, PREEMPTED_EXIT (75) after
@@ -163,12 +210,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         sel, runs = None, []  # --report reads every finished run; it needs no selection
         try:
+            if args.attn_backend is not None and not args.bench:
+                raise C.ConfigError("--attn-backend applies to --bench only; add --bench or drop it.")
             if not args.report:
                 sel = selection(args)
                 runs = C.resolve(sel)
             if not (args.dry_run or args.bench or args.report):
+                check_data_once(runs)
                 for run in runs:
-                    C.check_data_root(run.config)
                     check_batches(run, D.env_world()[1])
         except C.ConfigError as e:
             print(f"ablate.py: error: {e}", file=sys.stderr)
@@ -201,11 +250,16 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
     from analysis.report import write_report
 
     if args.report:
-        print(f"report written to {D.main_only(write_report, args.runs_dir)}")
+        try:
+            print(f"report written to {D.main_only(write_report, args.runs_dir)}")
+        except (OSError, D.RankFailed) as e:  # a missing, read-only or full runs folder
+            print(f"ablate.py: error: {e}", file=sys.stderr)
+            return 2
         return 0
     if args.bench:
-        print(D.main_only(bench, runs))
+        print(D.main_only(bench, runs, args.attn_backend or "math"))
         return 0
+    files_fingerprint.cache_clear()  # data files are fingerprinted afresh by every invocation
     outcomes = {}
     with StopRequest() as stop:  # training shares it; a signal between runs stops before the next
         for i, run in enumerate(runs, 1):
@@ -216,7 +270,11 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
             outcomes[run.name] = train_one(args, run)
             if isinstance(outcomes[run.name], int):  # stopped: the exit status
                 return outcomes[run.name]
-    report = D.main_only(write_report, args.runs_dir)
+    try:
+        report = D.main_only(write_report, args.runs_dir)
+    except (OSError, D.RankFailed) as e:
+        print(f"ablate.py: error: the runs are saved, but not the report: {e}", file=sys.stderr)
+        return 1
     D.main_only(print_table, sel, runs, args.runs_dir)
     counts = {k: list(outcomes.values()).count(k) for k in sorted(set(outcomes.values()))}
     print(f"\n{len(runs)} runs: {counts}. Report: {report}/{runs[0].variant}/")
@@ -235,6 +293,12 @@ def train_one(args, run: C.Run) -> str | int:
         where = f" ({e})" if str(e) else ""
         print(f"\n[interrupted] {run.name}{where}. Rerun the same command to resume.", flush=True)
         return INTERRUPTED_EXIT
+    except RunError as e:  # its message says what to do; the other runs go on
+        print(f"[failed] {run.name}: {e}", flush=True)
+        return "failed"
+    except OSError as e:  # read-only or full disk, a missing file: every later run would fail alike
+        print(f"[failed] {run.name}: {e}. {os_fix(e)}", flush=True)
+        return 1
     except Exception as e:  # one failed run does not stop the others; its folder stays resumable
         if not isinstance(e, D.RankFailed):  # the rank that failed shows the traceback
             traceback.print_exc()

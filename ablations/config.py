@@ -2,14 +2,13 @@
 
 A preset (``ablations/presets/<name>.yaml``) holds the full config tree of CONTRACTS.md plus
 an optional overlay per modality (``video:`` / ``image:``). A table (``ablations/tables/``)
-names the runs: Table 1 and Fig. 8 list rows of ``ablations/rows.yaml`` (whose flags live with
-the model), Table 3 lists one-key changes to row f. Every value is checked before any work.
+names the runs: Table 1 and Fig. 8 list rows of ``models/rows.yaml`` (the model's
+definitions), Table 3 lists one-key changes to row f. Every value is checked before any work.
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 import hashlib
 import json
@@ -18,73 +17,24 @@ from pathlib import Path
 
 import yaml
 
+from ablations.errors import ConfigError
+from ablations.identity import NEUTRAL_KEYS
+from ablations.validate import MODES, PHASES, check_config  # noqa: F401  (PHASES: C.PHASES)
+from models import steps
+from models.hints import did_you_mean
+
 HERE = Path(__file__).parent
 PRESET_DIR = HERE / "presets"
 TABLE_DIR = HERE / "tables"
-ROWS_FILE = HERE / "rows.yaml"
 
-MODES = ("mae", "supervised")
-PHASES = {"mae": ("pretrain", "finetune"), "supervised": ("supervised",)}  # trained in this order
 MODALITIES = ("image", "video")
-PRESET_META_KEYS = ("preset", "image", "video")  # keys of a preset file that are not config
+PRESET_META_KEYS = ("preset", "image", "video", "coupled")  # keys of a preset file that are not config
 # Keys the selection flags own: setting them with --set would make a run's name lie.
 SELECTION_KEYS = {"mode": "--mode", "model.step": "--step", "model.modality": "--modality", "seed": "--seeds"}
-# Closed vocabularies, checked after --set. Sizes and data names follow CONTRACTS.md.
-CHOICES = {
-    "model.size": ("T", "S", "B", "B+", "L", "H", "cpu-xs", "cpu-s"),  # models.SIZES when importable
-    "mae.target": ("pixel", "hog"),
-    "runtime.amp": ("bf16", "fp16", "none"),
-    "data.name": ("builtin", "builtin_video", "cifar10", "cifar100", "imagefolder", "video_folder"),
-}
-
-
-def choices() -> dict:
-    """CHOICES, with the model sizes the model package actually defines."""
-    out = dict(CHOICES)
-    try:
-        from models import SIZES
-
-        out["model.size"] = tuple(SIZES)
-    except ImportError:
-        pass
-    try:
-        from ablations.data import DATASETS
-
-        out["data.name"] = tuple(DATASETS)
-    except ImportError:
-        pass
-    return out
-
-
-RANGES = {  # key: (low, high), inclusive
-    "mae.mask_ratio": (0.0, 0.99),
-    "pretrain.drop_path": (0.0, 0.99),
-    "finetune.drop_path": (0.0, 0.99),
-    "supervised.drop_path": (0.0, 0.99),
-}
-NEEDS_ROOT = ("imagefolder", "video_folder")
-# Where and how verbosely a run trains, not what it trains: left out of run names and of the
-# "same config" check, so a run resumes on another machine with its data elsewhere.
-# runtime.max_batch_per_device only splits the global batch (ablations/batching.py); <phase>.accum_iter
-# is derived from it now, and is ignored where older config.yaml files still record it.
-NEUTRAL_KEYS = (
-    "data.root", "data.num_workers", "data.download",
-    "runtime.device", "runtime.log_every", "runtime.threads", "runtime.max_batch_per_device",
-    "runtime.tensorboard",
-    "pretrain.accum_iter", "finetune.accum_iter", "supervised.accum_iter",
-)  # fmt: skip
-
-
-class ConfigError(ValueError):
-    """A bad preset, row, table, key or value; the message names the fix."""
-
-
-def did_you_mean(word: str, valid, pool=None) -> str:
-    """' Did you mean X? Valid: ...' with X the closest of pool (default: valid)."""
-    valid = [str(v) for v in valid]
-    close = difflib.get_close_matches(str(word), [str(v) for v in (pool or valid)], n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return f"{hint} Valid: {', '.join(valid)}."
+# Left out of run names (folder variants): how a run trains (identity.NEUTRAL_KEYS), and where its
+# data lies. data.root does belong to a run's identity (ablations/identity.py): a run folder
+# trained on other data is reported as changed, never reused.
+NAME_NEUTRAL_KEYS = (*NEUTRAL_KEYS, "data.root")
 
 
 # ----------------------------------------------------------------------------- loading
@@ -110,10 +60,8 @@ def list_tables() -> list[str]:
 
 
 def list_rows() -> list[str]:
-    """Table 1 rows in order, as the model owner defines them in ablations/rows.yaml."""
-    if ROWS_FILE.exists():
-        return list(load_yaml(ROWS_FILE))
-    return ["mvitv2", "a", "b", "c", "d", "e", "f"]  # CONTRACTS.md, until rows.yaml exists
+    """Table 1 rows in order, as the model defines them in models/rows.yaml."""
+    return steps()
 
 
 def load_preset(name: str) -> dict:
@@ -243,52 +191,6 @@ def _type_ok(old, new) -> bool:
     return isinstance(new, type(old))
 
 
-def validate(cfg: dict, name: str = "config") -> None:
-    """Closed vocabularies and ranges; raises ConfigError listing the valid values."""
-    for key, valid in choices().items():
-        value = get_dotted(cfg, key)
-        if value not in valid:
-            raise ConfigError(f"{name}: {key}={value!r} is not valid.{did_you_mean(value, valid)}")
-    for key, (lo, hi) in RANGES.items():
-        value = get_dotted(cfg, key)
-        if not lo <= value <= hi:
-            raise ConfigError(f"{name}: {key}={value!r} must lie in [{lo}, {hi}].")
-    if cfg["model"]["step"] not in list_rows():
-        raise ConfigError(
-            f"Unknown row {cfg['model']['step']!r}.{did_you_mean(cfg['model']['step'], list_rows())}"
-        )
-    _check_model_overrides(cfg["model"]["overrides"], name)
-    if cfg["mode"] not in MODES:
-        raise ConfigError(f"Unknown mode {cfg['mode']!r}.{did_you_mean(cfg['mode'], MODES)}")
-    if cfg["mode"] == "mae" and cfg["model"]["step"] == "mvitv2":
-        raise ConfigError(
-            "Row mvitv2 cannot be MAE-pretrained: its relative positions and overlapping convs are not "
-            "sparse (that is what rows a-d remove). Use --mode supervised, or a row from a on."
-        )
-
-
-def _check_model_overrides(overrides: dict, name: str) -> None:
-    try:
-        from dataclasses import fields
-
-        from models import ModelConfig
-    except ImportError:
-        return  # the model package checks them itself when it builds
-    valid = sorted(f.name for f in fields(ModelConfig))
-    for key in overrides:
-        if key not in valid:
-            raise ConfigError(f"{name}: unknown model override {key!r}.{did_you_mean(key, valid)}")
-
-
-def comparable(cfg: dict) -> dict:
-    """cfg without NEUTRAL_KEYS: two runs with equal comparable configs train the same thing."""
-    cfg = copy.deepcopy(cfg)
-    for key in NEUTRAL_KEYS:
-        head, _, leaf = key.rpartition(".")
-        cfg.get(head, {}).pop(leaf, None)
-    return cfg
-
-
 def config_hash(obj) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:6]
 
@@ -377,8 +279,33 @@ def build_config(preset: str, modality: str, entry: dict, sets: dict, seed: int)
     check_sets(cfg, sets)
     deep_update(cfg, sets)
     cfg["mode"], cfg["model"]["step"], cfg["seed"] = entry["mode"], entry["step"], seed
-    deep_update(cfg, entry_changes(entry, cfg))
+    changes = entry_changes(entry, cfg)
+    deep_update(cfg, changes)
+    apply_coupled(cfg, load_preset(preset).get("coupled") or [], keep={*sets, *changes}, name=preset)
     return cfg
+
+
+def apply_coupled(cfg: dict, rules: list, keep=(), name: str = "preset") -> None:
+    """A preset's ``coupled:`` rules: settings the paper ties to other settings, e.g. the finetune
+    drop path that goes with a pretraining length (Table 14: "0.2 / 0.1 (L)" at 400 / 1600 epochs).
+    Each rule is ``{if: {dotted: value}, set: {dotted: value}}``; it applies when every ``if``
+    value matches the resolved config (after --set and the table entry). Keys in ``keep`` (what
+    --set or the entry chose explicitly) are left alone."""
+    for i, rule in enumerate(rules):
+        if set(rule) != {"if", "set"}:
+            raise ConfigError(f"{name}.yaml coupled[{i}]: give exactly 'if:' and 'set:', got {sorted(rule)}")
+        try:
+            match = all(get_dotted(cfg, k) == v for k, v in rule["if"].items())
+        except (KeyError, TypeError) as e:
+            raise ConfigError(f"{name}.yaml coupled[{i}]: unknown key {e} in 'if:'") from e
+        if match:
+            free = {k: v for k, v in rule["set"].items() if not any(_overlaps(k, e) for e in keep)}
+            deep_update(cfg, free, strict=True)
+
+
+def _overlaps(a: str, b: str) -> bool:
+    """Dotted keys a and b name the same value, or one holds the other (data.views, data.views.spatial)."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 
 def selected_table(sel: Selection) -> str:
@@ -413,7 +340,7 @@ def resolve(sel: Selection) -> list[Run]:
         entries = [(n, dict(e, mode=sel.mode or e["mode"])) for n, e in entries if n == sel.step]
         if not entries:
             raise ConfigError(f"Row {sel.step!r} is not in {table}.")
-    recipe_sets = {k: v for k, v in sel.sets.items() if k not in NEUTRAL_KEYS}
+    recipe_sets = {k: v for k, v in sel.sets.items() if k not in NAME_NEUTRAL_KEYS}
     variant = sel.preset + (f"+{config_hash(recipe_sets)}" if recipe_sets else "")
     canonical = {t: dict(table_entries(t, sel.modality)) for t in ("table1", "fig8") if t in list_tables()}
     runs = []
@@ -421,7 +348,7 @@ def resolve(sel: Selection) -> list[Run]:
         seed = preset_config(sel.preset, sel.modality)["seed"] + s
         for entry_name, entry in entries:
             cfg = build_config(sel.preset, sel.modality, entry, sel.sets, seed)
-            validate(cfg, f"{table}/{entry_name}")
+            check_config(cfg, f"{table}/{entry_name}")
             owner, owner_entry = table, entry_name
             for t, rows in canonical.items():  # share folders with identical Table 1 / Fig. 8 runs
                 same = rows.get(cfg["model"]["step"])
@@ -431,12 +358,3 @@ def resolve(sel: Selection) -> list[Run]:
             name = f"{owner}/{owner_entry}/{sel.modality}/{variant}/seed{seed}"
             runs.append(Run(name, owner, owner_entry, sel.modality, sel.preset, variant, seed, cfg))
     return list({r.name: r for r in runs}.values())  # unique, order kept
-
-
-def check_data_root(cfg: dict) -> None:
-    data = cfg["data"]
-    if data["name"] in NEEDS_ROOT and not data.get("root"):
-        raise ConfigError(
-            f"Dataset {data['name']!r} needs its folder: add --set data.root=/path/to/the/dataset "
-            "(with train/ and val/ class folders)."
-        )

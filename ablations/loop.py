@@ -3,7 +3,8 @@
 `fit` reads top to bottom like a training loop:
 
     loop  = setup(...)            device, AMP, optimizer, scaler, loaders, lr schedule
-    state = resume(loop)          position, meter, history from checkpoint-last.pth (if any)
+    state = resume(loop)          position, meter, history from checkpoint-last.pth (if any;
+                                  checkpoint-prev.pth if the last one is damaged)
     for epoch in ...:
         train_epoch(loop, ...)    engine.train_one_epoch from the resumed step; mid-epoch saves
         end_epoch(loop, ...)      all-reduced loss, validation, log record, epoch checkpoint
@@ -41,7 +42,7 @@ from ablations.checkpoint import (
     get_rng_state,
     load_checkpoint,
     restore_training_state,
-    save_atomic,
+    save_checkpoint,
     training_state,
 )
 from ablations.data.common import flatten_repeated, repeats
@@ -234,7 +235,7 @@ def resume(loop: Loop) -> dict:
     """The loop position: fresh, or restored (with model, optimizer, scaler, RNG) from the checkpoint."""
     state = {"epoch": 0, "step": 0, "meter": fresh_meter(), "history": [], "elapsed_s": 0.0}
     ckpt_path = loop.phase_dir / CKPT
-    ckpt = load_checkpoint(ckpt_path)
+    ckpt = load_checkpoint(ckpt_path, log=print if loop.dist.is_main else lambda _: None)
     loop.state = state
     if ckpt is None:
         loop.t0 = time.perf_counter()
@@ -281,7 +282,7 @@ def save(loop: Loop, epoch: int, step: int, meter: dict) -> None:
                  "phase": loop.phase,
                  "log_bytes": loop.log_path.stat().st_size if loop.log_path.exists() else 0}  # fmt: skip
         ckpt = training_state(loop.model, loop.optimizer, loop.scaler, rng=rng, **extra)
-        save_atomic(ckpt, loop.phase_dir / CKPT)
+        save_checkpoint(ckpt, loop.phase_dir / CKPT)
 
 
 # ---------------------------------------------------------------- one epoch

@@ -1,106 +1,95 @@
 """Run folders: runs/<table>/<entry>/<modality>/<variant>/seed<k>/.
 
-Each holds config.yaml (the resolved config), the engine's <phase>/ folders (logs, resumable
-checkpoints) and metrics.json, written atomically once the run has finished. A run is finished
-when metrics.json exists and config.yaml equals the config asked for; a folder is trained by one
-process at a time (an flock on its .lock file).
+Each holds config.yaml (the resolved config), identity.json (what the result depends on:
+ablations/identity.py), the engine's <phase>/ folders (logs, resumable checkpoints, done.json),
+wall_time.json (the wall-clock segments of every invocation that worked on it) and metrics.json,
+written atomically once the run has finished. A run is finished when metrics.json exists and
+identity.json equals the identity asked for; a run whose identity changed is never reused or
+resumed (--force retrains it). A folder is trained by one process at a time (ablations/lock.py).
+train.log (ablations/runlog.py) has everything printed while the run trained, across resumes.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import platform
 import shutil
 import subprocess
 import sys
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import yaml
 
 from ablations import distributed as D
-from ablations.config import Run, comparable, flat_keys, get_dotted
+from ablations.atomic import write_atomic, write_json_atomic
+from ablations.config import Run
+from ablations.identity import identity_diff, run_identity
+from ablations.lock import RunLocked, exclusive
 from ablations.runlog import tee_output
 
-LOCK, CONFIG, METRICS = ".lock", "config.yaml", "metrics.json"
-
-
-class RunLocked(RuntimeError):
-    """Another process holds this run's lock."""
+LOCK, CONFIG, IDENTITY, METRICS = ".lock", "config.yaml", "identity.json", "metrics.json"
+WALL = "wall_time.json"
+MISSING = "missing"
 
 
 def run_dir(runs_dir: Path, run: Run) -> Path:
     return Path(runs_dir) / run.name
 
 
-@contextmanager
-def locked(folder: Path):
-    """Hold an exclusive, non-blocking flock on folder/.lock; RunLocked if another process has it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK, "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLocked(f"{folder} is being trained by another process") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def write_atomic(path: Path, text: str | bytes) -> None:
-    """Write to a temporary file beside path, fsync, then rename: readers see all or nothing."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def read_file(path: Path, parse) -> tuple[object | None, str | None]:
+    """(parsed content, None), or (None, why not): 'missing' or 'unreadable (<error>)'."""
     try:
-        with open(tmp, "wb" if isinstance(text, bytes) else "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def read_config(folder: Path) -> dict | None:
-    path = folder / CONFIG
-    return yaml.safe_load(path.read_text()) if path.exists() else None
+        text = path.read_text()
+    except FileNotFoundError:
+        return None, MISSING
+    except (OSError, UnicodeDecodeError) as e:
+        return None, f"unreadable ({e})"
+    try:
+        value = parse(text)
+    except ValueError as e:  # json.JSONDecodeError and yaml.YAMLError are ValueErrors or close
+        return None, f"unreadable ({type(e).__name__}: {str(e).splitlines()[0]})"
+    except yaml.YAMLError as e:
+        return None, f"unreadable ({type(e).__name__}: {str(e).splitlines()[0]})"
+    if not isinstance(value, dict):
+        return None, f"unreadable (not a mapping: {str(value)[:40]!r})"
+    return value, None
 
 
 def read_metrics(folder: Path) -> dict | None:
-    path = folder / METRICS
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_file(folder / METRICS, json.loads)[0]
 
 
-def config_diff(old: dict, new: dict) -> list[str]:
-    """Dotted keys whose values differ (leaves only)."""
-    keys = sorted(set(flat_keys(old)) | set(flat_keys(new)))
-    out = []
-    for k in keys:
-        a, b = _get(old, k), _get(new, k)
-        if a != b and not (isinstance(a, dict) and isinstance(b, dict)):
-            out.append(f"{k}: {a!r} -> {b!r}")
-    return out
-
-
-def _get(tree, key):
-    try:
-        return get_dotted(tree, key)
-    except (KeyError, TypeError):
-        return "<absent>"
-
-
-def status(runs_dir: Path, run: Run) -> str:
-    """'done' | 'changed' (config.yaml differs) | 'partial' (started, unfinished) | 'new'."""
-    folder = run_dir(runs_dir, run)
-    old = read_config(folder)
+def status(folder: Path, cfg: dict, ident: dict, log=print) -> tuple[str, list[str]]:
+    """(state, reasons): 'new' (nothing there), 'changed' (trained something else; reasons say
+    what), 'partial' (started, unfinished) or 'done'. Repairs what it safely can: a folder from
+    before identity.json gets one when its config.yaml matches; an unreadable config.yaml of a
+    matching run is rewritten; an unreadable metrics.json makes the run 'partial', so its phases'
+    done.json rebuild it without retraining."""
+    if not folder.exists() or all(p.name == LOCK for p in folder.iterdir()):
+        return "new", []
+    old, why = read_file(folder / IDENTITY, json.loads)
     if old is None:
-        return "new"
-    if comparable(old) != comparable(run.config):
-        return "changed"
-    return "done" if (folder / METRICS).exists() else "partial"
+        cfg, why_cfg = read_file(folder / CONFIG, yaml.safe_load)
+        if cfg is None:
+            return "changed", [f"{IDENTITY} {why}, {CONFIG} {why_cfg}: what this folder trained is unknown"]
+        old = {"config": run_identity(cfg)["config"], "data_files": ident["data_files"]}
+        if not identity_diff(old, ident):
+            log(f"[note] {folder / IDENTITY} {why}: rebuilt from {CONFIG} and the data as it is now")
+            write_json_atomic(ident, folder / IDENTITY)
+    diff = identity_diff(old, ident)
+    if diff:
+        return "changed", diff
+    if read_file(folder / CONFIG, yaml.safe_load)[0] is None:
+        write_atomic(folder / CONFIG, yaml.safe_dump(cfg, sort_keys=False))
+        log(f"[repair] {folder / CONFIG} was unreadable; rewritten from {IDENTITY}")
+    metrics, why = read_file(folder / METRICS, json.loads)
+    if metrics is not None:
+        return "done", []
+    if why != MISSING:
+        log(f"[repair] {folder / METRICS} {why}: rebuilding it from the phases' done.json")
+    return "partial", []
 
 
 def clear(folder: Path) -> None:
@@ -109,6 +98,36 @@ def clear(folder: Path) -> None:
         if p.name == LOCK:
             continue
         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
+def wall_segments(folder: Path) -> list[list[float | None]]:
+    """[[start, end], ...] (Unix times) of every invocation that trained in folder. A segment
+    killed before it could close (kill -9, power cut) ends at the newest file it wrote."""
+    data = read_file(folder / WALL, json.loads)[0] or {}
+    segments = [list(s) for s in data.get("segments", [])]
+    for seg in segments:
+        if seg[1] is None:
+            newest = [p.stat().st_mtime for p in folder.rglob("*") if p.is_file() and p.name != LOCK]
+            seg[1] = max([seg[0], *newest])
+    return segments
+
+
+def record_wall(folder: Path, segments: list) -> None:
+    write_json_atomic({"segments": segments}, folder / WALL)
+
+
+def open_segment(folder: Path) -> None:
+    """Start a wall-clock segment (earlier ones closed; an open one ends at its last write)."""
+    record_wall(folder, wall_segments(folder) + [[time.time(), None]])
+
+
+def close_segment(folder: Path) -> list:
+    """End the open segment now; returns every segment."""
+    segments = (read_file(folder / WALL, json.loads)[0] or {}).get("segments", [])
+    segments = [list(s) for s in segments] or [[time.time(), None]]
+    segments[-1][1] = time.time()
+    record_wall(folder, segments)
+    return wall_segments(folder)
 
 
 # ----------------------------------------------------------------------------- the call sites
@@ -121,8 +140,9 @@ def run_training(cfg: dict, folder: Path, progress: bool | str = True) -> dict:
     return train(cfg, folder, progress=progress)
 
 
-def measure_model(cfg: dict) -> dict:
-    """Params, MACs (one sample) and inference throughput of the run's classifier on this machine."""
+def measure_model(cfg: dict, attn_backend: str = "math") -> dict:
+    """Params, MACs (one sample) and inference throughput of the run's classifier on this machine;
+    attention timed with attn_backend ("math": the paper's protocol, or "auto": PyTorch's pick)."""
     import torch
 
     from analysis.model_stats import build_model, input_shape, model_summary
@@ -139,7 +159,7 @@ def measure_model(cfg: dict) -> dict:
     for dtype in default_dtypes(device):
         speeds[str(dtype).removeprefix("torch.")] = measure_throughput(
             model, shape, bench.get("batch_sizes", (1, 8, 32)), dtype, device,
-            warmup=bench.get("warmup", 3), iters=bench.get("iters", 10),
+            warmup=bench.get("warmup", 3), iters=bench.get("iters", 10), attn_backend=attn_backend,
         )  # fmt: skip
     out["throughput_by_dtype"] = speeds
     out["throughput"] = next(iter(speeds.values()))  # fp16 on GPU, fp32 on CPU
@@ -198,8 +218,8 @@ def execute(
     run: Run, runs_dir: Path, force: bool = False, progress: bool | str = True, log=print
 ) -> tuple[str, dict | None]:
     """Train one run unless finished. Returns (outcome, metrics): outcome is 'trained', 'skipped'
-    (finished before), 'locked' (another process has it) or 'changed' (config differs; needs --force).
-    Exceptions from training propagate; metrics.json is then not written.
+    (finished before), 'locked' (another process has it) or 'changed' (its identity differs; needs
+    --force). Exceptions from training propagate; metrics.json is then not written.
 
     Under torchrun every rank calls this with the same run: rank 0 alone takes the lock, decides,
     writes files and copies its output to <run>/train.log; the other ranks get its decision and
@@ -210,45 +230,50 @@ def execute(
         if outcome != "train":
             return outcome, metrics
         set_threads(run.config)
-        t0 = time.perf_counter()
         result = D.agreed(run_training, run.config, folder, progress=progress)
-        return "trained", D.main_only(write_metrics, run, folder, result, time.perf_counter() - t0)
+        return "trained", D.main_only(write_metrics, run, folder, result)
 
 
 def claim(held: ExitStack, run: Run, runs_dir: Path, force: bool, log=print) -> tuple[str, dict | None]:
     """Take the run's lock (kept on `held`) and decide: ('train', None), ('skipped', metrics),
-    ('changed', None) or ('locked', None). Clears the folder for --force and writes config.yaml."""
+    ('changed', None) or ('locked', None). Clears the folder for --force, writes config.yaml and
+    identity.json, and opens a wall-clock segment."""
     folder = run_dir(runs_dir, run)
+    ident = run_identity(run.config)
     try:
-        held.enter_context(locked(folder))
+        held.enter_context(exclusive(folder / LOCK, holder="another process training it"))
     except RunLocked:
         log(f"[busy] {run.name}: being trained by another process; skipped")
         return "locked", None
-    state = status(runs_dir, run)
+    state, reasons = status(folder, run.config, ident, log)
     if state == "done" and not force:
         log(f"[skip] {run.name}: finished (metrics.json); --force retrains it")
         return "skipped", read_metrics(folder)
     if state == "changed" and not force:
-        diff = config_diff(comparable(read_config(folder)), comparable(run.config))
+        more = f"; and {len(reasons) - 8} more" if len(reasons) > 8 else ""
         log(
-            f"[changed] {run.name}: its config.yaml differs from this config "
-            f"({'; '.join(diff[:5])}). Pass --force to retrain it here, "
-            "or --runs-dir to train elsewhere."
+            f"[changed] {run.name}: this folder trained something else ({'; '.join(reasons[:8])}{more}). "
+            "It is neither reused nor resumed: pass --force to retrain it here, or --runs-dir to train "
+            "elsewhere."
         )
         return "changed", None
     if force and state != "new":
         clear(folder)
+    open_segment(folder)  # before this invocation writes: a killed segment ends at its own last write
     held.enter_context(tee_output(folder))
     if state == "partial" and not force:
         log(f"[resume] {run.name}: unfinished, resuming from its checkpoints")
     write_atomic(folder / CONFIG, yaml.safe_dump(run.config, sort_keys=False))
+    write_json_atomic(ident, folder / IDENTITY)
     log(f"[train] {run.name}")
     return "train", None
 
 
-def write_metrics(run: Run, folder: Path, result: dict, wall: float) -> dict:
-    """Measure the model and write metrics.json (atomically): the run is finished."""
+def write_metrics(run: Run, folder: Path, result: dict) -> dict:
+    """Measure the model and write metrics.json (atomically): the run is finished. wall_time_s
+    sums every invocation that worked on the run (wall_time.json)."""
     stats = measure_model(run.config)
+    segments = close_segment(folder)
     metrics = {
         "run": run.meta,
         "top1": result.get("top1"),
@@ -257,11 +282,12 @@ def write_metrics(run: Run, folder: Path, result: dict, wall: float) -> dict:
         "params": stats.get("params"),
         "macs": stats.get("macs"),
         "train_time_s": result.get("train_time_s"),
-        "wall_time_s": wall,
+        "wall_time_s": sum(end - start for start, end in segments),
+        "wall_segments": len(segments),
         "model": stats,
         "train": result,
         "env": environment(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    write_atomic(folder / METRICS, json.dumps(metrics, indent=1, sort_keys=True, default=str))
+    write_json_atomic(metrics, folder / METRICS)
     return metrics

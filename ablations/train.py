@@ -33,7 +33,8 @@ from pathlib import Path
 
 import torch
 
-from ablations.checkpoint import save_atomic, seed_everything, write_json_atomic
+from ablations.atomic import save_torch_atomic, write_json_atomic
+from ablations.checkpoint import seed_everything
 from ablations.distributed import DistInfo, barrier, init_distributed
 from ablations.loop import CKPT, fit, resolve_amp  # noqa: F401  (fit, CKPT: the loop's public names)
 from ablations.tblog import write_image
@@ -124,10 +125,23 @@ def run_training(cfg: dict, run_dir: Path, progress: bool = True) -> dict:
     return summarize(results)
 
 
+def read_done(done: Path) -> dict | None:
+    """A finished phase's metrics (done.json), or None. A damaged done.json is said and rebuilt:
+    the phase then resumes from its final checkpoint, which trains nothing."""
+    if not done.exists():
+        return None
+    try:
+        return json.loads(done.read_text())
+    except (ValueError, OSError) as e:
+        print(f"[repair] {done} is unreadable ({e}); rebuilding it from the phase's last checkpoint")
+        return None
+
+
 def run_phase(phase: str, cfg: dict, phase_dir: Path, dist: DistInfo, progress: bool = True) -> dict:
     done = phase_dir / "done.json"
-    if done.exists():
-        return json.loads(done.read_text())
+    finished = read_done(done)
+    if finished is not None:
+        return finished
     pc = cfg[phase]
     # Per-rank seeds: ranks must draw different masks/drop-path; DDP broadcasts rank 0's init.
     seed_everything(cfg["seed"] + dist.rank)
@@ -169,7 +183,7 @@ def run_phase(phase: str, cfg: dict, phase_dir: Path, dist: DistInfo, progress: 
     )
     if dist.is_main:
         if phase == "pretrain":  # before done.json: a finished pretrain phase always has its encoder
-            save_atomic(model.encoder_state_dict(), phase_dir / "encoder.pth")
+            save_torch_atomic(model.encoder_state_dict(), phase_dir / "encoder.pth")
             if hasattr(model, "reconstruct") and cfg.get("mae", {}).get("target") == "pixel":
                 figure = phase_dir / "reconstructions.png"
                 save_pretrain_figure(model, cfg, info, figure)

@@ -1,17 +1,23 @@
 """python -m analysis [--runs-dir runs]: regenerate runs/report/ from the run folders."""
 
 import argparse
+import sys
 
 from analysis.report import write_report
 
 
-def main() -> None:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__)
     parser.add_argument("--runs-dir", default="runs", help="folder of run folders (default: runs)")
-    args = parser.parse_args()
-    out = write_report(args.runs_dir)
+    args = parser.parse_args(argv)
+    try:
+        out = write_report(args.runs_dir)
+    except OSError as e:  # a missing runs folder, a read-only or full disk: one line, no traceback
+        print(f"python -m analysis: error: {e}", file=sys.stderr)
+        return 2
     print(f"report written to {out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -3,11 +3,16 @@
     python -m analysis.bench_model                      # CPU, fp32, batch 8, 224 px (issue protocol)
     python -m analysis.bench_model --device cuda --dtype fp16 --batch-sizes 32 64 128 256
     python -m analysis.bench_model --table1 image --table1-size L     # rows mvitv2..f as ratios
+    python -m analysis.bench_model --table1 image --attn-backend both  # math and PyTorch's pick
 
 Part 1 times our row f (size B) against timm's hiera_base_224 and our row mvitv2 against timm's
 mvitv2_base, alternating the two models for several rounds and keeping each one's best, so both
 see the same machine load. Part 2 times every Table 1 row and prints its speed as a ratio to
-the mvitv2 row beside the paper's A100 ratios (analysis/paper_numbers.yaml).
+the mvitv2 row beside the paper's A100 ratios (analysis/paper_numbers.yaml), and its
+multiply-adds; the line "mvitv2 with Hiera conventions" (models.hiera_conventions) sits between
+mvitv2 and a, because most of row a's MAC change comes from that switch, not from the positions.
+Attention runs under SDPBackend.MATH by default (--attn-backend math: the paper's protocol, no
+FlashAttention); auto lets PyTorch pick its fused kernels, both prints the two.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import torch
 
 import models
 from analysis.collect import paper_speedup
-from analysis.throughput import measure_throughput
+from analysis.tables import CONVENTIONS_LABEL
+from analysis.throughput import ATTN_BACKENDS, measure_throughput
+from models.summary import count_macs
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -36,10 +43,25 @@ def side_by_side(pairs, shape, args) -> list[tuple[str, float, float]]:
     return out
 
 
-def measure(model, shape, args) -> float:
+def measure(model, shape, args, attn_backend: str | None = None) -> float:
     return measure_throughput(
-        model, shape, args.batch_sizes, DTYPES[args.dtype], args.device, warmup=args.warmup, iters=args.iters
-    )
+        model, shape, args.batch_sizes, DTYPES[args.dtype], args.device, warmup=args.warmup, iters=args.iters,
+        attn_backend=attn_backend or args.backends[0],
+    )  # fmt: skip
+
+
+def gmacs(size: str, step: str, modality: str, **overrides) -> float:
+    """Multiply-adds (G, one sample) with the model's own counter; on the meta device, so free."""
+    with torch.device("meta"):
+        return count_macs(models.build(size, step=step, modality=modality, **overrides)) / 1e9
+
+
+def table1_lines():
+    """(label, step, overrides) of Table 1's speed column, with the conventions line after mvitv2."""
+    for step in models.steps():
+        yield step, step, {}
+        if step == models.rows_first():
+            yield CONVENTIONS_LABEL, step, models.hiera_conventions()
 
 
 def timm_pairs(size_name: str):
@@ -63,12 +85,19 @@ def main(argv=None):
     p.add_argument("--skip-timm", action="store_true")
     p.add_argument("--table1", default="none", choices=["none", "image", "video", "both"])
     p.add_argument("--table1-size", default="L", choices=list(models.SIZES))
+    p.add_argument(
+        "--attn-backend",
+        default="math",
+        choices=[*ATTN_BACKENDS, "both"],
+        help="math: SDPBackend.MATH, the paper's protocol (default); auto: PyTorch's pick",
+    )
     args = p.parse_args(argv)
+    args.backends = list(ATTN_BACKENDS) if args.attn_backend == "both" else [args.attn_backend]
     args.dtype = args.dtype or ("fp16" if str(args.device).startswith("cuda") else "fp32")
-    torch.set_grad_enabled(False)
     device_name = torch.cuda.get_device_name() if str(args.device).startswith("cuda") else "CPU"
     threads = torch.get_num_threads()
-    print(f"device {device_name} ({threads} threads), {args.dtype}, batch sizes {args.batch_sizes}")
+    print(f"device {device_name} ({threads} threads), {args.dtype}, batch sizes {args.batch_sizes}, "
+          f"attention {args.attn_backend}")  # fmt: skip
 
     if not args.skip_timm:
         print("\n| model | ours (im/s) | timm (im/s) | ours / timm |\n|---|---|---|---|")
@@ -79,14 +108,19 @@ def main(argv=None):
     for modality in modalities:
         unit = "im/s" if modality == "image" else "clip/s"
         print(f"\nTable 1 speed, size {args.table1_size}, {modality}")
-        print(f"| row | ours ({unit}) | ours / mvitv2 | paper A100 / mvitv2 |\n|---|---|---|---|")
-        base = None
-        for step in models.steps():
-            m = models.build(args.table1_size, step=step, modality=modality).eval()
-            speed = max(measure(m, (3, *m.cfg.input_size), args) for _ in range(args.rounds))
-            base = base or speed
-            paper = paper_speedup(step, modality)
-            print(f"| {step} | {speed:.2f} | {speed / base:.2f}x | {paper:.2f}x |")
+        cols = [c for b in args.backends for c in (f"ours {b} ({unit})", f"{b} / mvitv2")]
+        head = ["row", "GMACs", *cols, "paper A100 / mvitv2"]
+        print("| " + " | ".join(head) + " |\n" + "|---" * len(head) + "|")
+        base = {}
+        for label, step, over in table1_lines():
+            m = models.build(args.table1_size, step=step, modality=modality, **over).eval()
+            cells = [label, f"{gmacs(args.table1_size, step, modality, **over):.2f}"]
+            for b in args.backends:
+                speed = max(measure(m, (3, *m.cfg.input_size), args, b) for _ in range(args.rounds))
+                base.setdefault(b, speed)
+                cells += [f"{speed:.2f}", f"{speed / base[b]:.2f}x"]
+            paper = f"{paper_speedup(step, modality):.2f}x" if label == step else "–"
+            print("| " + " | ".join([*cells, paper]) + " |")
             del m
 
 

@@ -12,6 +12,8 @@ import yaml
 PAPER_FILE = Path(__file__).parent / "paper_numbers.yaml"
 COLUMNS = ["name", "table", "entry", "modality", "variant", "preset", "seed", "mode", "row",
            "top1", "top5", "throughput", "params", "macs", "train_time_s", "config"]  # fmt: skip
+# Row mvitv2's model with Hiera's conventions (analysis.model_stats.model_summary), beside row a.
+CONVENTION_COLUMNS = ["params_hiera_conventions", "macs_hiera_conventions"]
 
 
 def paper_numbers() -> dict:
@@ -42,8 +44,9 @@ def load_runs(runs_dir) -> pd.DataFrame:
         rec = {k: m.get("run", {}).get(k) for k in COLUMNS[:9]}
         rec.update({k: m.get(k) for k in COLUMNS[9:15]})
         rec["config"] = cfg
+        rec.update({k: m.get(k) for k in CONVENTION_COLUMNS})
         records.append(rec)
-    df = pd.DataFrame(records, columns=COLUMNS)
-    for col in COLUMNS[9:15]:
+    df = pd.DataFrame(records, columns=COLUMNS + CONVENTION_COLUMNS)
+    for col in COLUMNS[9:15] + CONVENTION_COLUMNS:
         df[col] = pd.to_numeric(df[col], errors="coerce")
     return df

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ablations.atomic import atomic_path  # noqa: E402
 from analysis.tables import UNITS  # noqa: E402
 
 OURS, PAPER, SUP = "#1f77b4", "#7f7f7f", "#d62728"
@@ -22,9 +22,8 @@ def save(fig, out: Path, stem: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
     for path, meta in zip(paths, ({"Software": None}, {"CreationDate": None})):
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")  # then an atomic rename
-        fig.savefig(tmp, dpi=200, bbox_inches="tight", metadata=meta)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=200, bbox_inches="tight", metadata=meta)
     plt.close(fig)
     return paths
 

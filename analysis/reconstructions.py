@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD  # noqa: E402
 
+from ablations.atomic import atomic_path  # noqa: E402
+
 
 def _to_rgb(x: torch.Tensor, mean, std) -> torch.Tensor:
     """(B, C, H, W) normalised -> (B, H, W, C) in [0, 1]; video (B, C, T, H, W) shows frame 0."""
@@ -59,8 +61,7 @@ def save_reconstructions(
         axes[r][0].set_ylabel(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
     return path

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations.runs import write_atomic
+from ablations.atomic import write_atomic
 from analysis import plots, tables
 from analysis.collect import load_runs, paper_numbers
 
@@ -37,6 +37,11 @@ def render(name: str, variant: str, md: str, extra: str = "") -> str:
 
 def write_report(runs_dir, out: Path | None = None) -> Path:
     runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise FileNotFoundError(
+            f"{runs_dir} does not exist: nothing to report. Train runs first (python ablate.py --step f), "
+            "or pass --runs-dir with the folder that holds them."
+        )
     out = Path(out) if out else runs_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     df = load_runs(runs_dir)

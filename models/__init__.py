@@ -7,9 +7,9 @@ model = models.build("cpu-xs", step="c", modality="video", num_classes=10)
 """
 
 from .config import BlockSpec, ModelConfig, PoolSpec, resolve_blocks
-from .convert import from_timm, load_pretrained
+from .convert import from_timm, load_mae_pretrained, load_pretrained
 from .hvit import HierarchicalViT
-from .steps import SIZES, load_rows, model_config, steps
+from .steps import SIZES, hiera_conventions, load_rows, model_config, rows_first, steps
 
 
 def build(size: str = "B", step: str = "f", modality: str = "image", num_classes: int = 1000, **overrides):
@@ -25,9 +25,12 @@ __all__ = [
     "SIZES",
     "build",
     "from_timm",
+    "hiera_conventions",
+    "load_mae_pretrained",
     "load_pretrained",
     "load_rows",
     "model_config",
     "resolve_blocks",
+    "rows_first",
     "steps",
 ]

@@ -3,7 +3,7 @@
 One frozen `ModelConfig` describes every model from MViTv2 to Hiera, images (2D) and video (3D).
 The Table 1 flags (position, pool, stride1_pools, overlap, attn_residual, kv, separate_and_pad)
 and the non-ablated conventions (expand, head_order, mua_lag) are plain fields; the named rows
-live in ablations/rows.yaml. `resolve_blocks(cfg)` is the only place that interprets them.
+live in models/rows.yaml. `resolve_blocks(cfg)` is the only place that interprets them.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ CHOICES = {
     "kv": ("pool", "mask_unit"),
     "head_order": ("norm_mean", "mean_norm"),
     "expand": ("attn", "mlp"),
+    "unit_pool_pad": ("zero", "-inf"),
 }
 
 # Spatial fields with one value per input dimension.
@@ -71,6 +72,11 @@ class ModelConfig:
     attn_residual: bool = False
     kv: str = "mask_unit"
     separate_and_pad: bool = False
+    # What separate-and-pad pads each mask unit with before a max pool (rows a-c). The paper
+    # (Sec. 3.2, row b) describes zeros: "with padding and small mask units, this in effect
+    # performs a relu on every feature map". "-inf" is F.max_pool's own padding (padding never
+    # wins), shown for contrast. Dense max pools (row mvitv2) always pad with -inf, as MViTv2.
+    unit_pool_pad: str = "zero"
     # --- conventions that differ between published MViTv2 and Hiera but are not Table 1 rows ---
     head_order: str = "mean_norm"  # MViTv2: norm then mean; Hiera: mean then norm
     expand: str = "attn"  # where channels double: first block's attention, or last block's MLP
@@ -158,6 +164,7 @@ class PoolSpec:
     kernel: tuple[int, ...]
     stride: tuple[int, ...]
     padding: tuple[int, ...]
+    zero_pad: bool = False  # a max pool pads with zeros (separate-and-pad), not -inf
 
     @property
     def is_reshape(self) -> bool:
@@ -194,7 +201,8 @@ def _pool_spec(cfg: ModelConfig, stride: tuple[int, ...], skip: bool = False) ->
     if cfg.overlap:
         # MViTv2: Q/K/V pools use kernel 3 everywhere; the skip pool uses stride + 1 (= 3 at stride 2).
         kernel = tuple((s + 1 if s > 1 else s) if skip else cfg.pool_kernel for s in stride)
-        return PoolSpec(kernel, stride, tuple(k // 2 for k in kernel))
+        zero_pad = cfg.separate_and_pad and cfg.unit_pool_pad == "zero"
+        return PoolSpec(kernel, stride, tuple(k // 2 for k in kernel), zero_pad)
     # kernel = stride needs padding 0 (k // 2 would turn 56 into 29).
     return PoolSpec(stride, stride, (0,) * len(stride))
 

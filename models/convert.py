@@ -5,6 +5,7 @@ All key conversion lives here (`convert_state_dict`); the model itself knows no 
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -64,6 +65,16 @@ def _mvit_blocks_flat(sd: dict) -> dict:
     return out
 
 
+def read_state_dict(source) -> dict:
+    """A state dict, or the checkpoint file at `source` (a path) read on the CPU."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {path} not found; give a .pth file or a state dict")
+        source = torch.load(path, map_location="cpu", weights_only=True)
+    return source
+
+
 def load_pretrained(model: nn.Module, source, strict: bool = True) -> dict:
     """Loads a state dict or checkpoint file (ours, timm, or official Hiera) into `model`.
 
@@ -71,12 +82,7 @@ def load_pretrained(model: nn.Module, source, strict: bool = True) -> dict:
     left as initialised and reported. With strict=True any other missing or unexpected key
     raises, naming the keys. Returns {"missing", "unexpected", "ignored", "new_head"}.
     """
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {path} not found; give a .pth file or a state dict")
-        source = torch.load(path, map_location="cpu", weights_only=True)
-    sd = convert_state_dict(source, model)
+    sd = convert_state_dict(read_state_dict(source), model)
     own = model.state_dict()
     ignored = sorted(k for k in sd if k.startswith(MAE_ONLY))
     sd = {k: v for k, v in sd.items() if k not in ignored}
@@ -85,7 +91,14 @@ def load_pretrained(model: nn.Module, source, strict: bool = True) -> dict:
     )
     for k in new_head:
         sd.pop(k, None)
-    missing = sorted(k for k in own if k not in sd and k not in new_head)
+    return _load_checked(model, sd, strict, skip=new_head) | {"ignored": ignored, "new_head": new_head}
+
+
+def _load_checked(model: nn.Module, sd: dict, strict: bool, skip=()) -> dict:
+    """load_state_dict that names every missing (but `skip`), unexpected and mis-shaped key;
+    raises if strict."""
+    own = model.state_dict()
+    missing = sorted(k for k in own if k not in sd and k not in skip)
     unexpected = sorted(k for k in sd if k not in own)
     shape = sorted(
         f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
@@ -99,7 +112,64 @@ def load_pretrained(model: nn.Module, source, strict: bool = True) -> dict:
         )
     sd = {k: v for k, v in sd.items() if k in own and sd[k].shape == own[k].shape}
     model.load_state_dict(sd, strict=False)
-    return {"missing": missing, "unexpected": unexpected, "ignored": ignored, "new_head": new_head}
+    return {"missing": missing, "unexpected": unexpected}
+
+
+# Official hiera_mae.py (MaskedAutoencoderHiera) names -> ours (models/mae.py).
+_MAE_KEYS = (
+    (r"^multi_scale_fusion_heads\.", "fusion.heads."),
+    (r"^decoder_blocks\.", "decoder.blocks."),
+    (r"^decoder_norm\.", "decoder.norm."),
+    (r"^decoder_pred\.", "decoder.pred."),
+    (r"^decoder_pos_embed$", "decoder.pos_embed"),
+)
+_MAE_OWN = ("fusion.", "decoder.", "decoder_embed.", "mask_token", "enc_mask_token", "encoder_norm.")
+
+
+def convert_mae_state_dict(state_dict: dict, mae: nn.Module) -> dict:
+    """Official Hiera MAE checkpoint (or ours) -> the keys of `mae` (models.mae.MaskedAutoencoder).
+
+    Official layout: the encoder's keys unprefixed, ``encoder_norm``, ``decoder_embed``,
+    ``decoder_blocks.*``, ``decoder_norm``, ``decoder_pred``, ``multi_scale_fusion_heads.*``,
+    ``mask_token``, ``decoder_pos_embed``. Two tensors are reordered, not only renamed:
+    ``decoder_pos_embed`` is in raster order over the token grid (ours: unit-major), and the
+    image ``decoder_pred`` emits each patch as (C, ph, pw) (``get_pixel_label_2d``; ours and the
+    video target: (ph, pw, C)).
+    """
+    from .layers import raster_to_units  # local import: layers imports the model config
+
+    sd = convert_state_dict(state_dict)  # unwraps, and renames the encoder's keys (encoder_norm -> norm)
+    if any(k.startswith("encoder.") for k in sd):
+        return sd  # already ours (MaskedAutoencoder.state_dict())
+    out = {}
+    for k, v in sd.items():
+        new = k
+        for pattern, repl in _MAE_KEYS:
+            new = re.sub(pattern, repl, new)
+        if new == k and not k.startswith(_MAE_OWN):
+            new = f"encoder.{k}"
+            if k.startswith("norm.") and getattr(mae, "encoder_norm", None) is not None:
+                new = f"encoder_norm.{k.removeprefix('norm.')}"
+        out[new] = v
+    pos = out.get("decoder.pos_embed")
+    if pos is not None and pos.dim() == 3 and pos.shape[1] == mae.num_units * math.prod(mae.last_unit):
+        grid = tuple(m * u for m, u in zip(mae.mask_shape, mae.last_unit))
+        out["decoder.pos_embed"] = raster_to_units(pos, grid, mae.last_unit)
+    if mae.target == "pixel" and len(mae.pred_patch) == 2:
+        C, (ph, pw) = mae.in_chans, mae.pred_patch
+        for name in ("decoder.pred.weight", "decoder.pred.bias"):
+            if name in out and out[name].shape[0] == C * ph * pw:
+                w = out[name]
+                out[name] = w.reshape(C, ph, pw, *w.shape[1:]).permute(1, 2, 0, *range(3, w.dim() + 2))
+                out[name] = out[name].reshape(w.shape)
+    return out
+
+
+def load_mae_pretrained(mae: nn.Module, source, strict: bool = True) -> dict:
+    """Loads an MAE checkpoint (official Hiera MAE, image or video, or ours) into `mae`: encoder
+    and decoder. With strict=True a missing, unexpected or mis-shaped key raises, naming them.
+    Returns {"missing", "unexpected"}."""
+    return _load_checked(mae, convert_mae_state_dict(read_state_dict(source), mae), strict)
 
 
 def timm_spec(name: str) -> tuple[str, str]:

@@ -80,13 +80,14 @@ class HierarchicalViT(nn.Module):
 
     # ------------------------------------------------------------------ init
     def _init_weights(self):
-        # Official Hiera: trunc-normal(0.02) weights, biases (Linear and LayerNorm) 0.02, the
-        # head scaled by cfg.head_init_scale (Hiera 1e-3). Used for every row so rows differ
-        # only in their flags.
+        # Official Hiera (Hiera._init_weights): trunc-normal(0.02) Linear and Conv1d/2d/3d weights
+        # (the patch embed, and the conv pools of rows mvitv2-a), Linear and LayerNorm biases 0.02
+        # (conv biases keep PyTorch's init, as there), the head scaled by cfg.head_init_scale
+        # (Hiera 1e-3). Used for every row so rows differ only in their flags.
         for m in self.modules():
-            if isinstance(m, nn.Linear):
+            if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d):
                 trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
+                if isinstance(m, nn.Linear) and m.bias is not None:
                     nn.init.constant_(m.bias, 0.02)
             elif isinstance(m, nn.LayerNorm):
                 nn.init.constant_(m.weight, 1.0)

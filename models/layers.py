@@ -31,21 +31,21 @@ _MAXPOOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 
 
 def raster_to_units(x: torch.Tensor, grid: tuple[int, ...], unit: tuple[int, ...]) -> torch.Tensor:
-    """(B, N, C) raster over `grid` -> (B, N, C) unit-major with units of size `unit`."""
-    B, _, C = x.shape
-    D = len(grid)
-    shape = [B]
-    for g, u in zip(grid, unit):
-        shape += [g // u, u]
-    x = x.reshape(*shape, C)
+    """(B, N, C) raster over `grid` -> (B, N, C) unit-major with units of size `unit`.
+
+    The one unit-major permutation of the package (tokens, MAE targets and patches all use it);
+    x may also be (B, *grid, C). Units are in raster order over grid / unit, tokens in raster
+    order inside each unit."""
+    B, C, D = x.shape[0], x.shape[-1], len(grid)
+    x = x.reshape(B, *[v for g, u in zip(grid, unit) for v in (g // u, u)], C)
     perm = [0] + [1 + 2 * d for d in range(D)] + [2 + 2 * d for d in range(D)] + [1 + 2 * D]
     return x.permute(perm).reshape(B, -1, C)
 
 
 def units_to_raster(x: torch.Tensor, units: tuple[int, ...], unit: tuple[int, ...]) -> torch.Tensor:
-    """Inverse of raster_to_units: (B, N, C) unit-major -> (B, N, C) raster."""
-    B, _, C = x.shape
-    D = len(units)
+    """Inverse of raster_to_units: (B, N, C) unit-major (x may be (B, U, P, C)) -> (B, N, C) raster;
+    `units` is the unit count per dim."""
+    B, C, D = x.shape[0], x.shape[-1], len(units)
     x = x.reshape(B, *units, *unit, C)
     perm = [0] + [p for d in range(D) for p in (1 + d, 1 + D + d)] + [1 + 2 * D]
     return x.permute(perm).reshape(B, -1, C)
@@ -85,6 +85,11 @@ def pool_tokens(
     y = x.reshape(-1, *unit, C).movedim(-1, 1)
     if conv is not None:
         y = conv(y)
+    elif spec.zero_pad and any(spec.padding):
+        # Separate-and-pad as the paper describes it: each unit padded with zeros, so a border
+        # token pools to max(0, ...) (the "relu on every feature map" of row b).
+        y = F.pad(y, [p for p in reversed(spec.padding) for _ in (0, 1)])
+        y = _MAXPOOL[len(unit)](y, spec.kernel, spec.stride, 0)
     else:
         y = _MAXPOOL[len(unit)](y, spec.kernel, spec.stride, spec.padding)
     new_unit = tuple(y.shape[2:])

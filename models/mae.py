@@ -20,7 +20,8 @@ import math
 import torch
 import torch.nn as nn
 
-from models.mae_decoder import LayerNorm, MAEDecoder, MultiScaleFusion, from_unit_major, to_unit_major
+from models.layers import raster_to_units, units_to_raster
+from models.mae_decoder import LayerNorm, MAEDecoder, MultiScaleFusion
 from models.targets import hog_target, patch_stats, pixel_target, unpatchify
 
 
@@ -62,7 +63,8 @@ class MaskedAutoencoder(nn.Module):
         self.pred_patch = tuple(p // u for p, u in zip(encoder.unit_pixels, self.last_unit))
         self.hog_cell = min(hog_cell, *self.pred_patch[-2:])  # CPU sizes predict < 8px patches
         if target == "pixel":
-            out_dim = math.prod(self.pred_patch) * in_chans
+            # video: the first frame of each token only (official get_pixel_label_3d)
+            out_dim = math.prod(self.pred_patch[-2:]) * in_chans
         else:
             out_dim = in_chans * 9 * math.prod(p // self.hog_cell for p in self.pred_patch[-2:])
 
@@ -119,7 +121,8 @@ class MaskedAutoencoder(nn.Module):
             t = pixel_target(x, self.pred_patch, norm=self.norm_pix_loss)
         else:
             t = hog_target(x, self.pred_patch, cell=self.hog_cell)
-        return to_unit_major(t, self.mask_shape, self.last_unit)
+        grid = tuple(m * u for m, u in zip(self.mask_shape, self.last_unit))
+        return raster_to_units(t, grid, self.last_unit).view(t.shape[0], self.num_units, -1, t.shape[-1])
 
     # ------------------------------------------------------------------ forward
     def forward_encoder(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -200,11 +203,17 @@ class MaskedAutoencoder(nn.Module):
         if self.target != "pixel":
             raise ValueError("reconstruct needs target='pixel' (a HOG prediction has no pixel space)")
         _, pred, _, keep = self(x, keep)
-        pred = from_unit_major(pred.float(), self.mask_shape, self.last_unit)  # (B, N, D)
+        pred = units_to_raster(pred.float(), self.mask_shape, self.last_unit)  # (B, N, D)
         if self.norm_pix_loss:
             mean, std = patch_stats(x.float(), self.pred_patch)
             pred = pred * std + mean
-        rec = unpatchify(pred, self.pred_patch, tuple(x.shape[1:])).to(x.dtype)
+        if x.dim() == 5:  # one predicted frame per token stands for all of its frames
+            pt = self.pred_patch[0]
+            shape = (x.shape[1], x.shape[2] // pt, *x.shape[3:])
+            rec = unpatchify(pred, (1, *self.pred_patch[1:]), shape).repeat_interleave(pt, dim=2)
+        else:
+            rec = unpatchify(pred, self.pred_patch, tuple(x.shape[1:]))
+        rec = rec.to(x.dtype)
         vis = keep.view(x.shape[0], 1, *self.mask_shape)
         for d, n in enumerate(self.encoder.unit_pixels):
             vis = vis.repeat_interleave(n, dim=2 + d)

@@ -7,7 +7,6 @@ mask-unit grid), then the unit's own tokens in raster order.
 
 from __future__ import annotations
 
-import math
 from functools import partial
 
 import torch
@@ -82,21 +81,3 @@ class MAEDecoder(nn.Module):
         x = x.reshape(B, U * P, D) + self.pos_embed
         x = self.pred(self.norm(self.blocks(x)))
         return x.reshape(B, U, P, -1)
-
-
-def to_unit_major(t: torch.Tensor, mask_shape: tuple, unit: tuple) -> torch.Tensor:
-    """(B, N, D) raster over the token grid (mask_shape * unit per dim) -> (B, U, P, D)."""
-    B, _, D = t.shape
-    nd = len(unit)
-    x = t.reshape(B, *[v for m, u in zip(mask_shape, unit) for v in (m, u)], D)
-    perm = [0] + [1 + 2 * i for i in range(nd)] + [2 + 2 * i for i in range(nd)] + [1 + 2 * nd]
-    return x.permute(perm).reshape(B, math.prod(mask_shape), math.prod(unit), D)
-
-
-def from_unit_major(t: torch.Tensor, mask_shape: tuple, unit: tuple) -> torch.Tensor:
-    """Inverse of :func:`to_unit_major`: (B, U, P, D) -> (B, N, D) raster over the token grid."""
-    B, D = t.shape[0], t.shape[-1]
-    nd = len(unit)
-    x = t.reshape(B, *mask_shape, *unit, D)
-    perm = [0] + [v for i in range(nd) for v in (1 + i, 1 + nd + i)] + [1 + 2 * nd]
-    return x.permute(perm).reshape(B, -1, D)

@@ -25,10 +25,17 @@ def count_params(model: torch.nn.Module) -> int:
 
 
 @torch.no_grad()
-def count_macs(model: torch.nn.Module, input_shape: tuple[int, ...] | None = None, **forward_kwargs) -> int:
-    """Multiply-adds of one forward pass on one sample (batch 1)."""
-    shape = input_shape or (model.cfg.in_chans, *model.cfg.input_size)
-    x = torch.zeros(1, *shape)
+def count_macs(
+    model: torch.nn.Module,
+    input_shape: tuple[int, ...] | None = None,
+    x: torch.Tensor | None = None,
+    **forward_kwargs,
+) -> int:
+    """Multiply-adds of one forward pass, in eval mode: on one zero sample of `input_shape`
+    (default: the model's input), or on the batch `x` when given (then the total for the batch).
+    The one MAC counter of the project (analysis.bench_mae uses it too)."""
+    if x is None:
+        x = torch.zeros(1, *(input_shape or (model.cfg.in_chans, *model.cfg.input_size)))
     was_training = model.training
     model.eval()
     with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
@@ -78,7 +85,6 @@ def main(argv=None):
     p.add_argument("--sizes", nargs="+", default=["cpu-xs", "T", "B", "L"], choices=list(SIZES))
     p.add_argument("--steps", nargs="+", default=steps(), choices=steps())
     p.add_argument("--modality", default="image", choices=["image", "video"])
-    p.add_argument("--stages", action="store_true", help="also print tokens and attention per stage")
     args = p.parse_args(argv)
     torch.set_grad_enabled(False)
     print(f"{'size':>6} {'step':>7} {'params (M)':>11} {'GMACs':>8}   stages: tokens (unit) attention")

@@ -13,47 +13,57 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .layers import raster_to_units, units_to_raster
+
 
 def patchify(imgs: torch.Tensor, patch: tuple[int, ...]) -> torch.Tensor:
     """(B, C, *S) -> (B, prod(S / patch), prod(patch) * C), each patch flattened as (*patch, C).
 
-    Works for images (S = H, W) and video (S = T, H, W); patches in raster order.
+    Works for images (S = H, W) and video (S = T, H, W); patches in raster order. A patch is a
+    "unit" of the package's unit-major layout (models.layers.raster_to_units).
     """
     B, C, *S = imgs.shape
     if len(S) != len(patch) or any(s % p for s, p in zip(S, patch)):
         raise ValueError(f"input spatial shape {tuple(S)} is not divisible into patches {tuple(patch)}")
     grid = [s // p for s, p in zip(S, patch)]
-    nd = len(S)
-    # (B, C, g0, p0, g1, p1, ...) -> (B, g0, g1, ..., p0, p1, ..., C)
-    x = imgs.reshape(B, C, *[v for g, p in zip(grid, patch) for v in (g, p)])
-    perm = [0] + [2 + 2 * i for i in range(nd)] + [3 + 2 * i for i in range(nd)] + [1]
-    return x.permute(perm).reshape(B, math.prod(grid), math.prod(patch) * C)
+    return raster_to_units(imgs.movedim(1, -1), tuple(S), patch).reshape(B, math.prod(grid), -1)
 
 
 def unpatchify(x: torch.Tensor, patch: tuple[int, ...], shape: tuple[int, ...]) -> torch.Tensor:
     """Inverse of :func:`patchify`: (B, N, prod(patch) * C) -> (B, C, *S) with ``shape = (C, *S)``."""
     C, *S = shape
-    B = x.shape[0]
-    grid = [s // p for s, p in zip(S, patch)]
-    nd = len(S)
-    x = x.reshape(B, *grid, *patch, C)
-    # (B, g0.., p0.., C) -> (B, C, g0, p0, g1, p1, ...)
-    perm = [0, 1 + 2 * nd] + [v for i in range(nd) for v in (1 + i, 1 + nd + i)]
-    return x.permute(perm).reshape(B, C, *S)
+    grid = tuple(s // p for s, p in zip(S, patch))
+    return units_to_raster(x.reshape(x.shape[0], -1, C), grid, patch).view(x.shape[0], *S, C).movedim(-1, 1)
+
+
+def token_frames(imgs: torch.Tensor, patch: tuple[int, ...]) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """The pixels a token's target is made of, and their patch.
+
+    Images pass through. Video (B, C, T, H, W) keeps the first frame of each ``patch[0]``-frame
+    token, as the official ``get_pixel_label_3d`` (``imgs[:, :, ::patch_stride[0]]``): returns
+    (B, C, T / patch[0], H, W) and the patch (1, ph, pw).
+    """
+    if imgs.dim() != 5:
+        return imgs, tuple(patch)
+    return imgs[:, :, :: patch[0]], (1, *patch[1:])
 
 
 def patch_stats(imgs: torch.Tensor, patch: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-patch mean and std as used by MAE's norm_pix_loss (unbiased var, eps 1e-6): each (B, N, 1)."""
-    x = patchify(imgs, patch)
+    """Per-patch mean and std as used by MAE's norm_pix_loss (unbiased var, eps 1e-6): each (B, N, 1).
+
+    Video: over the pixels of the pixel target (the first frame of each token).
+    """
+    x = patchify(*token_frames(imgs, patch))
     return x.mean(-1, keepdim=True), (x.var(-1, keepdim=True) + 1e-6) ** 0.5
 
 
 def pixel_target(imgs: torch.Tensor, patch: tuple[int, ...], norm: bool = True) -> torch.Tensor:
-    """Pixel target (B, N, prod(patch) * C), normalised per patch when ``norm`` (MAE norm_pix_loss).
+    """Pixel target (B, N, D), normalised per patch when ``norm`` (MAE norm_pix_loss).
 
-    For video a patch spans all frames of its token (``patch[0]`` frames).
+    Images: D = prod(patch) * C. Video: the first frame of each token only, as the official
+    Hiera MAE (16x16x3 = 768 values per 2x16x16 token), flattened as (1, ph, pw, C).
     """
-    x = patchify(imgs, patch)
+    x = patchify(*token_frames(imgs, patch))
     if norm:
         mean, std = x.mean(-1, keepdim=True), (x.var(-1, keepdim=True) + 1e-6) ** 0.5
         x = (x - mean) / std
@@ -96,12 +106,11 @@ def hog_target(imgs: torch.Tensor, patch: tuple[int, ...], cell: int = 8, nbins:
     if ph % cell or pw % cell:
         raise ValueError(f"prediction patch {(ph, pw)} px is not divisible into {cell}x{cell} HOG cells")
     if imgs.dim() == 5:
-        B, C, T, H, W = imgs.shape
-        pt = patch[0]
-        frames = imgs[:, :, ::pt].transpose(1, 2).reshape(-1, C, H, W)  # (B * T/pt, C, H, W)
-        h = hog_cells(frames, cell, nbins).flatten(1, 2)  # (B * T', C*nbins, H/cell, W/cell)
+        first, _ = token_frames(imgs, patch)  # (B, C, T', H, W)
+        B, C, T, H, W = first.shape
+        h = hog_cells(first.transpose(1, 2).reshape(-1, C, H, W), cell, nbins).flatten(1, 2)
         # back to a (B, C*nbins, T', H/cell, W/cell) volume; one "cell" in time per token
-        h = h.reshape(B, T // pt, *h.shape[1:]).transpose(1, 2)
+        h = h.reshape(B, T, *h.shape[1:]).transpose(1, 2)
         return _flatten_cells(patchify(h, (1, ph // cell, pw // cell)), h.shape[1])
     h = hog_cells(imgs, cell, nbins).flatten(1, 2)  # (B, C*nbins, H/cell, W/cell)
     return _flatten_cells(patchify(h, (ph // cell, pw // cell)), h.shape[1])

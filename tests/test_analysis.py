@@ -120,3 +120,17 @@ def test_macs_count_attention():
 
     # projection 4*8*8, then QK^T and AV: 2 * 4*4*8 (counted only under the MATH backend on CPU)
     assert count_macs(Attn(), (4, 8)) == 4 * 8 * 8 + 2 * 4 * 4 * 8
+
+
+def test_report_shows_mvitv2_with_hiera_conventions_beside_row_a(tmp_path):
+    t1 = runs_of(table="table1")
+    fake_run(tmp_path, t1["mvitv2"], 70.0)
+    metrics = tmp_path / t1["mvitv2"].name / "metrics.json"
+    m = json.loads(metrics.read_text())
+    metrics.write_text(json.dumps(m | {"params_hiera_conventions": 1.5e6, "macs_hiera_conventions": 2.5e8}))
+    fake_run(tmp_path, t1["a"], 71.0)
+    md = (write_report(tmp_path) / "cpu" / "table1.md").read_text()
+    lines = [ln for ln in md.splitlines() if ln.startswith(("| mvitv2 |", "| mvitv2 with", "| a |"))][-3:]
+    assert lines[1] == "| mvitv2 with Hiera conventions | 1.500 | 250.0 | – | – |"
+    assert lines[0].startswith("| mvitv2 | 2.000 | 300.0") and lines[2].startswith("| a | 2.000 | 300.0")
+    assert "comes mostly from this switch" in md

@@ -33,10 +33,13 @@ class FakeTrainer:
         return {"top1": top1, "top5": 90.0, "train_time_s": 1.5}
 
 
-def fake_measure(cfg):
-    speed = 100.0 + 10 * ROWS.index(cfg["model"]["step"])
+def fake_measure(cfg, attn_backend="math"):
+    speed = 100.0 + 10 * ROWS.index(cfg["model"]["step"]) + (5 if attn_backend == "auto" else 0)
     by_dtype = {"float32": speed}
-    return {"params": 123456, "macs": 7_000_000, "throughput": speed, "throughput_by_dtype": by_dtype}
+    out = {"params": 123456, "macs": 7_000_000, "throughput": speed, "throughput_by_dtype": by_dtype}
+    if cfg["model"]["step"] == "mvitv2":
+        out.update(params_hiera_conventions=120000, macs_hiera_conventions=6_500_000)
+    return out
 
 
 PLOTS = ("table1_accuracy", "table1_speed", "fig8", "acc_vs_speed")
@@ -151,22 +154,24 @@ def test_interrupted_run_resumes(tmp_path, capsys, monkeypatch, fake):
 
 
 def test_metrics_written_atomically(tmp_path, monkeypatch, fake):
-    def broken_replace(src, dst):
-        raise OSError("disk full")
+    from ablations import atomic
 
-    monkeypatch.setattr(R.os, "replace", broken_replace)
-    with pytest.raises(OSError):
-        R.write_atomic(tmp_path / "metrics.json", "{}")
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "replace", broken_replace)
+    with pytest.raises(atomic.WriteFailed, match=r"could not write .*metrics.json: No space left on device"):
+        atomic.write_atomic(tmp_path / "metrics.json", "{}")
     assert list(tmp_path.iterdir()) == []  # neither metrics.json nor a temporary file
 
 
 def test_changed_config_is_not_overwritten(tmp_path, capsys, fake):
     assert ablate(tmp_path, "--step", "a") == 0
     folder = tmp_path / "runs" / "table1/a/image/cpu/seed0"
-    cfg = yaml.safe_load((folder / "config.yaml").read_text())
-    preset_epochs = cfg["pretrain"]["epochs"]
-    cfg["pretrain"]["epochs"] = 999  # as if the preset had been edited since
-    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    ident = json.loads((folder / "identity.json").read_text())
+    preset_epochs = ident["config"]["pretrain"]["epochs"]
+    ident["config"]["pretrain"]["epochs"] = 999  # as if the preset had been edited since
+    (folder / "identity.json").write_text(json.dumps(ident))
     assert ablate(tmp_path, "--step", "a") == 1
     out = capsys.readouterr().out
     assert "[changed]" in out and f"pretrain.epochs: 999 -> {preset_epochs}" in out and "--force" in out
@@ -224,7 +229,16 @@ def test_table_runs_every_row_and_bench(tmp_path, capsys, fake):
     assert ablate(tmp_path, "--table", "1", "--bench") == 0
     # ours 160 / 100 im/s; the paper 531.4 / 219.8 (Hiera-L vs MViTv2-L)
     row = "| table1/f/image/cpu/seed0 | 0.123 | 7.0 | float32 160.0 | 1.60x | 2.42x |"
+    out = capsys.readouterr().out
+    assert row in out and "attention backend: math" in out
+    # row a's MAC change: the convention switch gets its own line between mvitv2 and a
+    conventions = "| mvitv2 with Hiera conventions (table1/mvitv2/image/cpu/seed0) | 0.120 | 6.5 |"
+    assert conventions + " – | – | – |" in out
+    assert ablate(tmp_path, "--step", "f", "--bench", "--attn-backend", "both") == 0
+    row = "| table1/f/image/cpu/seed0 | 0.123 | 7.0 | math: float32 160.0; auto: float32 165.0 | – | – |"
     assert row in capsys.readouterr().out
+    assert ablate(tmp_path, "--step", "f", "--attn-backend", "auto") == 2
+    assert "--attn-backend applies to --bench only" in capsys.readouterr().err
     assert cli.main(["--report", "--runs-dir", str(tmp_path / "runs")]) == 0
 
 

@@ -94,8 +94,8 @@ def test_set_nested_keys_and_variant():
     assert same.variant == run.variant
     (where,) = resolve(step="f", sets=C.parse_sets(["data.root=/data", "data.num_workers=4"]))
     assert where.variant == "cpu"  # where the data lives is not part of the recipe
-    (mo,) = resolve(step="f", sets=C.parse_sets(["model.overrides.drop_path=0.1"]))
-    assert mo.config["model"]["overrides"] == {"drop_path": 0.1}
+    (mo,) = resolve(step="f", sets=C.parse_sets(["model.overrides.mlp_ratio=3.0"]))
+    assert mo.config["model"]["overrides"] == {"mlp_ratio": 3.0}
 
 
 @pytest.mark.parametrize(
@@ -137,11 +137,14 @@ def test_bad_input_names_the_fix(kw, words):
 
 
 def test_paper_presets_need_a_data_root():
+    from ablations.data import check_data
+
     (run,) = resolve(step="f", preset="in1k-l")
     with pytest.raises(C.ConfigError, match="data.root="):
-        C.check_data_root(run.config)
-    (run,) = resolve(step="f", preset="in1k-l", sets={"data.root": "/imagenet"})
-    C.check_data_root(run.config)
+        check_data(run.config["data"])
+    (run,) = resolve(step="f", preset="in1k-l", sets={"data.root": "/no/such/imagenet"})
+    with pytest.raises(C.ConfigError, match="data.root=/no/such/imagenet does not exist"):
+        check_data(run.config["data"])
     assert run.config["model"]["size"] == "L" and run.config["finetune"]["epochs"] == 50
 
 

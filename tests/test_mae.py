@@ -69,8 +69,8 @@ def test_video_masked_frames_do_not_leak_and_shapes():
     keep = mae.random_keep(2)
     loss, pred, target, _ = mae(x, keep)
     P = math.prod(mae.last_unit)
-    assert pred.shape == target.shape == (2, mae.num_units, P, 3 * math.prod(mae.pred_patch))
-    assert mae.pred_patch[0] == 2  # a prediction covers both frames of its token
+    assert pred.shape == target.shape == (2, mae.num_units, P, 3 * math.prod(mae.pred_patch[1:]))
+    assert mae.pred_patch[0] == 2  # a token spans 2 frames; the official target is its first frame
     y = x.clone()
     first = (~keep[0]).nonzero()[0, 0].item()  # a masked unit of sample 0, (t, h, w) raster
     t, h, w = (first // 16, (first // 4) % 4, first % 4)

@@ -40,16 +40,18 @@ def test_pixel_target_normalised_per_patch():
 
 def test_target_shapes_video():
     v = torch.randn(2, 3, 8, 32, 32)
-    assert pixel_target(v, (2, 16, 16)).shape == (2, 4 * 2 * 2, 2 * 16 * 16 * 3)
+    assert pixel_target(v, (2, 16, 16)).shape == (2, 4 * 2 * 2, 16 * 16 * 3)  # official: 768 per token
     assert hog_target(v, (2, 16, 16)).shape == (2, 4 * 2 * 2, 3 * 9 * 4)
     assert hog_target(torch.randn(1, 3, 224, 224), (16, 16)).shape == (1, 196, 108)  # DESIGN.md: 108
 
 
-def test_video_hog_uses_first_frame_pixels_use_all():
+def test_video_targets_use_the_first_frame_of_each_token():
     v = torch.randn(1, 3, 4, 16, 16)
     w = v.clone()
     w[:, :, 1] += torch.randn(1, 3, 16, 16)  # second frame of the first 2-frame token
     assert torch.equal(hog_target(v, (2, 16, 16)), hog_target(w, (2, 16, 16)))
+    assert torch.equal(pixel_target(v, (2, 16, 16)), pixel_target(w, (2, 16, 16)))
+    w[:, :, 2] += 1.0  # first frame of the second token
     assert not torch.equal(pixel_target(v, (2, 16, 16)), pixel_target(w, (2, 16, 16)))
     assert torch.allclose(hog_target(v, (2, 16, 16))[:, 1], hog_target(v[:, :, 2], (16, 16))[:, 0])
 

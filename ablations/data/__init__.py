@@ -41,6 +41,15 @@ def dataset_info(data_cfg: dict) -> dict:
     return _module(data_cfg).info(data_cfg)
 
 
+def check_data(data_cfg: dict, log=print) -> None:
+    """Before any work: ConfigError (naming the fix) for data that cannot train as configured,
+    one-line notes for surprises (resized images, val classes without items). Datasets without
+    files to check pass."""
+    check = getattr(_module(data_cfg), "check", None)
+    if check is not None:
+        check(data_cfg, log)
+
+
 def build_dataset(data_cfg: dict, split: str, aug: dict | None = None):
     """A map-style Dataset of (x, y). split: "train" | "val". aug: the phase's aug dict
     (rrc_scale, hflip, randaug, optional reprob, optional repeated) for training, None for
@@ -54,4 +63,4 @@ def build_dataset(data_cfg: dict, split: str, aug: dict | None = None):
     return ds
 
 
-__all__ = ["DATASETS", "build_dataset", "dataset_info", "flatten_repeated", "repeats"]
+__all__ = ["DATASETS", "build_dataset", "check_data", "dataset_info", "flatten_repeated", "repeats"]

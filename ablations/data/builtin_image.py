@@ -41,6 +41,9 @@ def render_image(seed: int, split: str, index: int, label: int, size: tuple[int,
         return scene.draw(scene.canvas(size), obj, noise, wrap=False)
 
 
+MAX_CLASSES = len(render.SHAPES)  # data.num_classes may be 2..MAX_CLASSES (checked before any work)
+
+
 class BuiltinImages(GeneratedItems):
     """Synthetic shapes. Item: (x, y); x = transform(uint8 (3, H, W)), y = index % num_classes
     (exact class balance; shuffle in the sampler)."""

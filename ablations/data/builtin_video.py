@@ -81,6 +81,9 @@ def render_clip(
         return torch.stack(frames)
 
 
+MAX_CLASSES = len(MOTIONS)  # data.num_classes may be 2..MAX_CLASSES (checked before any work)
+
+
 class BuiltinVideo(GeneratedItems):
     """Synthetic motion clips. Item: (x, y); y = index % num_classes.
 

@@ -12,6 +12,8 @@ import os
 import numpy as np
 from torchvision.datasets import CIFAR10, CIFAR100
 
+from ablations.errors import ConfigError
+
 from .common import input_hw, limit, opt
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, pil_image_transform
 
@@ -54,21 +56,20 @@ def info(cfg: dict) -> dict:
     }
 
 
-def build(cfg: dict, split: str, aug: dict | None):
-    """torchvision CIFAR (train split = the 50k training batches, val = the test batch); items
-    (float32 (3, H, W) normalised, int label). data.train_size / val_size cap the size."""
-    cls, num_classes = _CLASSES[cfg["name"]]
+def _probe(cfg: dict):
+    """An unloaded dataset object at data.root; ValueError / FileNotFoundError (naming the fix)
+    when the root is unset or its files are missing and data.download is off."""
+    cls = _CLASSES[cfg["name"]][0]
     root = cfg.get("root")
     if root is None:
         raise ValueError(
             f"data.root is required for {cfg['name']}: the folder that holds (or, with "
             f"data.download=true, will hold) {cls.base_folder}/"
         )
-    download = bool(opt(cfg, "download", False))
     probe = cls.__new__(cls)
     probe.root = os.path.expanduser(str(root))
     missing = probe.missing_files()
-    if missing and not download:
+    if missing and not opt(cfg, "download", False):
         expected = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
         raise FileNotFoundError(
             f"{cfg['name']} not found: missing {missing}. Expected <root>/{cls.base_folder}/"
@@ -76,6 +77,23 @@ def build(cfg: dict, split: str, aug: dict | None):
             f"Fix: set data.download=true to download it there, or point data.root at the folder "
             f"containing {cls.base_folder}/."
         )
+    return probe
+
+
+def check(cfg: dict, log=print) -> None:
+    """Before any work: the root and its files (ConfigError naming the fix)."""
+    try:
+        _probe(cfg)
+    except (ValueError, FileNotFoundError) as e:
+        raise ConfigError(str(e)) from None
+
+
+def build(cfg: dict, split: str, aug: dict | None):
+    """torchvision CIFAR (train split = the 50k training batches, val = the test batch); items
+    (float32 (3, H, W) normalised, int label). data.train_size / val_size cap the size."""
+    cls, num_classes = _CLASSES[cfg["name"]]
+    probe = _probe(cfg)
+    download = bool(opt(cfg, "download", False))
     info_ = info(cfg)
     transform = pil_image_transform(info_["input_size"], IMAGENET_MEAN, IMAGENET_STD, aug, crop_pct=1.0)
     try:

@@ -1,24 +1,66 @@
 """`imagefolder`: ImageNet layout <root>/{train,val}/<class>/<image> via torchvision ImageFolder."""
 
+import os
+
+from PIL import Image
 from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import IMG_EXTENSIONS
+from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
+
+from ablations.errors import DataError
 
 from .common import input_hw, limit, opt
-from .folders import class_names, split_dir
+from .folders import check_layout, class_names, say_once, split_dir
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, pil_image_transform
 
 LAYOUT = "<root>/train/<class>/<image> and <root>/val/<class>/<image> (e.g. n01440764/x.JPEG)"
 
 
 class _FixedClasses(ImageFolder):
-    """ImageFolder whose class -> index map is given (the train split's), not re-discovered."""
+    """ImageFolder whose class -> index map is given (the train split's), not re-discovered, and
+    whose unreadable images name themselves (or, with skip_corrupt, are skipped and counted)."""
 
-    def __init__(self, root, classes, **kw):
-        self._classes = classes
+    def __init__(self, root, classes, skip_corrupt: bool = False, **kw):
+        self._classes, self.skip_corrupt, self.skipped = classes, skip_corrupt, 0
         super().__init__(root, allow_empty=True, **kw)
 
     def find_classes(self, directory):
         return self._classes, {c: i for i, c in enumerate(self._classes)}
+
+    def __getitem__(self, index: int):
+        for attempt in range(len(self)):  # with skip_corrupt: the next readable image
+            i = (index + attempt) % len(self)
+            try:
+                return super().__getitem__(i)
+            except (OSError, ValueError, SyntaxError) as e:  # PIL: unidentified, truncated, bad header
+                path = self.samples[i][0]
+                if not self.skip_corrupt:
+                    raise DataError(
+                        f"cannot read image {path} ({type(e).__name__}: {e}). Fix or delete it, or "
+                        "--set data.skip_corrupt=true to skip unreadable images."
+                    ) from None
+                self.skipped += 1
+                say_once(("corrupt", path), f"[data] skipped unreadable image {path} "
+                         f"({self.skipped} skipped so far in this process; data.skip_corrupt)")  # fmt: skip
+        raise DataError(f"no readable image in {self.root}")
+
+
+def _is_image(path: str) -> bool:
+    return os.path.isfile(path) and has_file_allowed_extension(path, IMG_EXTENSIONS)
+
+
+def check(cfg: dict, log=print) -> None:
+    """Before any work: the folder layout (folders.check_layout), and one line when the images
+    are not the input size (they are resized to it)."""
+    first = check_layout(cfg, LAYOUT, "ImageFolder", _is_image, "images", log)["train"][0]
+    try:
+        with Image.open(first) as im:
+            w, h = im.size
+    except OSError:
+        return  # named when it is loaded
+    size = input_hw(cfg, 224)
+    if (h, w) != size:
+        say_once(("resize", cfg["root"]), f"[data] images under {cfg['root']} are {w}x{h} px (e.g. {first}); "
+                 f"they are resized and cropped to {size[1]}x{size[0]} (data.input_size)", log)  # fmt: skip
 
 
 def info(cfg: dict) -> dict:
@@ -37,7 +79,7 @@ def build(cfg: dict, split: str, aug: dict | None):
     path = split_dir(cfg.get("root"), split, LAYOUT, "ImageFolder")
     size = input_hw(cfg, 224)
     transform = pil_image_transform(size, IMAGENET_MEAN, IMAGENET_STD, aug, crop_pct=0.875)
-    ds = _FixedClasses(path, classes, transform=transform)
+    ds = _FixedClasses(path, classes, bool(opt(cfg, "skip_corrupt", False)), transform=transform)
     if len(ds) == 0:
         raise FileNotFoundError(
             f"ImageFolder: no images in {path}/<class>/ (classes from train: {classes[:5]}...); "

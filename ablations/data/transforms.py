@@ -7,7 +7,9 @@ Two paths:
   treats leading dims as a batch that shares one random draw, so all frames of a clip get the
   same crop, flip and RandAugment ops, which is what video augmentation needs.
 Transforms on the tensor path return (x, flipped) so the synthetic video set can mirror its
-label (left <-> right) when the clip is flipped.
+label (left <-> right) when the clip is flipped. Random erasing (aug["reprob"]) runs on both
+paths after normalisation, timm's RandomErasing as the MAE / MAE-ST / MViTv2 recipes use it
+(mode "pixel", one box); a clip gets one box shared by all its frames.
 """
 
 import re
@@ -16,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from timm.data import create_transform
 from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.data.random_erasing import RandomErasing
 from torchvision.transforms import v2
 
 from .common import single_thread
@@ -91,6 +94,21 @@ class TensorAugment:
         return x, flipped
 
 
+def random_erasing(aug: dict | None) -> RandomErasing | None:
+    """timm RandomErasing with probability aug["reprob"] (None when 0 or no aug): mode "pixel"
+    (per-pixel normal noise), one box, as MAE's and MViTv2's recipes (RE_MODE pixel, RE_COUNT 1)."""
+    prob = float((aug or {}).get("reprob", 0.0))
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f"aug.reprob must be a probability in [0, 1], got {prob}")
+    return RandomErasing(prob, mode="pixel", max_count=1, device="cpu") if prob > 0 else None
+
+
+def erase_clip(erase: RandomErasing, x: torch.Tensor) -> torch.Tensor:
+    """Erase one box per clip: x float (T, C, H, W) or (C, T, H, W), the same box in every frame
+    (the noise differs per frame and channel, as SlowFast's per-clip "cube" erasing)."""
+    return erase(x.reshape(-1, *x.shape[-2:])).reshape(x.shape)
+
+
 def normalize(x: torch.Tensor, mean, std, channel_dim: int = -3) -> torch.Tensor:
     """uint8 x with channels at `channel_dim` ((..., C, H, W) by default) -> float32
     (x / 255 - mean) / std, same shape.
@@ -139,6 +157,7 @@ class ImageTensorTransform:
     def __init__(self, size, mean, std, aug: dict | None):
         self.size, self.mean, self.std = tuple(size), mean, std
         self.aug = TensorAugment(size, aug) if aug is not None else None
+        self.erase = random_erasing(aug)
 
     @single_thread()
     def __call__(self, x):
@@ -147,7 +166,8 @@ class ImageTensorTransform:
             x, flipped = self.aug(x)
         else:
             x = spatial_views(x, self.size, 1)[0]
-        return normalize(x, self.mean, self.std), flipped
+        x = normalize(x, self.mean, self.std)
+        return (x if self.erase is None else self.erase(x)), flipped
 
 
 class VideoTransform:
@@ -161,6 +181,7 @@ class VideoTransform:
     def __init__(self, size, mean, std, aug: dict | None, spatial_views: int = 1):
         self.size, self.mean, self.std, self.views = tuple(size), mean, std, spatial_views
         self.aug = TensorAugment(size, aug) if aug is not None else None
+        self.erase = random_erasing(aug)
 
     def _augment(self, clip):
         """uint8 (T, C, H, W) -> (uint8 (C, T, h, w) contiguous, flipped). Transposed while still
@@ -168,18 +189,22 @@ class VideoTransform:
         x, flipped = self.aug(clip)
         return x.transpose(0, 1).contiguous(), flipped
 
+    def _erase(self, x):
+        """Random erasing (aug.reprob) of one float (C, T, h, w) clip: one box for all frames."""
+        return x if self.erase is None else erase_clip(self.erase, x)
+
     @single_thread()
     def repeated(self, clips):
         """Train, R clips: uint8 (R, T, C, H, W) -> float32 (R, C, T, h, w), each clip its own
-        augmentation, normalised in one pass (no stacking copy of R float clips)."""
-        x = torch.stack([self._augment(c)[0] for c in clips])
-        return normalize(x, self.mean, self.std, channel_dim=1)
+        augmentation (and erased box), normalised in one pass (no stacking copy of R float clips)."""
+        x = normalize(torch.stack([self._augment(c)[0] for c in clips]), self.mean, self.std, channel_dim=1)
+        return torch.stack([self._erase(c) for c in x]) if self.erase is not None else x
 
     @single_thread()
     def __call__(self, clip):
         if self.aug is not None:
             x, flipped = self._augment(clip)
-            return normalize(x, self.mean, self.std, channel_dim=0), flipped
+            return self._erase(normalize(x, self.mean, self.std, channel_dim=0)), flipped
         if clip.dim() == 4:
             clip = clip[None]
         x = spatial_views(clip, self.size, self.views).transpose(0, 1)  # (Vt, Vs, T, C, h, w)
@@ -204,6 +229,8 @@ def pil_image_transform(size, mean, std, aug: dict | None, crop_pct: float):
         auto_augment=aug.get("randaug") or None,
         interpolation="bicubic",
         re_prob=float(aug.get("reprob", 0.0)),
+        re_mode="pixel",
+        re_count=1,
         mean=mean,
         std=std,
     )

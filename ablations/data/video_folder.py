@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .common import input_hw, limit, opt, repeats, views
-from .folders import class_names, split_dir
+from .folders import check_layout, class_names, split_dir
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, VideoTransform
 from .video_io import VIDEO_EXTENSIONS, is_clip, open_clip
 
@@ -85,6 +85,11 @@ def _scan(split_path: str, classes: list[str]) -> list[tuple[str, int]]:
             if is_clip(path):
                 clips.append((path, y))
     return clips
+
+
+def check(cfg: dict, log=print) -> None:
+    """Before any work: the folder layout (folders.check_layout)."""
+    check_layout(cfg, LAYOUT, "video_folder", is_clip, "clips", log)
 
 
 def info(cfg: dict) -> dict:

@@ -1,0 +1,231 @@
+"""Every value of a resolved config checked before any work, in one place.
+
+    check_config(cfg, name)   # ConfigError naming the key, the value and the fix
+
+Called by config.resolve() for every run, so --dry-run and --bench see the same errors as
+training. The data folder itself is checked by ablations/data_check.py (it reads the disk).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+
+from ablations.data import DATASETS
+from ablations.data.common import repeats
+from ablations.data.transforms import parse_randaug
+from ablations.errors import ConfigError
+from models import SIZES, ModelConfig, model_config, steps
+from models.hints import did_you_mean
+
+MODES = ("mae", "supervised")
+PHASES = {"mae": ("pretrain", "finetune"), "supervised": ("supervised",)}
+# Closed vocabularies: the sizes the model defines, the datasets data/ has.
+CHOICES = {
+    "model.size": tuple(SIZES),
+    "mae.target": ("pixel", "hog"),
+    "runtime.amp": ("bf16", "fp16", "none"),
+    "data.name": tuple(DATASETS),
+}
+# Phase keys: (low, high, low inclusive, high inclusive); None = unbounded. Checked when set.
+PHASE_RANGES = {
+    "epochs": (1, None, True, None),
+    "batch_size": (1, None, True, None),
+    "accum_iter": (1, None, True, None),
+    "blr": (0, None, False, None),
+    "lr": (0, None, False, None),
+    "weight_decay": (0, None, True, None),
+    "warmup_epochs": (0, None, True, None),
+    "min_lr": (0, None, True, None),
+    "drop_path": (0, 1, True, False),
+    "dropout": (0, 1, True, False),
+    "clip_grad": (0, None, False, None),
+    "layer_decay": (0, 1, False, True),
+    "head_init_scale": (0, None, False, None),
+    "mixup": (0, None, True, None),
+    "cutmix": (0, None, True, None),
+    "smoothing": (0, 1, True, False),
+}
+INTEGER_KEYS = {"epochs", "batch_size", "accum_iter"}
+OTHER_RANGES = {
+    "mae.mask_ratio": (0, 1, False, False),
+    "mae.decoder_depth": (0, None, True, None),
+    "mae.decoder_dim": (1, None, True, None),
+    "mae.decoder_heads": (1, None, True, None),
+    "data.num_workers": (0, None, True, None),
+    "data.train_size": (1, None, True, None),
+    "data.val_size": (1, None, True, None),
+    "data.num_frames": (1, None, True, None),
+    "data.frame_stride": (1, None, True, None),
+    "runtime.log_every": (1, None, True, None),
+    "runtime.eval_every": (1, None, True, None),
+    "runtime.threads": (1, None, True, None),
+    "runtime.ckpt_every_steps": (0, None, True, None),
+}
+# Model fields a training phase sets (phase key -> ModelConfig field): an override would be
+# silently replaced by the phase's value, so it is refused with the key to use instead.
+PHASE_OWNED = {"drop_path": "drop_path", "drop_rate": "dropout", "head_init_scale": "head_init_scale"}
+
+
+def _get(cfg: dict, key: str):
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _in_range(name: str, key: str, value, lo, hi, lo_inc, hi_inc, integer: bool = False) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and value != int(value)):
+        raise ConfigError(f"{name}: {key}={value!r} must be {'an integer' if integer else 'a number'}.")
+    low_bad = lo is not None and (value < lo if lo_inc else value <= lo)
+    high_bad = hi is not None and (value > hi if hi_inc else value >= hi)
+    if low_bad or high_bad or math.isnan(value):
+        span = f"{'[' if lo_inc else '('}{lo}, {hi if hi is not None else 'inf'}{']' if hi_inc else ')'}"
+        raise ConfigError(f"{name}: {key}={value!r} must lie in {span}; set it with --set {key}=<value>.")
+
+
+def check_config(cfg: dict, name: str = "config") -> None:
+    """Every value of cfg, the model it builds and the fit between model, MAE and data."""
+    for key, valid in CHOICES.items():
+        value = _get(cfg, key)
+        if value not in valid:
+            raise ConfigError(f"{name}: {key}={value!r} is not valid.{did_you_mean(value, valid)}")
+    row = cfg["model"]["step"]
+    if row not in steps():
+        raise ConfigError(f"Unknown row {row!r}.{did_you_mean(row, steps())}")
+    if cfg["mode"] not in MODES:
+        raise ConfigError(f"Unknown mode {cfg['mode']!r}.{did_you_mean(cfg['mode'], MODES)}")
+    if cfg["mode"] == "mae" and row == "mvitv2":
+        raise ConfigError(
+            "Row mvitv2 cannot be MAE-pretrained: its relative positions and overlapping convs are not "
+            "sparse (that is what rows a-d remove). Use --mode supervised, or a row from a on."
+        )
+    for phase in PHASES[cfg["mode"]]:
+        _check_phase(cfg[phase], phase, name)
+    for key, bounds in OTHER_RANGES.items():
+        _in_range(name, key, _get(cfg, key), *bounds, integer=key != "mae.mask_ratio")
+    bench = cfg.get("bench") or {}
+    if not all(isinstance(b, int) and b >= 1 for b in bench.get("batch_sizes") or [1]):
+        raise ConfigError(f"{name}: bench.batch_sizes={bench['batch_sizes']!r} must be positive integers.")
+    _in_range(name, "bench.warmup", bench.get("warmup"), 0, None, True, None, integer=True)
+    _in_range(name, "bench.iters", bench.get("iters"), 1, None, True, None, integer=True)
+    for key in ("spatial", "temporal"):
+        _in_range(name, f"data.views.{key}", _get(cfg, f"data.views.{key}"), 1, None, True, None, True)
+    most = getattr(DATASETS[cfg["data"]["name"]], "MAX_CLASSES", None)
+    if most is not None:
+        _in_range(name, "data.num_classes", cfg["data"]["num_classes"], 2, most, True, True, integer=True)
+    model = _check_model(cfg, name)
+    if cfg["mode"] == "mae":
+        _check_mae(cfg, model, name)
+    _check_input_size(cfg, model, name)
+    train_size, bs = _get(cfg, "data.train_size"), max(cfg[p]["batch_size"] for p in PHASES[cfg["mode"]])
+    if cfg["data"]["name"].startswith("builtin") and train_size is not None and train_size < bs:
+        raise ConfigError(
+            f"{name}: data.train_size={train_size} cannot fill one batch of {bs}: "
+            f"lower the phases' batch_size or raise data.train_size."
+        )
+
+
+def _check_phase(pc: dict, phase: str, name: str) -> None:
+    for key, bounds in PHASE_RANGES.items():
+        _in_range(name, f"{phase}.{key}", pc.get(key), *bounds, integer=key in INTEGER_KEYS)
+    if pc.get("lr") is None and pc.get("blr") is None:
+        raise ConfigError(f"{name}: {phase}.lr and {phase}.blr are both null; set one, e.g. {phase}.blr=1e-3")
+    if pc.get("warmup_epochs") and pc["warmup_epochs"] > pc["epochs"]:
+        raise ConfigError(
+            f"{name}: {phase}.warmup_epochs={pc['warmup_epochs']} exceeds {phase}.epochs={pc['epochs']}: "
+            "the schedule would never leave warmup. Lower warmup_epochs."
+        )
+    betas = pc.get("betas")
+    if betas is not None and not (len(betas) == 2 and all(0 <= b < 1 for b in betas)):
+        raise ConfigError(f"{name}: {phase}.betas={betas!r} must be two numbers in [0, 1).")
+    aug = pc.get("aug") or {}
+    scale = aug.get("rrc_scale")
+    if scale is not None and not (len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1):
+        raise ConfigError(
+            f"{name}: {phase}.aug.rrc_scale={scale!r} must be [low, high], 0 < low <= high <= 1"
+        )
+    _in_range(name, f"{phase}.aug.hflip", aug.get("hflip"), 0, 1, True, True)
+    if aug.get("randaug"):
+        try:
+            parse_randaug(str(aug["randaug"]))
+        except ValueError as e:
+            raise ConfigError(f"{name}: {phase}.aug.randaug: {e}") from None
+    try:
+        repeated = repeats(aug)
+    except ValueError as e:
+        raise ConfigError(f"{name}: {phase}.{e}") from None
+    if pc["batch_size"] % repeated:
+        raise ConfigError(
+            f"{name}: {phase}.batch_size={pc['batch_size']} counts clips, {repeated} per video "
+            f"({phase}.aug.repeated): use a multiple of {repeated}."
+        )
+
+
+def _check_model(cfg: dict, name: str) -> ModelConfig:
+    """The ModelConfig the run builds; ConfigError for unknown, phase-owned or invalid overrides."""
+    m, overrides = cfg["model"], dict(cfg["model"].get("overrides") or {})
+    valid = sorted(f.name for f in fields(ModelConfig))
+    for key in overrides:
+        if key in PHASE_OWNED:
+            phases = ", ".join(f"{p}.{PHASE_OWNED[key]}" for p in PHASES[cfg["mode"]])
+            raise ConfigError(
+                f"{name}: model.overrides.{key} is set per training phase; use --set {phases} instead."
+            )
+        if key not in valid:
+            raise ConfigError(f"{name}: unknown model override {key!r}.{did_you_mean(key, valid)}")
+    try:
+        return model_config(m["size"], m["step"], m["modality"], **overrides)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{name}: model.overrides {overrides} do not make a valid model: {e}") from None
+
+
+def _check_mae(cfg: dict, model: ModelConfig, name: str) -> None:
+    units = math.prod(model.mask_spatial_shape)
+    ratio = cfg["mae"]["mask_ratio"]
+    keep = int(units * (1 - ratio))
+    if not 1 <= keep <= units - 1:
+        lo, hi = 1 / units, 1 - 1 / units
+        raise ConfigError(
+            f"{name}: mae.mask_ratio={ratio} keeps {keep} of the model's {units} mask units; at least one "
+            f"must be kept and one masked: use a ratio in [{lo:.4g}, {hi:.4g}]."
+        )
+    if cfg["mae"]["decoder_dim"] % cfg["mae"]["decoder_heads"]:
+        raise ConfigError(
+            f"{name}: mae.decoder_dim={cfg['mae']['decoder_dim']} is not divisible by "
+            f"mae.decoder_heads={cfg['mae']['decoder_heads']}."
+        )
+
+
+def data_input_size(data: dict, modality: str) -> tuple[int, ...]:
+    """The input the data pipeline produces: (H, W), or (T, H, W) for video."""
+    size = data.get("input_size")
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    if len(hw) != 2 or not all(isinstance(v, int) and v > 0 for v in hw):
+        raise ConfigError(f"data.input_size={size!r} must be a positive int or [H, W], e.g. [32, 32].")
+    return (data["num_frames"], *hw) if modality == "video" else hw
+
+
+def _check_input_size(cfg: dict, model: ModelConfig, name: str) -> None:
+    m = cfg["model"]
+    size = data_input_size(cfg["data"], m["modality"])
+    if size == model.input_size:
+        return
+    fits = [s for s in SIZES if model_config(s, m["step"], m["modality"]).input_size == size]
+    sizes = f"model.size {' or '.join(fits)} (--set model.size={fits[0]})" if fits else "no model size"
+    video = m["modality"] == "video"
+    key, verb = ("data.input_size and data.num_frames", "give") if video else ("data.input_size", "gives")
+    try:
+        model_config(m["size"], m["step"], m["modality"], **{**m["overrides"], "input_size": size})
+        override = f", or keep {m['size']} with --set model.overrides.input_size={list(size)}"
+    except ValueError:
+        override = f" (model.overrides.input_size cannot make {m['size']} take it)"
+    have, want = "x".join(map(str, size)), "x".join(map(str, model.input_size))
+    raise ConfigError(
+        f"{name}: {key} {verb} inputs of {have} but model {m['size']} takes {want}. Set {key} to match "
+        f"the model; {sizes} takes {have}{override}."
+    )
