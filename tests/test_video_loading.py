@@ -5,9 +5,11 @@ import pytest
 import torch
 from torch import nn
 
+from ablations import config as C
 from ablations.batching import plan_batch
 from ablations.data import build_dataset, flatten_repeated
 from ablations.data.common import RepeatedItems, repeats
+from ablations.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoTransform, normalize
 from ablations.loop import fit
 
 pytest.importorskip("av")
@@ -152,3 +154,32 @@ def test_bench_video_files_and_decode_counts(tmp_path):
     torch.manual_seed(0)
     old, new = frames_decoded(path, repeated=1, samples=10)
     assert 61 <= new < old <= 90  # a 16x4 clip spans 61 frames
+
+
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        (3, r"pretrain.batch_size=512 counts clips, 3 per video .*multiple of 3"),
+        (0, r"pretrain.aug.repeated"),
+    ],
+)
+def test_bad_repeated_stops_before_work(value, words):
+    sel = C.Selection(preset="k400-b", step="f", sets={"data.root": "/tmp", "pretrain.aug.repeated": value})
+    with pytest.raises(C.ConfigError, match=words):
+        C.resolve(sel)
+
+
+def test_repeated_clips_each_get_their_own_erased_box():
+    tf = VideoTransform(
+        (16, 16), IMAGENET_MEAN, IMAGENET_STD, {"rrc_scale": [1.0, 1.0], "hflip": 0.0, "reprob": 1.0}
+    )
+    clips = torch.full((3, 4, 3, 16, 16), 128, dtype=torch.uint8)
+    x = tf.repeated(clips)
+    assert x.shape == (3, 3, 4, 16, 16)
+    clean = normalize(tf._augment(clips[0])[0], IMAGENET_MEAN, IMAGENET_STD, channel_dim=0)
+    boxes = [(x[r] != clean).any(0).any(0) for r in range(3)]  # (h, w) erased pixels per clip
+    assert all(b.any() for b in boxes)  # every clip erased
+    assert all(
+        torch.equal((x[r] != clean).any(0)[t], boxes[r]) for r in range(3) for t in range(4)
+    )  # one box per clip
+    assert not (torch.equal(boxes[0], boxes[1]) and torch.equal(boxes[1], boxes[2]))  # own box each
