@@ -23,6 +23,7 @@ import yaml
 
 from ablations import config as C
 from ablations import distributed as D
+from ablations import launch
 from ablations import runs as R
 from ablations.errors import RunError
 from ablations.identity import files_fingerprint
@@ -67,6 +68,7 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--report", action="store_true", help="only regenerate runs/report/ from finished runs")
     p.add_argument("--quiet", action="store_true", help="no progress bars: plain log lines, as in log files")
+    launch.add_arguments(p)
     return p
 
 
@@ -84,6 +86,15 @@ def selection(args) -> C.Selection:
         table=table, step=args.step, mode=args.mode, modality=args.modality, preset=args.preset,
         sets=C.parse_sets(args.sets), seeds=args.seeds,
     )  # fmt: skip
+
+
+def only(runs: list[C.Run], name: str) -> list[C.Run]:
+    """--only: the one run of the selection with this folder name."""
+    picked = [r for r in runs if r.name == name.strip("/")]
+    if not picked:
+        names = ", ".join(r.name for r in runs)
+        raise C.ConfigError(f"--only {name!r} is not in this selection. Its runs: {names}")
+    return picked
 
 
 def show_list() -> str:
@@ -210,12 +221,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         sel, runs = None, []  # --report reads every finished run; it needs no selection
         try:
+            launch.check(args)
             if args.attn_backend is not None and not args.bench:
                 raise C.ConfigError("--attn-backend applies to --bench only; add --bench or drop it.")
             if not args.report:
                 sel = selection(args)
                 runs = C.resolve(sel)
-            if not (args.dry_run or args.bench or args.report):
+            if args.only:
+                runs = only(runs, args.only)
+            if not (args.dry_run or args.bench or args.report or args.status):
                 check_data_once(runs)
                 for run in runs:
                     check_batches(run, D.env_world()[1])
@@ -225,6 +239,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             print(dry_run_text(runs))
             return 0
+        if args.status:
+            from ablations.status import status_text
+
+            print(status_text(runs, args.runs_dir))
+            return 0
+        if args.launcher:  # submits jobs and returns; each job runs this command with --only <run>
+            return launch.launch(args, sel, runs, sys.argv[1:] if argv is None else argv)
         D.init_distributed()  # once, before any work: every rank joins here or fails here
         try:
             return run_command(args, sel, runs)
@@ -270,6 +291,8 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
             outcomes[run.name] = train_one(args, run)
             if isinstance(outcomes[run.name], int):  # stopped: the exit status
                 return outcomes[run.name]
+    if args.only:  # one run of a cluster job: the submitting command (--wait) or --report writes the report
+        return 1 if {"failed", "changed"} & set(outcomes.values()) else 0
     try:
         report = D.main_only(write_report, args.runs_dir)
     except (OSError, D.RankFailed) as e:

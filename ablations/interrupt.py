@@ -61,6 +61,8 @@ class StopRequest:
         if self.enabled and threading.current_thread() is threading.main_thread():
             for name in SIGNALS:
                 self._prev[name] = signal.signal(getattr(signal, name), self._handle)
+            # A blocked signal mask is inherited through fork/exec from whatever started us.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [getattr(signal, n) for n in SIGNALS])
             StopRequest._active = self
         return self
 

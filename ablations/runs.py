@@ -31,6 +31,7 @@ from ablations.runlog import tee_output
 
 LOCK, CONFIG, IDENTITY, METRICS = ".lock", "config.yaml", "identity.json", "metrics.json"
 WALL = "wall_time.json"
+JOBS = "slurm"  # cluster jobs' records and logs (ablations/launch): not part of the run, kept by --force
 MISSING = "missing"
 
 
@@ -67,7 +68,7 @@ def status(folder: Path, cfg: dict, ident: dict, log=print) -> tuple[str, list[s
     before identity.json gets one when its config.yaml matches; an unreadable config.yaml of a
     matching run is rewritten; an unreadable metrics.json makes the run 'partial', so its phases'
     done.json rebuild it without retraining."""
-    if not folder.exists() or all(p.name == LOCK for p in folder.iterdir()):
+    if not folder.exists() or all(p.name in (LOCK, JOBS) for p in folder.iterdir()):
         return "new", []
     old, why = read_file(folder / IDENTITY, json.loads)
     if old is None:
@@ -93,9 +94,9 @@ def status(folder: Path, cfg: dict, ident: dict, log=print) -> tuple[str, list[s
 
 
 def clear(folder: Path) -> None:
-    """Delete everything in a run folder but its lock (for --force)."""
+    """Delete everything in a run folder but its lock and cluster job logs (for --force)."""
     for p in folder.iterdir():
-        if p.name == LOCK:
+        if p.name in (LOCK, JOBS):
             continue
         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
@@ -241,9 +242,9 @@ def claim(held: ExitStack, run: Run, runs_dir: Path, force: bool, log=print) -> 
     folder = run_dir(runs_dir, run)
     ident = run_identity(run.config)
     try:
-        held.enter_context(exclusive(folder / LOCK, holder="another process training it"))
-    except RunLocked:
-        log(f"[busy] {run.name}: being trained by another process; skipped")
+        held.enter_context(exclusive(folder / LOCK, holder="another process training it", log=log))
+    except RunLocked as e:
+        log(f"[busy] {run.name}: being trained by another process ({e}); skipped")
         return "locked", None
     state, reasons = status(folder, run.config, ident, log)
     if state == "done" and not force:

@@ -172,6 +172,11 @@ def hold(*a):  # rank 1 waits at its 3rd step until the test's signal has arrive
         if StopRequest._active.signal:
             break
         time.sleep(0.01)
+    else:
+        if len(steps) == 3 and os.environ["RANK"] == "1":
+            import signal
+            print("no signal within 60 s; blocked:", signal.pthread_sigmask(signal.SIG_BLOCK, []),
+                  "handler:", signal.getsignal(signal.SIGUSR1), file=sys.stderr, flush=True)
     return check(*a)
 E.any_rank = hold
 from ablations.cli import main

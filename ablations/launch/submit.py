@@ -1,0 +1,168 @@
+"""Submit one submitit job per run (Slurm or this machine), record it, optionally wait.
+
+Per run folder:
+    <run>/slurm/job.json                 the latest job: launcher, job id, host, tasks, submitted_at
+    <run>/slurm/<job>_<task>_log.out     each task's stdout / stderr (also .err); submitit's
+    <run>/slurm/<job>_submission.sh      sbatch script, pickled call and result sit beside them
+"""
+
+from __future__ import annotations
+
+import platform
+import shlex
+import time
+from pathlib import Path
+
+import submitit
+
+from ablations import runs as R
+from ablations.atomic import write_json_atomic
+from ablations.identity import run_identity
+from ablations.launch import parse_slurm_opts, parse_time, tasks_per_node
+from ablations.launch.job import RunJob
+from ablations.lock import RunLocked, exclusive
+from ablations.status import active_job, folder_state, jobs_record, status_text
+
+REPO = Path(__file__).resolve().parents[2]
+LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # the local launcher kills a job at its time limit: default a week
+
+
+def job_argv(argv: list[str], runs_dir: Path) -> list[str]:
+    """The user's selection without the launcher's flags (and without --force: the submitter clears
+    the folder, so a requeued job resumes instead of starting over)."""
+    from ablations.cli import parser
+
+    p = parser()
+    own = {"launcher", "nodes", "gpus_per_node", "tasks_per_node", "cpus_per_task", "partition", "account",
+           "time", "slurm_opts", "signal_delay", "wait", "force", "runs_dir", "quiet"}  # fmt: skip
+    options = {s: a for a in p._actions for s in a.option_strings}
+    kept, skip_value = [], False
+    for tok in argv:
+        if skip_value:
+            skip_value = False
+            continue
+        name = tok.split("=", 1)[0]
+        # argparse accepts unique prefixes (--launch): the user's argv already parsed, so a prefix is unique.
+        action = options.get(name) or next(
+            (a for s, a in options.items() if name.startswith("--") and s.startswith(name)), None
+        )
+        if action is not None and action.dest in own:
+            skip_value = action.nargs != 0 and "=" not in tok
+            continue
+        kept.append(tok)
+    return kept + ["--runs-dir", str(Path(runs_dir).resolve()), "--quiet"]
+
+
+class SlurmExecutor(submitit.SlurmExecutor):
+    """submitit always writes a time limit (5 minutes unless given): without --time, drop it so that
+    the partition's default applies."""
+
+    default_time = False
+
+    def _make_submission_file_text(self, command: str, uid: str) -> str:
+        text = super()._make_submission_file_text(command, uid)
+        if not self.default_time:
+            return text
+        return "\n".join(ln for ln in text.splitlines() if not ln.startswith("#SBATCH --time=")) + "\n"
+
+
+def make_executor(args, folder: Path, name: str):
+    setup = [f"export PYTHONPATH={shlex.quote(str(REPO))}${{PYTHONPATH:+:$PYTHONPATH}}",
+             "export SUBMITIT_PREEMPT_SIGNAL=USR1"]  # fmt: skip
+    minutes = parse_time(args.time) if args.time else None
+    if args.launcher == "local":
+        ex = submitit.LocalExecutor(folder)
+        ex.update_parameters(tasks_per_node=tasks_per_node(args), gpus_per_node=args.gpus_per_node,
+                             timeout_min=minutes or LOCAL_TIMEOUT_MIN, signal_delay_s=args.signal_delay,
+                             setup=setup)  # fmt: skip
+        return ex
+    # A requeue at the time limit is the normal way through a long run: allow many.
+    ex = SlurmExecutor(folder, max_num_timeout=1000)
+    ex.default_time = minutes is None
+    extra = parse_slurm_opts(args.slurm_opts)
+    # Slurm sends SIGUSR1 this long before the limit (submitit's default would be USR2).
+    extra["signal"] = f"USR1@{args.signal_delay}"
+    params = {"job_name": name, "nodes": args.nodes, "ntasks_per_node": tasks_per_node(args), "setup": setup,
+              "additional_parameters": extra, "stderr_to_stdout": False}  # fmt: skip
+    if minutes:
+        params["time"] = minutes
+    for key in ("partition", "account", "cpus_per_task"):
+        if getattr(args, key) is not None:
+            params[key] = getattr(args, key)
+    if args.gpus_per_node:
+        params["gpus_per_node"] = args.gpus_per_node
+    ex.update_parameters(**params)
+    return ex
+
+
+def needs_job(args, run, head: str) -> bool:
+    """Under the run's lock: whether to submit it (finished, changed or already queued/running runs
+    are not), clearing its folder first for --force. The lock is released before submitting: a
+    job that starts at once must find it free."""
+    folder = R.run_dir(args.runs_dir, run)
+    try:
+        with exclusive(folder / R.LOCK, holder="another process training it"):
+            state, reasons = R.status(folder, run.config, run_identity(run.config))
+            if state == "done" and not args.force:
+                print(f"{head}: finished (metrics.json); --force retrains it")
+                return False
+            if state == "changed" and not args.force:
+                why = "; ".join(reasons[:3])
+                print(f"{head}: this folder trained something else ({why}); --force retrains it")
+                return False
+            job = active_job(folder)
+            if job:
+                print(f"{head}: already {job['state'].lower()} as {job['launcher']} job {job['job_id']}")
+                return False
+            if args.force and state != "new":
+                R.clear(folder)
+            return True
+    except RunLocked as e:
+        print(f"{head}: {e}; not submitted")
+        return False
+
+
+def submit_runs(args, sel, runs, argv: list[str]) -> int:
+    base = job_argv(argv, args.runs_dir)
+    submitted = {}
+    for i, run in enumerate(runs, 1):
+        head = f"[{i}/{len(runs)}] {run.name}"
+        if not needs_job(args, run, head):
+            continue
+        jobs = R.run_dir(args.runs_dir, run) / R.JOBS
+        job = make_executor(args, jobs, name=f"ablate:{run.name}").submit(RunJob(base + ["--only", run.name]))
+        record = {"launcher": args.launcher, "job_id": str(job.job_id), "host": platform.node(),
+                  "tasks": args.nodes * tasks_per_node(args), "nodes": args.nodes,
+                  "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+        write_json_atomic(record, jobs / "job.json")
+        submitted[run.name] = job
+        print(f"{head}: submitted {args.launcher} job {job.job_id} (logs: {jobs}/)", flush=True)
+    where = [] if Path(args.runs_dir) == Path("runs") else ["--runs-dir", str(args.runs_dir)]
+    hint = shlex.join(["ablate.py", *base[:-3], *where, "--status"])
+    print(f"\n{len(submitted)} jobs submitted. Progress: {hint}")
+    if not args.wait:
+        return 0
+    return wait_and_report(args, sel, runs, submitted)
+
+
+def wait_and_report(args, sel, runs, submitted: dict, poll_s: float = 3.0) -> int:
+    """Block until no submitted job is queued or running, then print the status and the table."""
+    folders = {name: args.runs_dir / name for name in submitted}
+    while any(_active(args, job, folders[name]) for name, job in submitted.items()):
+        time.sleep(poll_s)
+    print(status_text(runs, args.runs_dir))
+    from ablations.cli import print_table
+    from analysis.report import write_report
+
+    report = write_report(args.runs_dir)
+    finished = [r for r in runs if folder_state(args.runs_dir, r) == "done"]
+    if finished:
+        print_table(sel, runs, args.runs_dir)
+    print(f"\n{len(finished)}/{len(runs)} runs finished. Report: {report}/{runs[0].variant}/")
+    return 0 if len(finished) == len(runs) else 1
+
+
+def _active(args, job, folder: Path) -> bool:
+    if args.launcher == "local":  # our child: poll it (a finished child is a zombie until reaped)
+        return not job.done()
+    return active_job(folder, jobs_record(folder)) is not None
