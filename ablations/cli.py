@@ -256,14 +256,16 @@ def planned(args, runs: list[C.Run]) -> tuple[list[C.Run], int]:
 
 def check_batches(run: C.Run, world_size: int) -> None:
     """Every phase's global batch splits over this launch's processes (before any work)."""
-    from ablations.batching import BatchPlanError, plan_batch
+    from ablations.batching import plan_batch
+    from ablations.data.common import repeats
     from ablations.memory_plan import phase_runtime
 
     for phase in C.PHASES[run.config["mode"]]:
+        pc, cap = run.config[phase], run.config["runtime"].get("max_batch_per_device")
         try:
             cap = phase_runtime(run.config["runtime"], phase)[0]
-            plan_batch(run.config[phase]["batch_size"], world_size, cap)
-        except BatchPlanError as e:
+            plan_batch(pc["batch_size"], world_size, cap, repeats(pc.get("aug")))
+        except ValueError as e:  # a BatchPlanError, or a bad aug.repeated
             raise C.ConfigError(f"{run.name}, {phase}: {e}") from None
 
 

@@ -31,6 +31,7 @@ NEUTRAL_KEYS = (
     # how the memory is spent, not what is learned (ablations/memory_plan.py)
     "runtime.grad_ckpt", "runtime.compile", "runtime.plan",
     "finetune.init",  # where the init checkpoint lies; its content (finetune.init_sha256) is identity
+    "runtime.tensorboard",
 )  # fmt: skip
 
 

@@ -15,7 +15,10 @@ batch and gradient accumulation (ablations.batching.plan_batch, capped by
 runtime.max_batch_per_device). The position a checkpoint stores is (epoch, optimizer updates done
 inside the epoch); the data order depends only on (seed, epoch) and update u always trains on
 positions [u*G, (u+1)*G) of it (distributed.ShardedSampler), so a resumed run skips exactly the
-samples it already trained on, with the same or another number of processes.
+samples it already trained on, with the same or another number of processes. With repeated
+sampling (aug.repeated = R) the batch still counts clips; positions are items, R clips each.
+
+Every log record also goes to TensorBoard (ablations/tblog.py, rank 0, runtime.tensorboard).
 
 Stopping (interrupt.StopRequest: SIGINT, SIGTERM, SIGUSR1): after every update all ranks agree
 whether any of them was signalled; if so they checkpoint that update and raise interrupt.Stopped.
@@ -33,6 +36,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from ablations import tblog
 from ablations.batching import plan_batch
 from ablations.checkpoint import (
     get_rng_state,
@@ -41,6 +45,7 @@ from ablations.checkpoint import (
     save_checkpoint,
     training_state,
 )
+from ablations.data.common import flatten_repeated, repeats
 from ablations.distributed import DistInfo, ShardedSampler, all_gather_object, barrier, init_distributed
 from ablations.engine import LossMeter, eta_text, evaluate, train_one_epoch
 from ablations.interrupt import Stopped, StopRequest
@@ -48,7 +53,7 @@ from ablations.memory_plan import phase_runtime
 from ablations.optim import build_optimizer, lr_at, resolve_lr
 
 CKPT = "checkpoint-last.pth"
-RUNTIME_DEFAULTS = {"device": "auto", "amp": "bf16", "log_every": 10, "eval_every": 1}
+RUNTIME_DEFAULTS = {"device": "auto", "amp": "bf16", "log_every": 10, "eval_every": 1, "tensorboard": True}
 
 
 @dataclass
@@ -72,7 +77,8 @@ class Loop:
     seed: int
     epochs: int
     global_batch: int  # samples per optimizer update, over all processes (the recipe's batch_size)
-    batch_size: int  # per process, per data step
+    batch_size: int  # per process, per data step (clips/images: with aug.repeated R, R per item)
+    items_per_step: int  # dataset items per process and data step: batch_size // R
     accum_iter: int  # data steps per update (derived: global = batch_size * accum_iter * world)
     steps_per_epoch: int  # data steps per epoch and process
     updates_per_epoch: int  # optimizer updates per epoch
@@ -84,6 +90,7 @@ class Loop:
     # start (shifted back by the time of earlier segments, so train time spans resumes).
     state: dict = field(default_factory=dict)
     t0: float = 0.0
+    tb: object = None  # TensorBoard SummaryWriter (rank 0, runtime.tensorboard), set by `resume`
 
     def __post_init__(self) -> None:
         self.log_path = self.phase_dir / "log.jsonl"
@@ -102,6 +109,7 @@ class Loop:
         if self.dist.is_main:
             with open(self.log_path, "a") as f:
                 f.write(json.dumps({"phase": self.phase, **record}) + "\n")
+            tblog.write_record(self.tb, record)
 
 
 def fresh_meter() -> dict:
@@ -176,7 +184,11 @@ def setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime,
     barrier()
     amp_dtype, use_scaler = resolve_amp(rt["amp"], dist.device)
     epochs, global_batch = int(phase_cfg["epochs"]), int(phase_cfg["batch_size"])
-    bs, accum_iter = plan_batch(global_batch, dist.world_size, rt.get("max_batch_per_device"))
+    # Repeated sampling (aug.repeated = R): an item holds R augmented clips, so the batch still
+    # counts clips and a step loads bs // R items. An epoch stays N clips (N / R items from a
+    # fresh shuffle: the paper's "effective epochs", as DeiT's repeated-augmentation sampler).
+    repeated = repeats(phase_cfg.get("aug"))
+    bs, accum_iter = plan_batch(global_batch, dist.world_size, rt.get("max_batch_per_device"), repeated)
     updates_per_epoch = len(train_set) // global_batch  # whole global batches only
     if updates_per_epoch == 0:
         raise ValueError(
@@ -193,15 +205,16 @@ def setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime,
     optimizer = build_optimizer(model, phase_cfg, base_lr)
     scaler = torch.amp.GradScaler(dist.device.type, enabled=use_scaler)
 
-    total = updates_per_epoch * global_batch
+    total = updates_per_epoch * global_batch // repeated  # items
     sampler = ShardedSampler(len(train_set), dist.rank, dist.world_size, seed=seed, total=total)
     steps_per_epoch = updates_per_epoch * accum_iter
     pin = dist.device.type == "cuda"
     workers = loader_options(num_workers, pin)
     loader_gen = torch.Generator()
     loader = DataLoader(
-        train_set, batch_size=bs, sampler=sampler, drop_last=True, generator=loader_gen, **workers
-    )
+        train_set, batch_size=bs // repeated, sampler=sampler, drop_last=True, generator=loader_gen,
+        collate_fn=flatten_repeated if repeated > 1 else None, **workers,
+    )  # fmt: skip
     val = val_loader(val_set, bs, dist, num_workers) if val_set is not None else None
     net = model
     if dist.world_size > 1:
@@ -212,7 +225,8 @@ def setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime,
         model=model, net=net, optimizer=optimizer, scaler=scaler, sampler=sampler, loader=loader,
         loader_gen=loader_gen, val_loader=val, dist=dist, amp_dtype=amp_dtype,
         phase_cfg=phase_cfg, runtime=rt, phase_dir=phase_dir, phase=phase, seed=seed, epochs=epochs,
-        global_batch=global_batch, batch_size=bs, accum_iter=accum_iter, steps_per_epoch=steps_per_epoch,
+        global_batch=global_batch, batch_size=bs, items_per_step=bs // repeated, accum_iter=accum_iter,
+        steps_per_epoch=steps_per_epoch,
         updates_per_epoch=updates_per_epoch, base_lr=base_lr,
         warmup_updates=int(round(float(phase_cfg.get("warmup_epochs") or 0) * updates_per_epoch)),
         min_lr=float(phase_cfg.get("min_lr") or 0.0),
@@ -243,6 +257,7 @@ def resume(loop: Loop) -> dict:
     loop.state = state
     if ckpt is None:
         loop.t0 = time.perf_counter()
+        loop.tb = tblog.writer(loop.phase_dir, loop.runtime["tensorboard"]) if loop.dist.is_main else None
         return state
     d = loop.dist
     restore_training_state(ckpt, loop.model, loop.optimizer, loop.scaler, d.rank, d.world_size, loop.seed)
@@ -254,7 +269,9 @@ def resume(loop: Loop) -> dict:
     if d.is_main and loop.log_path.exists():  # drop log lines written after the checkpoint (redone)
         with open(loop.log_path, "r+b") as f:
             f.truncate(ckpt["log_bytes"])
-    if d.is_main:
+    if d.is_main:  # events past the checkpoint are redone: hide them as the log truncation does
+        purge = state["epoch"] * loop.steps_per_epoch + state["step"] + 1  # first step redone
+        loop.tb = tblog.writer(loop.phase_dir, loop.runtime["tensorboard"], purge_step=purge)
         print(f"[{loop.phase}] resumed from {ckpt_path}: epoch {state['epoch']}, step {state['step']}")
     return state
 
@@ -291,7 +308,7 @@ def save(loop: Loop, epoch: int, step: int, meter: dict) -> None:
 
 def train_epoch(loop, loss_fn, epoch, start_step, meter, mixup_fn, stop, after_update, progress) -> None:
     """Train one epoch from `start_step`; periodic (runtime.ckpt_every_steps) and on-request saves."""
-    loop.sampler.set_epoch(epoch, skip=start_step * loop.batch_size)
+    loop.sampler.set_epoch(epoch, skip=start_step * loop.items_per_step)
     loop.loader_gen.manual_seed(loop.seed * 100_003 + epoch)
     ckpt_every = int(loop.runtime.get("ckpt_every_steps") or 0)
     last_saved = start_step
@@ -360,6 +377,8 @@ def end_epoch(loop, epoch, start_step, meter, epoch_time_s, multi_view, progress
 
 def phase_result(loop: Loop) -> dict:
     """The phase metrics written to done.json: last/best evaluation, first/last train loss."""
+    if loop.tb is not None:
+        loop.tb.close()
     hist = loop.state["history"]
     evals = [h for h in hist if "top1" in h]
     return {

@@ -42,6 +42,7 @@ from ablations.engine import evaluate
 from ablations.loop import CKPT, fit, resolve_amp, val_loader  # noqa: F401  (fit, CKPT: the loop's public names)
 from ablations.predictions import FILE as PREDICTIONS
 from ablations.predictions import save_predictions
+from ablations.tblog import write_image
 
 # ---------------------------------------------------------------- factories (the real builders)
 
@@ -218,7 +219,11 @@ def run_phase(phase: str, cfg: dict, phase_dir: Path, dist: DistInfo, progress: 
         if phase == "pretrain":  # before done.json: a finished pretrain phase always has its encoder
             save_torch_atomic(model.encoder_state_dict(), phase_dir / "encoder.pth")
             if hasattr(model, "reconstruct") and cfg.get("mae", {}).get("target") == "pixel":
-                save_pretrain_figure(model, cfg, info, phase_dir / "reconstructions.png")
+                figure = phase_dir / "reconstructions.png"
+                save_pretrain_figure(model, cfg, info, figure)
+                step = result["epochs"] * result["steps_per_epoch"]
+                tb_on = cfg.get("runtime", {}).get("tensorboard", True)
+                write_image(phase_dir, tb_on, "pretrain/reconstructions", figure, step)
         write_json_atomic(result, done)
     barrier()
     return result

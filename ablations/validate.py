@@ -12,6 +12,7 @@ import math
 from dataclasses import fields
 
 from ablations.data import DATASETS
+from ablations.data.common import repeats
 from ablations.data.transforms import parse_randaug
 from ablations.errors import ConfigError
 from models import SIZES, ModelConfig, model_config, steps
@@ -159,6 +160,15 @@ def _check_phase(pc: dict, phase: str, name: str) -> None:
             parse_randaug(str(aug["randaug"]))
         except ValueError as e:
             raise ConfigError(f"{name}: {phase}.aug.randaug: {e}") from None
+    try:
+        repeated = repeats(aug)
+    except ValueError as e:
+        raise ConfigError(f"{name}: {phase}.{e}") from None
+    if pc["batch_size"] % repeated:
+        raise ConfigError(
+            f"{name}: {phase}.batch_size={pc['batch_size']} counts clips, {repeated} per video "
+            f"({phase}.aug.repeated): use a multiple of {repeated}."
+        )
 
 
 def _check_model(cfg: dict, name: str) -> ModelConfig:

@@ -5,12 +5,17 @@
     x, y = ds[i]                    # x float32 normalised: (C, H, W) image, (C, T, H, W) video,
                                     # (V, C, T, H, W) video val with views.spatial * temporal > 1
 
+Repeated sampling: a training aug with repeated = R > 1 makes train items (x (R, ...), y (R,)),
+R augmented copies (video_folder: R clips of one decoded video); a DataLoader with
+collate_fn=flatten_repeated turns B of them into a batch of B * R.
+
 input_size is (H, W) for images and (T, H, W) for video (video info also has "num_frames").
 Names: builtin, builtin_video (synthetic, generated on the fly, seeded by data.seed, default 0),
 cifar10, cifar100, imagefolder, video_folder (files under data.root).
 """
 
 from . import builtin_image, builtin_video, cifar, imagefolder, video_folder
+from .common import RepeatedItems, flatten_repeated, repeats
 
 DATASETS = {
     "builtin": builtin_image,
@@ -47,10 +52,15 @@ def check_data(data_cfg: dict, log=print) -> None:
 
 def build_dataset(data_cfg: dict, split: str, aug: dict | None = None):
     """A map-style Dataset of (x, y). split: "train" | "val". aug: the phase's aug dict
-    (rrc_scale, hflip, randaug, optional reprob) for training, None for evaluation."""
+    (rrc_scale, hflip, randaug, optional reprob, optional repeated) for training, None for
+    evaluation."""
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-    return _module(data_cfg).build(data_cfg, split, aug)
+    module, repeated = _module(data_cfg), repeats(aug) if split == "train" else 1
+    ds = module.build(data_cfg, split, aug)
+    if repeated > 1 and not getattr(module, "REPEATS_NATIVELY", False):
+        ds = RepeatedItems(ds, repeated)
+    return ds
 
 
-__all__ = ["DATASETS", "build_dataset", "check_data", "dataset_info"]
+__all__ = ["DATASETS", "build_dataset", "check_data", "dataset_info", "flatten_repeated", "repeats"]

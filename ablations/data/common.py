@@ -1,9 +1,10 @@
-"""Small helpers shared by the dataset builders: config lookups, fixed subsets, one-thread ops."""
+"""Small helpers shared by the dataset builders: config lookups, fixed subsets, one-thread ops,
+repeated sampling (R augmented copies of an item) and the collate that flattens it."""
 
 import contextlib
 
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset, Subset, default_collate
 
 
 @contextlib.contextmanager
@@ -44,6 +45,37 @@ def views(cfg: dict) -> tuple[int, int]:
     """(spatial, temporal) evaluation views from data.views; (1, 1) when unset."""
     v = opt(cfg, "views", {})
     return int(opt(v, "spatial", 1)), int(opt(v, "temporal", 1))
+
+
+def repeats(aug: dict | None) -> int:
+    """aug.repeated: augmented copies per item in a training batch (1 when unset or no aug)."""
+    r = opt(aug or {}, "repeated", 1)
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise ValueError(f"aug.repeated must be an integer >= 1 (1 = off), got {r!r}")
+    return r
+
+
+class RepeatedItems(Dataset):
+    """Repeated sampling for datasets that cannot share work between copies: item i is R calls
+    of ds[i] (each its own random augmentation) -> x (R, ...), y (R,) (labels may differ: the
+    synthetic video set mirrors its label when a clip is flipped)."""
+
+    def __init__(self, ds: Dataset, repeated: int):
+        self.ds, self.repeated = ds, repeated
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, index: int):
+        xs, ys = zip(*(self.ds[index] for _ in range(self.repeated)))
+        return torch.stack(xs), torch.as_tensor(ys)
+
+
+def flatten_repeated(batch):
+    """DataLoader collate for repeated items: B items of (x (R, ...), y (R,)) -> x (B * R, ...),
+    y (B * R,), the R copies of an item adjacent."""
+    x, y = default_collate(batch)
+    return x.flatten(0, 1), y.flatten()
 
 
 def limit(ds: Dataset, n: int | None, seed: int) -> Dataset:

@@ -11,10 +11,12 @@ import os
 import torch
 from torch.utils.data import Dataset
 
-from .common import input_hw, limit, opt, views
+from .common import input_hw, limit, opt, repeats, views
 from .folders import check_layout, class_names, split_dir
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, VideoTransform
-from .video_io import VIDEO_EXTENSIONS, is_clip, num_frames, read_frames
+from .video_io import VIDEO_EXTENSIONS, is_clip, open_clip
+
+REPEATS_NATIVELY = True  # build() decodes once for all aug.repeated clips (see data/__init__.py)
 
 LAYOUT = (
     f"<root>/train/<class>/<clip>{{{','.join(VIDEO_EXTENSIONS)}}} or <root>/train/<class>/<clip>/<frame>.jpg"
@@ -37,11 +39,13 @@ def temporal_starts(available: int, span: int, n: int) -> list[int]:
 
 
 class VideoFolder(Dataset):
-    """Item: (x, y). Train: x float32 (C, T, H, W). Val: (V, C, T, H, W) when V > 1, else (C, T, H, W)."""
+    """Item: (x, y). Train: x float32 (C, T, H, W), or (R, C, T, H, W) with y (R,) when repeated
+    R > 1. Val: (V, C, T, H, W) when V > 1, else (C, T, H, W)."""
 
-    def __init__(self, clips, num_frames_, stride, train: bool, temporal_views: int, transform):
+    def __init__(self, clips, num_frames_, stride, train: bool, temporal_views: int, transform, repeated=1):
         self.clips, self.num_frames, self.stride = clips, num_frames_, stride
         self.train, self.temporal_views, self.transform = train, temporal_views, transform
+        self.repeated = repeated
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -49,7 +53,7 @@ class VideoFolder(Dataset):
     def _indices(self, available: int) -> list[list[int]]:
         span = (self.num_frames - 1) * self.stride + 1
         if self.train:
-            starts = [int(torch.randint(0, max(available - span, 0) + 1, ()))]
+            starts = torch.randint(0, max(available - span, 0) + 1, (self.repeated,)).tolist()
         else:
             starts = temporal_starts(available, span, self.temporal_views)
         return [clip_indices(s, self.num_frames, self.stride, available) for s in starts]
@@ -57,14 +61,17 @@ class VideoFolder(Dataset):
     def __getitem__(self, index: int):
         path, y = self.clips[index]
         try:
-            available = num_frames(path)
-            windows = self._indices(available)
-            frames = read_frames(path, [i for w in windows for i in w])
+            with open_clip(path) as clip:  # one open and one decode pass for all windows
+                windows = self._indices(clip.num_frames)
+                frames = clip.read([i for w in windows for i in w])
         except Exception as e:
             raise RuntimeError(f"failed to read clip {path}: {e}") from e
-        frames = frames.view(len(windows), self.num_frames, *frames.shape[1:])  # (Vt, T, C, H, W)
-        x, _ = self.transform(frames[0] if self.train else frames)
-        return x, y
+        frames = frames.view(len(windows), self.num_frames, *frames.shape[1:])  # (windows, T, C, H, W)
+        if not self.train:
+            return self.transform(frames)[0], y
+        if self.repeated == 1:
+            return self.transform(frames[0])[0], y
+        return self.transform.repeated(frames), torch.full((self.repeated,), y)
 
 
 def _scan(split_path: str, classes: list[str]) -> list[tuple[str, int]]:
@@ -109,6 +116,12 @@ def build(cfg: dict, split: str, aug: dict | None):
         input_hw(cfg, 224), IMAGENET_MEAN, IMAGENET_STD, aug if train else None, spatial
     )
     ds = VideoFolder(
-        clips, int(opt(cfg, "num_frames", 16)), int(opt(cfg, "frame_stride", 4)), train, temporal, transform
+        clips,
+        int(opt(cfg, "num_frames", 16)),
+        int(opt(cfg, "frame_stride", 4)),
+        train,
+        temporal,
+        transform,
+        repeated=repeats(aug) if train else 1,
     )
     return limit(ds, opt(cfg, "train_size" if train else "val_size", None), int(opt(cfg, "seed", 0)))

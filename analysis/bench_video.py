@@ -1,0 +1,188 @@
+"""Video loading speed: clips/s of the old loader (decode from frame 0 for every clip) against the
+seeking loader, alone and with repeated sampling, on generated Kinetics-like files.
+
+    python -m analysis.bench_video [--videos 6] [--gops 250 30] [--rounds 4] [--repeated 4]
+
+Files: H.264 (libx264, veryfast, crf 23, B-frames on), 10 s at 30 fps, 340x256 (Kinetics' usual
+short side 256), a moving texture so the encoder has real motion to code. GOP 250 is what
+x264 writes by default (the Kinetics downloaders re-encode with ffmpeg defaults: keyframes at 0
+and 250 of 300 frames); GOP 30 is a one-second GOP as in re-encoded copies. Each item is one
+training __getitem__ of video_folder (16 frames, stride 4, random resized crop to 224, flip,
+normalise) on one torch thread, as in a DataLoader worker. Loaders run interleaved item by
+item; clips per CPU-second (every thread of the process) is reported beside wall-clock clips/s
+because the CPU time moves less when other jobs share the machine. The exact number of frames
+each loader decodes per clip is printed too (independent of load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from ablations.data import build_dataset
+from ablations.data.video_folder import VideoFolder, clip_indices
+from ablations.data.video_io import open_clip
+
+PRETRAIN_AUG = {"rrc_scale": [0.5, 1.0], "hflip": 0.5}  # k400 presets' MAE pretraining aug
+
+
+def write_video(path, frames, fps: int = 30, gop: int = 250, codec: str = "libx264") -> None:
+    """Encode uint8 frames (N, H, W, 3) as H.264 (yuv420p; B-frames as x264 sets them)."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=fps)
+        s.height, s.width = frames.shape[1:3]
+        s.pix_fmt = "yuv420p"
+        s.codec_context.gop_size = gop
+        s.options = {"preset": "veryfast", "crf": "23", "sc_threshold": "0"}  # no extra scene-cut keys
+        for frame in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+def moving_texture(n: int, h: int, w: int, seed: int) -> np.ndarray:
+    """uint8 (n, h, w, 3): a window panning over a random texture (real motion, ~2 MB per 10 s)."""
+    rng = np.random.default_rng(seed)
+    tex = rng.integers(0, 256, (2 * h, 2 * w, 3), dtype=np.uint8)
+    t = np.arange(n)
+    ys = (h / 2 + h / 2 * np.sin(t / 40 + seed)).astype(int)
+    xs = (w / 2 + w / 2 * np.cos(t / 55 + seed)).astype(int)
+    return np.stack([tex[y : y + h, x : x + w] for y, x in zip(ys, xs)])
+
+
+def write_kinetics_like(root, videos: int, gop: int, seconds: int = 10, fps: int = 30) -> None:
+    """<root>/train/<class>/clip<i>.mp4, two classes."""
+    for i in range(videos):
+        folder = os.path.join(root, "train", f"class{i % 2}")
+        os.makedirs(folder, exist_ok=True)
+        frames = moving_texture(seconds * fps, 256, 340, seed=i)
+        write_video(os.path.join(folder, f"clip{i}.mp4"), frames, fps=fps, gop=gop)
+
+
+class OldVideoFolder(VideoFolder):
+    """The loader before seeking, kept for the comparison: header frame count, then a second
+    open that decodes from frame 0 up to the clip's last frame, for every clip."""
+
+    def __getitem__(self, index: int):
+        import av
+
+        path, y = self.clips[index]
+        with av.open(path) as c:
+            available = int(c.streams.video[0].frames)
+        (window,) = self._indices(available)
+        frames, last = {}, max(window)
+        with av.open(path) as c:
+            stream = c.streams.video[0]
+            stream.thread_type = "AUTO"
+            for i, frame in enumerate(c.decode(stream)):
+                if i in window:
+                    frames[i] = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
+                if i >= last:
+                    break
+        clip = torch.stack([frames[min(i, max(frames))] for i in window])
+        return self.transform(clip)[0], y
+
+
+class CountingDecode:
+    """Wraps an av container; counts the frames its decode() yields."""
+
+    def __init__(self, container):
+        self.container, self.decoded = container, 0
+
+    def decode(self, *a, **k):
+        for frame in self.container.decode(*a, **k):
+            self.decoded += 1
+            yield frame
+
+    def __getattr__(self, name):
+        return getattr(self.container, name)
+
+
+def frames_decoded(path: str, repeated: int, samples: int = 100) -> tuple[float, float]:
+    """(old, new) frames decoded per 16x4 clip, averaged over random windows: exact counts,
+    unlike the timings untouched by a busy machine. Old decodes from frame 0 to each clip's end."""
+    old = new = 0
+    with open_clip(path) as clip:
+        n, span = clip.num_frames, 15 * 4 + 1
+        for _ in range(samples):
+            starts = torch.randint(0, n - span + 1, (repeated,)).tolist()
+            windows = [clip_indices(s, 16, 4, n) for s in starts]
+            old += sum(max(w) + 1 for w in windows)
+            clip.container = CountingDecode(clip.container)
+            clip.read([i for w in windows for i in w])
+            new += clip.container.decoded
+            clip.container = clip.container.container
+    return old / samples / repeated, new / samples / repeated
+
+
+def loaders(root: str, repeated: int) -> dict:
+    cfg = {"name": "video_folder", "root": root, "input_size": 224, "num_frames": 16, "frame_stride": 4}
+    new = build_dataset(cfg, "train", aug=PRETRAIN_AUG)
+    old = OldVideoFolder(new.clips, 16, 4, True, 1, new.transform)
+    out = {"old (decode from 0)": (old, 1), "new (seek)": (new, 1)}
+    if repeated > 1:
+        rep = build_dataset(cfg, "train", aug={**PRETRAIN_AUG, "repeated": repeated})
+        out[f"new + repeated {repeated}"] = (rep, repeated)
+    return out
+
+
+def bench(root: str, rounds: int, repeated: int) -> dict:
+    """{loader name: (clips per wall second, clips per CPU second)} over `rounds` passes over the
+    videos. Interleaved item by item, the loaders' order rotating, so load from other processes
+    falls on all of them alike; CPU time (all of this process's threads) is the steadier measure
+    on a shared machine."""
+    runs = loaders(root, repeated)
+    names = list(runs)
+    wall, cpu, clips = (dict.fromkeys(names, 0.0) for _ in range(3))
+    for ds, _ in runs.values():
+        ds[0]  # warm up (imports, codec init)
+    n = len(runs[names[0]][0])
+    for r in range(rounds):
+        for i in range(n):
+            for k in range(len(names)):
+                name = names[(i + r + k) % len(names)]
+                ds, per_item = runs[name]
+                t, c = time.perf_counter(), time.process_time()
+                ds[i]
+                wall[name] += time.perf_counter() - t
+                cpu[name] += time.process_time() - c
+                clips[name] += per_item
+    return {name: (clips[name] / wall[name], clips[name] / cpu[name]) for name in names}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--videos", type=int, default=6)
+    ap.add_argument("--gops", type=int, nargs="+", default=[250, 30])
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--repeated", type=int, default=4)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)  # as in a DataLoader worker
+    torch.manual_seed(0)
+    print(f"{args.videos} videos, 10 s at 30 fps, 340x256 H.264; 16x4 clips at 224; {args.rounds} rounds")
+    for gop in args.gops:
+        with tempfile.TemporaryDirectory() as root:
+            write_kinetics_like(root, args.videos, gop)
+            rates = bench(root, args.rounds, args.repeated)
+            first = os.path.join(root, "train", "class0", "clip0.mp4")
+            counts = {r: frames_decoded(first, r) for r in sorted({1, args.repeated})}
+        base_wall, base_cpu = rates["old (decode from 0)"]
+        for name, (w, c) in rates.items():
+            print(
+                f"GOP {gop:4d}  {name:24s} {w:6.2f} clips/s (x{w / base_wall:.2f})"
+                f"  {c:6.2f} clips/CPU-s (x{c / base_cpu:.2f})"
+            )
+        for r, (old, new) in counts.items():
+            print(f"GOP {gop:4d}  frames decoded per clip, R={r}: old {old:.0f}, new {new:.0f}")
+
+
+if __name__ == "__main__":
+    main()
