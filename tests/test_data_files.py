@@ -148,6 +148,11 @@ def _write_mp4(path):
             c.mux(p)
 
 
+def video_tree_cfg(root) -> dict:
+    """The data config of the tree _write_video_tree makes: 4-frame clips, stride 2, 16 px."""
+    return {"name": "video_folder", "root": str(root), "input_size": 16, "num_frames": 4, "frame_stride": 2}
+
+
 def _write_video_tree(root, frames_folders=False):
     for split in ("train", "val"):
         for c in ("jump", "run"):
@@ -171,13 +176,7 @@ def test_clip_sampling_helpers():
 @pytest.mark.parametrize("frames_folders", [False, True], ids=["mp4", "frames"])
 def test_video_folder(tmp_path, frames_folders):
     _write_video_tree(tmp_path, frames_folders)
-    cfg = {
-        "name": "video_folder",
-        "root": str(tmp_path),
-        "input_size": 16,
-        "num_frames": 4,
-        "frame_stride": 2,
-    }
+    cfg = video_tree_cfg(tmp_path)
     info = dataset_info(cfg)
     assert info["num_classes"] == 2 and info["input_size"] == (4, 16, 16) and info["modality"] == "video"
 

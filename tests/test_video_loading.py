@@ -16,7 +16,7 @@ pytest.importorskip("av")
 
 from ablations.data.video_io import VideoFile, open_clip  # noqa: E402
 from analysis.bench_video import CountingDecode, frames_decoded, moving_texture, write_video  # noqa: E402
-from tests.test_data_files import AUG, _pixels, _write_video_tree  # noqa: E402
+from tests.test_data_files import AUG, _pixels, _write_video_tree, video_tree_cfg  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +66,7 @@ def test_video_without_timestamps_falls_back_to_sequential(h264):
 
 def test_video_folder_repeated_sampling(tmp_path):
     _write_video_tree(tmp_path)  # 20 flat-grey frames per clip, frame i = 10 * i
-    cfg = {
-        "name": "video_folder",
-        "root": str(tmp_path),
-        "input_size": 16,
-        "num_frames": 4,
-        "frame_stride": 2,
-    }
+    cfg = video_tree_cfg(tmp_path)
     torch.manual_seed(0)
     ds = build_dataset(cfg, "train", aug={**AUG, "randaug": None, "repeated": 3})
     starts = set()
