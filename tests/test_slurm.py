@@ -30,7 +30,7 @@ CLUSTER_CONF = Path(os.environ.get("ABLATE_SLURM_DIR", "/tmp/ablate-slurm")) / "
 RECIPE = ["--step", "f", "--preset", "tiny", "--set", "runtime.threads=1", "--set", "data.train_size=256",
           "--set", "pretrain.epochs=2"]  # fmt: skip
 TWO_TASKS = ["--tasks-per-node", "2", "--cpus-per-task", "1"]
-JOB_TIMEOUT = 300
+JOB_TIMEOUT = 600  # a hang fails; a 2-task tiny job takes ~2-4 min on a loaded 2-core machine
 
 
 def slurm_env() -> dict:
