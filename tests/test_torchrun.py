@@ -162,23 +162,22 @@ def rank_pids(launcher: subprocess.Popen) -> dict[int, int]:
 HOLD = """
 import os, sys, time
 sys.path.insert(0, {repo!r})
-import ablations.engine as E
 from ablations.interrupt import StopRequest
-check, steps = E.any_rank, []
-def hold(*a):  # rank 1 waits at its 3rd step until the test's signal has arrived (at most 60 s)
-    steps.append(1)
+agreed, votes = StopRequest.agreed, []
+def hold(self):  # rank 1 waits at its 3rd stop vote (one per update) until the test's signal arrived
+    votes.append(1)
     t = time.monotonic()
-    while os.environ["RANK"] == "1" and len(steps) == 3 and time.monotonic() - t < 60:
-        if StopRequest._active.signal:
+    while os.environ["RANK"] == "1" and len(votes) == 3 and time.monotonic() - t < 60:
+        if self.signal:
             break
         time.sleep(0.01)
     else:
-        if len(steps) == 3 and os.environ["RANK"] == "1":
+        if len(votes) == 3 and os.environ["RANK"] == "1":
             import signal
             print("no signal within 60 s; blocked:", signal.pthread_sigmask(signal.SIG_BLOCK, []),
                   "handler:", signal.getsignal(signal.SIGUSR1), file=sys.stderr, flush=True)
-    return check(*a)
-E.any_rank = hold
+    return agreed(self)
+StopRequest.agreed = hold
 from ablations.cli import main
 sys.exit(main())
 """
