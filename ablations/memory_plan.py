@@ -7,13 +7,16 @@ Per device, training holds (fp32 master weights, AdamW):
     + saved activations(batch, checkpointed blocks)   <- measured, not guessed
     + working memory of one recomputed block (checkpointing only)
 
-and a reserve is kept free (CUDA context, allocator fragmentation). Activations are measured on
-this CPU: the phase's real model (MAE for pretraining, the classifier otherwise) runs forward
-under autocast with the run's dtype at batch 1 and 2, and the bytes of every unique tensor that
+and a reserve is kept free (CUDA context, allocator fragmentation). Activations are measured, not
+guessed: the phase's real model (MAE for pretraining, the classifier otherwise) runs forward
+under autocast with the run's dtype at batch 1 and 2, and the bytes of every unique storage that
 autograd saves for backward are summed (``torch.autograd.graph.saved_tensors_hooks``), per
-block, with each block's input (what a checkpointed block keeps instead). The two batches give a
-per-sample slope and a fixed part (e.g. autocast's low-precision weight copies); both are cached
-in ``~/.cache/hiera-ablations/activations.json`` (HIERA_CACHE overrides the folder), so a second
+block, with each block's input (what a checkpointed block keeps instead). The model, its input
+and every activation are fake tensors (``ablations/fake_tensors.py``): shapes, dtypes and
+storages without memory or compute, so a Hiera-L clip at 16x224x224 is measured in seconds; a
+test checks that they give the same bytes as real tensors. The two batches give a per-sample
+slope and a fixed part (e.g. autocast's low-precision weight copies); both are cached in
+``~/.cache/hiera-ablations/activations.json`` (HIERA_CACHE overrides the folder), so a second
 ``--plan`` is instant. On CPU, scaled_dot_product_attention saves what the CUDA flash kernel
 saves (output + logsumexp), so the measurement carries over; the attention kernel's own
 workspace does not, and is inside the reserve.
@@ -28,6 +31,7 @@ training takes each phase's cap and checkpointing from there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -36,12 +40,14 @@ from pathlib import Path
 import torch
 
 from ablations.batching import plan_batch
+from ablations.fake_tensors import fake_tensors
 
 GIB = 2**30
 BYTES_PER_PARAM = {"weights": 4, "grads": 4, "adamw": 8, "ddp_buckets": 4}
 RESERVE_FRACTION, RESERVE_FIXED = 0.08, 1.5 * GIB  # fragmentation; CUDA context + cuBLAS/cuDNN workspaces
 MIN_BATCH = 32  # below this per device, checkpointing is worth its ~1/3 extra compute
 MEASURE_BATCHES = (1, 2)
+MEASURE_VERSION = 2  # in the cache key: 2 = fake tensors, LayerNorm stats as the CPU kernel keeps them
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None, "fp32": None}
 
 
@@ -145,16 +151,20 @@ def model_input(model: torch.nn.Module, batch: int) -> torch.Tensor:
     return torch.randn(batch, enc.cfg.in_chans, *enc.cfg.input_size)
 
 
-def measure(cfg: dict, phase: str, batches, dtype: torch.dtype | None) -> tuple[int, list[dict]]:
-    """(params, [saved_bytes at each batch]) of the phase's real model (random input, train mode)."""
-    torch.manual_seed(0)
-    model, loss_fn = phase_model(cfg, phase)
-    model.train()
-    out = []
-    for b in batches:
-        x = model_input(model, b)
-        out.append(saved_bytes(model, lambda m: loss_fn(m, x), dtype))  # noqa: B023 (called at once)
-    return sum(p.numel() for p in model.parameters()), out
+def measure(
+    cfg: dict, phase: str, batches, dtype: torch.dtype | None, fake: bool = True
+) -> tuple[int, list[dict]]:
+    """(params, [saved_bytes at each batch]) of the phase's real model (random input, train mode),
+    on fake tensors (no memory, no compute; the same bytes) unless fake=False."""
+    with fake_tensors() if fake else contextlib.nullcontext():
+        torch.manual_seed(0)
+        model, loss_fn = phase_model(cfg, phase)
+        model.train()
+        out = []
+        for b in batches:
+            x = model_input(model, b)
+            out.append(saved_bytes(model, lambda m: loss_fn(m, x), dtype))  # noqa: B023 (called at once)
+        return sum(p.numel() for p in model.parameters()), out
 
 
 def cache_file() -> Path:
@@ -164,9 +174,11 @@ def cache_file() -> Path:
 
 def measurement_key(cfg: dict, phase: str, amp: str) -> str:
     """What the saved activations depend on: the model, the MAE (pretraining), the input, the dtype.
-    Per-phase regularisation (drop path, dropout) changes no shape and is left out."""
+    Per-phase regularisation (drop path, dropout) changes no shape and is left out; the version
+    of the measuring method is in (entries measured another way are not reused)."""
     model = cfg["model"]
     key = {"model": model, "phase": "pretrain" if phase == "pretrain" else "classify", "amp": amp}
+    key["version"] = MEASURE_VERSION
     key["input"] = [cfg["data"].get("input_size"), cfg["data"].get("num_frames")]
     if phase == "pretrain":
         key["mae"] = cfg["mae"]
