@@ -9,11 +9,13 @@ tensors they would for real tensors, and scaled_dot_product_attention picks the 
 
 What fake tensors cannot do is answer questions about values. The sparse MAE asks a few, all
 about its small (B, mask units) keep mask: ``x[mask]`` (how many rows?), ``bool((kept !=
-kept[0]).any())`` (a check), ``err[~keep]``. ``SmallValues`` keeps a real copy beside every
-small fake tensor whose inputs are all known (the mask's rand/argsort/scatter, index
-arithmetic), so such questions are answered exactly: a boolean index is replaced by the
-``nonzero`` of its real copy (what the real kernel does first), and ``item``/``bool`` read the
-real copy. Autograd saw the original op, so it saves what it saves for real tensors.
+kept[0]).any())`` (a check), ``err[~keep]``. ``SmallValues``, entered around the forward, keeps a
+real copy beside every small tensor made inside it from known values only (the mask's
+rand/argsort/scatter, index arithmetic; never from the model's weights or input, which were
+made before it and stay fake however small), so such questions are answered exactly: a boolean
+index is replaced by the ``nonzero`` of its real copy (what the real kernel does first), and
+``item``/``bool`` read the real copy. Autograd saw the original op, so it saves what it saves
+for real tensors.
 
 One fake kernel disagrees with the real CPU kernel on what it returns: ``native_layer_norm`` on
 bf16/fp16 input with fp32 weights (autocast: LayerNorm runs on the low-precision input with the
@@ -46,7 +48,8 @@ class FakeValueError(RuntimeError):
 
 
 class SmallValues(TorchDispatchMode):
-    """Inside a FakeTensorMode: a real copy of every small tensor computed from known values."""
+    """Inside a FakeTensorMode: a real copy of every small tensor computed from known values
+    (tensors made before entering are unknown)."""
 
     def __init__(self, fake_mode: FakeTensorMode, limit: int = SMALL):
         super().__init__()
@@ -129,8 +132,12 @@ def _layer_norm_stats(args, out):
 
 
 @contextlib.contextmanager
-def fake_tensors(limit: int = SMALL):
-    """Tensors created inside (model parameters, inputs, activations) are fake; small ones
-    computed from known values also have real copies (see module docstring)."""
-    with FakeTensorMode() as fake, SmallValues(fake, limit):
-        yield fake
+def fake_tensors(enabled: bool = True):
+    """Tensors created inside are fake (when enabled). Yields a function that makes a
+    SmallValues context (real copies of small tensors made inside it from known values; each
+    one starts knowing nothing); with enabled=False, a no-op context."""
+    if not enabled:
+        yield contextlib.nullcontext
+        return
+    with FakeTensorMode() as fake:
+        yield lambda: SmallValues(fake)

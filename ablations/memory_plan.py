@@ -31,7 +31,6 @@ training takes each phase's cap and checkpointing from there.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -156,14 +155,16 @@ def measure(
 ) -> tuple[int, list[dict]]:
     """(params, [saved_bytes at each batch]) of the phase's real model (random input, train mode),
     on fake tensors (no memory, no compute; the same bytes) unless fake=False."""
-    with fake_tensors() if fake else contextlib.nullcontext():
+    with fake_tensors(fake) as small_values:
         torch.manual_seed(0)
-        model, loss_fn = phase_model(cfg, phase)
+        with small_values():  # the init's checks (e.g. trunc_normal_'s) read small values
+            model, loss_fn = phase_model(cfg, phase)
         model.train()
         out = []
         for b in batches:
             x = model_input(model, b)
-            out.append(saved_bytes(model, lambda m: loss_fn(m, x), dtype))  # noqa: B023 (called at once)
+            with small_values():  # a fresh one: the weights and input are unknown in the forward
+                out.append(saved_bytes(model, lambda m: loss_fn(m, x), dtype))  # noqa: B023 (called at once)
         return sum(p.numel() for p in model.parameters()), out
 
 

@@ -3,6 +3,7 @@ per-device batch and checkpointing, the cache, and ablate.py --plan / --device-m
 
 import ctypes
 import gc
+import json
 
 import pytest
 import torch
@@ -106,6 +107,19 @@ def test_measurements_are_cached(tmp_path, monkeypatch):
     other = "none" if cfg["runtime"]["amp"] == "bf16" else "bf16"
     with pytest.raises(AssertionError):
         M.activations(cfg, "supervised", amp=other, cache=cache)  # another dtype is another key
+
+
+def test_entries_measured_by_an_older_method_are_measured_again(tmp_path, monkeypatch):
+    cfg = C.resolve(C.Selection(step="f", preset="tiny", mode="supervised"))[0].config
+    key = json.loads(M.measurement_key(cfg, "supervised", "none"))
+    assert key.pop("version") == M.MEASURE_VERSION
+    stale = {"params": 1, "outside": [0, 1], "blocks": [[0, 1]], "inputs": [[0, 1]]}
+    cache = tmp_path / "acts.json"
+    cache.write_text(json.dumps({json.dumps(key, sort_keys=True): stale}))  # the old key: no version
+    measured = []
+    raw = {"outside": 1, "blocks": [1], "inputs": [1]}
+    monkeypatch.setattr(M, "measure", lambda *a, **k: measured.append(a) or (2, [raw, raw]))
+    assert M.activations(cfg, "supervised", amp="none", cache=cache).params == 2 and measured
 
 
 def test_cli_plan_and_recorded_plan_keep_the_run_identity(tmp_path, capsys, monkeypatch):
