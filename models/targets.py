@@ -82,10 +82,12 @@ def hog_cells(imgs: torch.Tensor, cell: int = 8, nbins: int = 9) -> torch.Tensor
     kx = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]], device=imgs.device)
     wx = kx.expand(C, 1, 3, 3)
     wy = kx.t().expand(C, 1, 3, 3)
-    # fp32 always: bin edges are sensitive, and the target must not depend on autocast.
+    # fp32 always: bin edges are sensitive, and the target must not depend on autocast (under
+    # bf16 autocast the convs gave bf16 gradients, and scatter_add_ into fp32 bins failed).
     x = F.pad(imgs.float(), (1, 1, 1, 1), mode="reflect")
-    gx = F.conv2d(x, wx, groups=C)
-    gy = F.conv2d(x, wy, groups=C)
+    with torch.autocast(imgs.device.type, enabled=False):
+        gx = F.conv2d(x, wx, groups=C)
+        gy = F.conv2d(x, wy, groups=C)
     mag = torch.sqrt(gx**2 + gy**2)
     # atan2(gx, gy) in [-pi, pi] -> [-9, 9]; mod 9 folds opposite directions (unsigned gradients).
     bins = torch.floor(torch.atan2(gx, gy) / math.pi * nbins).long() % nbins

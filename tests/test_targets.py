@@ -77,6 +77,13 @@ def test_hog_vertical_and_horizontal_edges_by_hand():
     assert torch.allclose(hog_cells(ramp)[0, 0, :, 0, 0], expect / expect.norm(), atol=1e-6)
 
 
+def test_hog_is_fp32_under_bf16_autocast():
+    img = torch.randn(2, 3, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = hog_cells(img)
+    assert h.dtype == torch.float32 and torch.equal(h, hog_cells(img))
+
+
 def _numpy_hog(img: np.ndarray, cell: int = 8, nbins: int = 9) -> np.ndarray:
     """Independent loop implementation: img (C, H, W) -> (C, nbins, H/cell, W/cell)."""
     C, H, W = img.shape
