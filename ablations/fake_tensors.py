@@ -55,7 +55,8 @@ class SmallValues(TorchDispatchMode):
         super().__init__()
         self.fake_mode, self.limit = fake_mode, limit
         self.real = WeakTensorKeyDictionary()  # fake tensor -> its real values
-        self.stale: set[int] = set()  # real storages a fake-only op wrote to
+        # real storages a fake-only op wrote to, by address; held, so that no new storage reuses one
+        self.stale: dict[int, torch.UntypedStorage] = {}
 
     def _known(self, t: torch.Tensor) -> bool:
         r = self.real.get(t)
@@ -93,7 +94,8 @@ class SmallValues(TorchDispatchMode):
             for a, arg in zip(func._schema.arguments, args):
                 if a.alias_info is not None and a.alias_info.is_write and isinstance(arg, torch.Tensor):
                     if arg in self.real:
-                        self.stale.add(self.real[arg].untyped_storage()._cdata)
+                        storage = self.real[arg].untyped_storage()
+                        self.stale[storage._cdata] = storage
         return out
 
     def _run_real(self, func, args, kwargs):

@@ -85,3 +85,16 @@ def test_a_value_only_a_fake_tensor_has_is_a_clear_error():
             x[~mask] = 0.0
             with pytest.raises(FakeValueError, match="without known values"):
                 x[x > 0]
+
+
+def test_a_freed_stale_copy_never_makes_a_new_tensor_unknown():
+    """A known tensor written with unknown values is stale; after it is freed, a new tensor may
+    get the same real storage address: it must still count as known."""
+    with fake_tensors() as small_values:
+        x = torch.randn(64)
+        with small_values():
+            for _ in range(20):
+                buf = torch.zeros(64)
+                buf.add_(x)  # unknown values: buf's real copy is stale
+                del buf
+                assert bool(torch.ones(64).sum() == 64)  # known, whatever address it got
