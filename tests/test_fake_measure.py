@@ -98,3 +98,15 @@ def test_a_freed_stale_copy_never_makes_a_new_tensor_unknown():
                 buf.add_(x)  # unknown values: buf's real copy is stale
                 del buf
                 assert bool(torch.ones(64).sum() == 64)  # known, whatever address it got
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "step, mode, phase",
+    [("f", "mae", "finetune"), ("f", "mae", "pretrain"), ("b", "mae", "pretrain"), ("mvitv2", "supervised", "supervised")],
+)
+def test_paper_scale_fake_equals_real(step, mode, phase, one_thread):
+    """Size B at 224 px, batches 1-2, bf16 (the in1k-b preset's models): ~20 s real, ~30 s fake each."""
+    cfg = C.resolve(C.Selection(step=step, preset="in1k-b", mode=mode))[0].config
+    real = M.measure(cfg, phase, (1, 2), torch.bfloat16, fake=False)
+    assert M.measure(cfg, phase, (1, 2), torch.bfloat16, fake=True) == real
