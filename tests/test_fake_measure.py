@@ -100,11 +100,11 @@ def test_a_freed_stale_copy_never_makes_a_new_tensor_unknown():
                 assert bool(torch.ones(64).sum() == 64)  # known, whatever address it got
 
 
+PAPER_SCALE = [("f", "mae", "finetune"), ("f", "mae", "pretrain"), ("b", "mae", "pretrain")]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "step, mode, phase",
-    [("f", "mae", "finetune"), ("f", "mae", "pretrain"), ("b", "mae", "pretrain"), ("mvitv2", "supervised", "supervised")],
-)
+@pytest.mark.parametrize("step, mode, phase", PAPER_SCALE + [("mvitv2", "supervised", "supervised")])
 def test_paper_scale_fake_equals_real(step, mode, phase, one_thread):
     """Size B at 224 px, batches 1-2, bf16 (the in1k-b preset's models): ~20 s real, ~30 s fake each."""
     cfg = C.resolve(C.Selection(step=step, preset="in1k-b", mode=mode))[0].config
