@@ -1,6 +1,7 @@
 """Accuracy differences with paired bootstrap 95% intervals (method: analysis/stats.py), from the
 runs' per-sample validation predictions (<phase>/predictions.npz): each adjacent pair of Table 1
-rows (later minus earlier) and, for Fig. 8, MAE minus supervised on the same row."""
+rows (later minus earlier), for Fig. 8 MAE minus supervised on the same row, and for Table 3
+each entry minus its sub-table's default."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pandas as pd
 from ablations.config import MODALITIES, list_rows
 from ablations.predictions import correct, load_predictions, predictions_path
 from analysis.stats import paired_difference
-from analysis.tables import mae_runs, markdown, select, supervised_runs
+from analysis.tables import mae_runs, markdown, select, supervised_runs, table3_entries, table3_runs
 
 COLUMNS = ["comparison", "modality", "diff", "low", "high", "seeds", "samples", "distinguishable"]
 
@@ -75,6 +76,27 @@ def fig8_differences(df: pd.DataFrame, runs_dir: Path, variant: str) -> pd.DataF
     return pd.DataFrame(recs, columns=COLUMNS)
 
 
+def table3_differences(df: pd.DataFrame, runs_dir: Path, variant: str) -> pd.DataFrame:
+    """Each Table 3 entry minus its sub-table's default (the entry equal to the preset: row f's
+    runs), per modality the entry applies to; "<group>: <value> - default" with no numbers while
+    row f has no run (its config decides which entry is the default)."""
+    by_group: dict[str, list] = {}
+    for name, per_mod in table3_entries().items():
+        by_group.setdefault(name.split("-", 1)[0], []).append((name, per_mod))
+    recs = []
+    for group, entries in by_group.items():
+        for m in MODALITIES:
+            cells = [(name.split("-", 1)[1], *table3_runs(df, name, per_mod[m], m, variant))
+                     for name, per_mod in entries if m in per_mod]  # fmt: skip
+            default = next(((value, runs) for value, runs, is_default in cells if is_default), None)
+            for value, runs, is_default in cells:
+                if default is None:
+                    recs.append(compare(runs_dir, runs.iloc[:0], runs, f"{group}: {value} - default", m))
+                elif not is_default:
+                    recs.append(compare(runs_dir, default[1], runs, f"{group}: {value} - {default[0]}", m))
+    return pd.DataFrame(recs, columns=COLUMNS)
+
+
 def interval_text(rec) -> str:
     if math.isnan(rec["diff"]):
         return "–"
@@ -89,6 +111,9 @@ def differences_markdown(frame: pd.DataFrame) -> str:
         by_mod = group.set_index("modality")
         cells = [label]
         for m in MODALITIES:
+            if m not in by_mod.index:  # a Table 3 entry of the other modality only
+                cells += ["n/a", "n/a"]
+                continue
             rec = by_mod.loc[m]
             cells += [interval_text(rec), "–" if rec["seeds"] == 0 else str(int(rec["seeds"]))]
         md.append(cells)
@@ -101,4 +126,10 @@ NOTE = (
     "(method: analysis/stats.py). **n.d.** = not distinguishable: the interval contains 0. With one "
     "seed the interval covers sample noise only, not training noise. – = a side has no finished run "
     "with predictions.npz (runs finished before it existed: retrain them with --force).\n"
+)
+TABLE3_NOTE = (
+    "Default = the entry equal to the preset's own setting (its runs are Table 1's row f; marked * "
+    "above); `- default` without a value: row f has no run yet, so which entry is the default is "
+    "not known (python ablate.py --step f). n/a = no such comparison in this modality (the entry"
+    " does not apply to it, or its default is another value).\n"
 )
