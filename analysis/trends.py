@@ -89,8 +89,8 @@ def seeds_text(rec: dict) -> str:
     return f"{rec['comparison']}: {interval_text(rec)} ({n} seed{'s' * (n != 1)})"
 
 
-def mae_keeps(runs_dir: Path, df: pd.DataFrame, m: str, variant: str) -> tuple[str, list[str], list]:
-    """Trend (1): (verdict, lines of text, missing (side, why))."""
+def mae_keeps(runs_dir: Path, df: pd.DataFrame, m: str, variant: str) -> tuple[str, str, list[str], list]:
+    """Trend (1): (verdict, its key difference, lines of text, missing (side, why))."""
     mae = sides(df, m, variant, "mae", *list_rows()[1:])  # a..f: mvitv2 has no MAE run
     recs = [diff(runs_dir, p, c, m) for p, c in zip(mae, mae[1:])] + [diff(runs_dir, mae[0], mae[-1], m)]
     lines = [f"- {seeds_text(r)}" for r in recs]
@@ -106,37 +106,40 @@ def mae_keeps(runs_dir: Path, df: pd.DataFrame, m: str, variant: str) -> tuple[s
         low = min(r["low"] for r in recs if known(r))
         if low < 0:
             lines.append(f"- lowest 95% bound: {low:+.1f} points (drops up to that size are not ruled out)")
-    drops = [r["comparison"] for r in recs if known(r) and r["high"] < 0]
+    drops = [r for r in recs if known(r) and r["high"] < 0]
     if drops:
-        lines.append("- significant drops: " + ", ".join(drops))
+        lines.append("- significant drops: " + ", ".join(r["comparison"] for r in drops))
     verdict = FAILS if drops else HOLDS if all(known(r) for r in recs) else UNKNOWN
-    return verdict, lines, [x for r in recs for x in r["missing"]]
+    key = "; ".join(seeds_text(r) for r in drops) if drops else seeds_text(recs[-1])
+    return verdict, key, lines, [x for r in recs for x in r["missing"]]
 
 
-def supervised_loses(runs_dir: Path, df: pd.DataFrame, m: str, variant: str) -> tuple[str, list[str], list]:
-    """Trend (2): (verdict, lines of text, missing (side, why))."""
+def supervised_loses(
+    runs_dir: Path, df: pd.DataFrame, m: str, variant: str
+) -> tuple[str, str, list[str], list]:
+    """Trend (2): (verdict, its key difference, lines of text, missing (side, why))."""
     a, b = sides(df, m, variant, "supervised", "mvitv2", "f")
     rec = diff(runs_dir, a, b, m)
     lines = [f"- {a.text()}; {b.text()}", f"- {seeds_text(rec)}"]
     if not known(rec):
-        return UNKNOWN, lines, rec["missing"]
+        return UNKNOWN, seeds_text(rec), lines, rec["missing"]
     if rec["low"] > 0:
         lines.append("- reversed: supervised f is significantly better than supervised mvitv2")
-    return HOLDS if rec["high"] < 0 else FAILS, lines, rec["missing"]
+    return HOLDS if rec["high"] < 0 else FAILS, seeds_text(rec), lines, rec["missing"]
 
 
 def mae_beats_supervised(
     runs_dir: Path, df: pd.DataFrame, m: str, variant: str
-) -> tuple[str, list[str], list]:
-    """Trend (3): (verdict, lines of text, missing (side, why))."""
+) -> tuple[str, str, list[str], list]:
+    """Trend (3): (verdict, its key difference, lines of text, missing (side, why))."""
     (a,), (b,) = sides(df, m, variant, "supervised", "f"), sides(df, m, variant, "mae", "f")
     rec = diff(runs_dir, a, b, m)
     lines = [f"- {b.text()}; {a.text()}", f"- {seeds_text(rec)}"]
     if not known(rec):
-        return UNKNOWN, lines, rec["missing"]
+        return UNKNOWN, seeds_text(rec), lines, rec["missing"]
     winner = "MAE wins" if rec["low"] > 0 else "supervised wins" if rec["high"] < 0 else "not distinguishable"
     lines.append(f"- {winner}")
-    return HOLDS if rec["low"] > 0 else FAILS, lines, rec["missing"]
+    return HOLDS if rec["low"] > 0 else FAILS, seeds_text(rec), lines, rec["missing"]
 
 
 TRENDS = (
@@ -179,13 +182,13 @@ def trends_markdown(df: pd.DataFrame, runs_dir: Path, variant: str) -> str:
             none = sides(df, m, variant, "mae", "f") + sides(df, m, variant, "supervised", "f")
             cmds = commands(df, m, variant, [(s, "no finished run") for s in none])
             text.append(
-                "\nNo Table 1 or Fig. 8 runs. Train them with:\n\n" + "".join(f"    {c}\n" for c in cmds)
+                "\nNo Table 1 or Fig. 8 runs.\n\nTrain them with:\n\n" + "".join(f"    {c}\n" for c in cmds)
             )
             continue
         missing = []
         for title, trend in TRENDS:
-            verdict, lines, lacking = trend(Path(runs_dir), df, m, variant)
-            text.append(f"\n**{title}: {verdict}.**\n\n" + "\n".join(lines) + "\n")
+            verdict, key, lines, lacking = trend(Path(runs_dir), df, m, variant)
+            text.append(f"\n**{title}: {verdict}.** {key}\n\n" + "\n".join(lines) + "\n")
             for x in lacking:
                 if x[0] not in [s for s, _ in missing]:
                     missing.append(x)
@@ -194,3 +197,9 @@ def trends_markdown(df: pd.DataFrame, runs_dir: Path, variant: str) -> str:
             cmds = "".join(f"    {c}\n" for c in commands(df, m, variant, missing))
             text.append(f"\nMissing: {named}. Train them with:\n\n{cmds}")
     return "".join(text)
+
+
+def verdicts(text: str) -> str:
+    """The headline of trends.md: per modality its three verdicts (or that it has no runs)."""
+    keep = [ln.replace("**", "") for ln in text.splitlines() if ln.startswith(("## ", "**(", "No Table 1"))]
+    return "\n".join(f"  {ln}" if not ln.startswith("## ") else ln[3:] + ":" for ln in keep) + "\n"
