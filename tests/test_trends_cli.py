@@ -2,12 +2,14 @@
 python -m analysis (fake trainer that writes per-sample predictions)."""
 
 import numpy as np
-import pytest
 
 from ablations import runs as R
 from ablations.predictions import save_predictions
 from analysis.__main__ import main as analysis_main
-from tests.test_cli import FakeTrainer, ablate, fake_measure, plotted  # noqa: F401 (autouse fixture)
+from tests import test_cli as shared
+from tests.test_cli import FakeTrainer, ablate
+
+fake, plotted = shared.fake, shared.plotted  # fixtures: fake trainer; plots recorded, not drawn (autouse)
 
 N = 400
 
@@ -28,15 +30,8 @@ class PredictingTrainer(FakeTrainer):
         return metrics
 
 
-@pytest.fixture
-def predicting(monkeypatch):
-    trainer = PredictingTrainer()
-    monkeypatch.setattr(R, "run_training", trainer)
-    monkeypatch.setattr(R, "measure_model", fake_measure)
-    return trainer
-
-
-def test_table_and_fig_print_the_trend_verdicts(tmp_path, capsys, predicting):
+def test_table_and_fig_print_the_trend_verdicts(tmp_path, capsys, fake, monkeypatch):
+    monkeypatch.setattr(R, "run_training", PredictingTrainer())  # after fake: its measure_model stays
     # FakeTrainer: MAE rows a-f 62-67%, supervised rows 56-62% (+ 10 x mask ratio 0.6 for all)
     assert ablate(tmp_path, "--table", "1") == 0
     out = capsys.readouterr().out
