@@ -77,23 +77,24 @@ def fig8_differences(df: pd.DataFrame, runs_dir: Path, variant: str) -> pd.DataF
 
 
 def table3_differences(df: pd.DataFrame, runs_dir: Path, variant: str) -> pd.DataFrame:
-    """Each Table 3 entry minus its sub-table's default (the entry equal to the preset: row f's
-    runs), per modality the entry applies to; "<group>: <value> - default" with no numbers while
-    row f has no run (its config decides which entry is the default)."""
+    """Each Table 3 entry minus its sub-table's default, per modality the entry applies to. The
+    default is the preset's own setting, whose runs are Table 1's row f: "<group>: <value> - <default>",
+    "- row f" where no entry equals the preset's setting, "- default" (no numbers) while row f has
+    no run (its config decides which entry is the default)."""
     by_group: dict[str, list] = {}
     for name, per_mod in table3_entries().items():
         by_group.setdefault(name.split("-", 1)[0], []).append((name, per_mod))
     recs = []
     for group, entries in by_group.items():
         for m in MODALITIES:
+            f_runs = select(df, "table1", "f", m, variant)
             cells = [(name.split("-", 1)[1], *table3_runs(df, name, per_mod[m], m, variant))
                      for name, per_mod in entries if m in per_mod]  # fmt: skip
-            default = next(((value, runs) for value, runs, is_default in cells if is_default), None)
-            for value, runs, is_default in cells:
-                if default is None:
-                    recs.append(compare(runs_dir, runs.iloc[:0], runs, f"{group}: {value} - default", m))
-                elif not is_default:
-                    recs.append(compare(runs_dir, default[1], runs, f"{group}: {value} - {default[0]}", m))
+            ref = next(
+                (value for value, _, is_default in cells if is_default), "row f" if len(f_runs) else "default"
+            )
+            recs += [compare(runs_dir, f_runs, runs, f"{group}: {value} - {ref}", m)
+                     for value, runs, is_default in cells if not is_default]  # fmt: skip
     return pd.DataFrame(recs, columns=COLUMNS)
 
 
@@ -130,6 +131,7 @@ NOTE = (
 TABLE3_NOTE = (
     "Default = the entry equal to the preset's own setting (its runs are Table 1's row f; marked * "
     "above); `- default` without a value: row f has no run yet, so which entry is the default is "
-    "not known (python ablate.py --step f). n/a = no such comparison in this modality (the entry"
-    " does not apply to it, or its default is another value).\n"
+    "not known (python ablate.py --step f); `- row f`: no entry equals the preset's setting. n/a = "
+    "no such comparison in this modality (the entry does not apply to it, or its default is another "
+    "value).\n"
 )

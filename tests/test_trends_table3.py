@@ -1,6 +1,9 @@
 """The Table 3 figure and differences, and the trend statements (analysis/trends.py), from small
 fake run folders with per-sample predictions."""
 
+import copy
+import dataclasses
+
 import numpy as np
 
 from ablations import config as C
@@ -78,6 +81,16 @@ def test_table3_differences_against_each_subtables_default(tmp_path):
     assert "| mask_ratio: 0.7 - 0.6 | +0.0 [+0.0, +0.0] n.d. | 1 | n/a | n/a |" in md
     assert "| drop_path: 0.2 - 0.0 | – | – | n/a | n/a |" in md  # cpu's default drop path is 0.0
     assert "mask_ratio: 0.6 - 0.6" not in md
+    # a row f whose drop path no entry has: entries are compared with row f itself
+    f = t1["f"]
+    cfg = copy.deepcopy(f.config)
+    cfg["pretrain"]["drop_path"] = 0.05
+    run(tmp_path / "other", dataclasses.replace(f, config=cfg), BASE)
+    run(tmp_path / "other", t3["drop_path-0.1"], shifted(-20))
+    md = differences.differences_markdown(
+        differences.table3_differences(load_runs(tmp_path / "other"), tmp_path / "other", "cpu")
+    )
+    assert "| drop_path: 0.1 - row f | -20.0 [" in md and "| drop_path: 0.0 - row f | – |" in md
 
 
 def test_report_writes_the_table3_figure_and_trends(tmp_path, fake_speeds):  # noqa: F811
