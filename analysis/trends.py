@@ -84,8 +84,8 @@ def known(rec: dict) -> bool:
 
 def seeds_text(rec: dict) -> str:
     n = int(rec["seeds"])
-    if not known(rec):
-        return f"{rec['comparison']}: – (runs missing)"
+    if not known(rec):  # compare() warned if the seeds it paired saw different validation samples
+        return f"{rec['comparison']}: – ({'runs missing' if n == 0 else 'validated on different samples'})"
     return f"{rec['comparison']}: {interval_text(rec)} ({n} seed{'s' * (n != 1)})"
 
 
