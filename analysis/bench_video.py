@@ -67,9 +67,19 @@ def write_kinetics_like(root, videos: int, gop: int, seconds: int = 10, fps: int
         write_video(os.path.join(folder, f"clip{i}.mp4"), frames, fps=fps, gop=gop)
 
 
+def old_normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """The old loader's normalisation of uint8 (C, T, H, W): one mixed-dtype addcmul from uint8."""
+    view = (-1, 1, 1, 1)
+    std = torch.tensor(std, dtype=torch.float64).view(view)
+    scale = (1 / (255 * std)).float()
+    shift = (-torch.tensor(mean, dtype=torch.float64).view(view) / std).float()
+    return torch.addcmul(shift, x, scale)
+
+
 class OldVideoFolder(VideoFolder):
-    """The loader before seeking, kept for the comparison: header frame count, then a second
-    open that decodes from frame 0 up to the clip's last frame, for every clip."""
+    """The loader before this work, kept for the comparison: header frame count, then a second
+    open that decodes from frame 0 up to the clip's last frame, for every clip; whole frames to
+    RGB, torchvision's random resized crop and flip, its normalisation."""
 
     def __getitem__(self, index: int):
         import av
@@ -88,38 +98,23 @@ class OldVideoFolder(VideoFolder):
                 if i >= last:
                     break
         clip = torch.stack([frames[min(i, max(frames))] for i in window])
-        return self.transform(clip)[0], y
-
-
-class CountingDecode:
-    """Wraps an av container; counts the frames its decode() yields."""
-
-    def __init__(self, container):
-        self.container, self.decoded = container, 0
-
-    def decode(self, *a, **k):
-        for frame in self.container.decode(*a, **k):
-            self.decoded += 1
-            yield frame
-
-    def __getattr__(self, name):
-        return getattr(self.container, name)
+        x, _ = self.transform.aug(clip)
+        return old_normalize(x.transpose(0, 1).contiguous(), self.transform.mean, self.transform.std), y
 
 
 def frames_decoded(path: str, repeated: int, samples: int = 100) -> tuple[float, float]:
     """(old, new) frames decoded per 16x4 clip, averaged over random windows: exact counts,
     unlike the timings untouched by a busy machine. Old decodes from frame 0 to each clip's end."""
     old = new = 0
-    with open_clip(path) as clip:
+    with open_clip(path, threads=False) as clip:
         n, span = clip.num_frames, 15 * 4 + 1
+        clip.decoded = 0
         for _ in range(samples):
             starts = torch.randint(0, n - span + 1, (repeated,)).tolist()
             windows = [clip_indices(s, 16, 4, n) for s in starts]
             old += sum(max(w) + 1 for w in windows)
-            clip.container = CountingDecode(clip.container)
             clip.read([i for w in windows for i in w])
-            new += clip.container.decoded
-            clip.container = clip.container.container
+        new = clip.decoded
     return old / samples / repeated, new / samples / repeated
 
 
@@ -131,6 +126,8 @@ def loaders(root: str, repeated: int) -> dict:
     if repeated > 1:
         rep = build_dataset(cfg, "train", aug={**PRETRAIN_AUG, "repeated": repeated})
         out[f"new + repeated {repeated}"] = (rep, repeated)
+    for ds, _ in out.values():
+        ds.threads = False  # as in a DataLoader worker (the old loader always used FFmpeg's threads)
     return out
 
 

@@ -15,7 +15,7 @@ from ablations.loop import fit
 pytest.importorskip("av")
 
 from ablations.data.video_io import VideoFile, open_clip  # noqa: E402
-from analysis.bench_video import CountingDecode, frames_decoded, moving_texture, write_video  # noqa: E402
+from analysis.bench_video import frames_decoded, moving_texture, write_video  # noqa: E402
 from tests.test_data_files import AUG, _pixels, _write_video_tree, video_tree_cfg  # noqa: E402
 
 
@@ -27,19 +27,22 @@ def h264(tmp_path_factory):
     return str(path)
 
 
-def test_seek_reads_the_frames_a_full_decode_gives(h264, monkeypatch):
-    with open_clip(h264) as clip:
+@pytest.mark.parametrize("threads", [False, True])
+def test_seek_reads_the_frames_a_full_decode_gives(h264, monkeypatch, threads):
+    with open_clip(h264, threads) as clip:
         assert clip.num_frames == 100 and clip.keyframes == [0, 25, 50, 75]
         full = clip.read_sequential(list(range(100)))
     wanted = [56, 60, 64, 68, 72, 76, 80, 84]  # a 8x4 clip in the middle, across a keyframe
-    with open_clip(h264) as clip:
-        monkeypatch.setattr(clip, "read_sequential", lambda i: pytest.fail("fell back to a full decode"))
-        clip.container = CountingDecode(clip.container)
+    with open_clip(h264, threads) as clip:
+        monkeypatch.setattr(clip, "_sequential", lambda i: pytest.fail("fell back to a full decode"))
+        clip.skip_unwanted, clip.decoded = False, 0
         got = clip.read(wanted)
         # seeks to keyframe 50, decodes 50..72, seeks on to keyframe 75, decodes 75..84: 33 frames
         # where decoding from frame 0 takes 85
-        assert clip.container.decoded == 23 + 10
+        assert clip.decoded == 23 + 10
         assert torch.equal(got, full[wanted])
+        clip.skip_unwanted, clip.decoded = True, 0  # unwanted B-frames nothing refers to: skipped
+        assert torch.equal(clip.read(wanted), full[wanted]) and len(wanted) <= clip.decoded < 33
         # any order, repeats, two far-apart windows and indices past the end
         idx = [90, 3, 3, 61, 120, 0, 99]
         assert torch.equal(clip.read(idx), full[[90, 3, 3, 61, 99, 0, 99]])
@@ -48,11 +51,11 @@ def test_seek_reads_the_frames_a_full_decode_gives(h264, monkeypatch):
 def test_repeated_windows_share_one_decode(h264):
     with open_clip(h264) as clip:
         full = clip.read_sequential(list(range(100)))
-        clip.container = CountingDecode(clip.container)
+        clip.skip_unwanted, clip.decoded = False, 0
         windows = [list(range(s, s + 16, 4)) for s in (10, 12, 30, 80)]
         got = clip.read([i for w in windows for i in w])
         # keyframe 0 to 42 in one pass (30's keyframe 25 is behind: no seek), then seek 75..92
-        assert clip.container.decoded == 43 + 18
+        assert clip.decoded == 43 + 18
         assert torch.equal(got, full[[i for w in windows for i in w]])
 
 
@@ -147,7 +150,8 @@ def test_bench_video_files_and_decode_counts(tmp_path):
         assert clip.read([0]).shape == (1, 3, 256, 340)
     torch.manual_seed(0)
     old, new = frames_decoded(path, repeated=1, samples=10)
-    assert 61 <= new < old <= 90  # a 16x4 clip spans 61 frames
+    # a 16x4 clip spans 61 frames: 16 wanted, others skipped where no frame refers to them
+    assert 16 <= new < 61 < old <= 90
 
 
 @pytest.mark.parametrize(
@@ -170,7 +174,7 @@ def test_repeated_clips_each_get_their_own_erased_box():
     clips = torch.full((3, 4, 3, 16, 16), 128, dtype=torch.uint8)
     x = tf.repeated(clips)
     assert x.shape == (3, 3, 4, 16, 16)
-    clean = normalize(tf._augment(clips[0])[0], IMAGENET_MEAN, IMAGENET_STD, channel_dim=0)
+    clean = normalize(clips[0].transpose(0, 1), IMAGENET_MEAN, IMAGENET_STD, channel_dim=0)  # full crop
     boxes = [(x[r] != clean).any(0).any(0) for r in range(3)]  # (h, w) erased pixels per clip
     assert all(b.any() for b in boxes)  # every clip erased
     assert all(
