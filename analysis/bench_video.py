@@ -1,7 +1,7 @@
 """Video loading speed: clips/s of the old loader (decode from frame 0 for every clip) against the
 seeking loader, alone and with repeated sampling, on generated Kinetics-like files.
 
-    python -m analysis.bench_video [--videos 6] [--gops 250 30] [--rounds 4] [--repeated 4]
+    python -m analysis.bench_video [--videos 6] [--gops 250 30] [--rounds 4] [--repeated 4] [--profile]
 
 Files: H.264 (libx264, veryfast, crf 23, B-frames on), 10 s at 30 fps, 340x256 (Kinetics' usual
 short side 256), a moving texture so the encoder has real motion to code. GOP 250 is what
@@ -11,13 +11,16 @@ training __getitem__ of video_folder (16 frames, stride 4, random resized crop t
 normalise) on one torch thread, as in a DataLoader worker. Loaders run interleaved item by
 item; clips per CPU-second (every thread of the process) is reported beside wall-clock clips/s
 because the CPU time moves less when other jobs share the machine. The exact number of frames
-each loader decodes per clip is printed too (independent of load).
+each loader decodes per clip is printed too (independent of load). --profile adds where the new
+loader's CPU time goes per clip (cProfile on a CPU-time clock, one decoding thread).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import tempfile
 import time
 
@@ -155,12 +158,47 @@ def bench(root: str, rounds: int, repeated: int) -> dict:
     return {name: (clips[name] / wall[name], clips[name] / cpu[name]) for name in names}
 
 
+STAGES = {  # stage of the new loader's __getitem__ -> (file, function) whose cumulative time it is
+    "open + frame index": ("video_io.py", "__init__"),
+    "seek + decode": ("video_io.py", "_read_seeking"),
+    "crop + resize + RGB (swscale)": ("video_resize.py", "crop_resize"),
+    "flip + normalise": ("transforms.py", "cropped"),
+}
+
+
+def profile(root: str, repeated: int, items: int = 12) -> dict[str, float]:
+    """{stage: CPU ms per clip} of the new loader (STAGES, "other" and "total"); `items` items."""
+    cfg = {"name": "video_folder", "root": root, "input_size": 224, "num_frames": 16, "frame_stride": 4}
+    ds = build_dataset(cfg, "train", aug={**PRETRAIN_AUG, "repeated": repeated})
+    ds.threads = False
+    ds[0]
+    prof = cProfile.Profile(time.process_time)
+    prof.enable()
+    for i in range(items):
+        ds[i % len(ds)]
+    prof.disable()
+    stats, clips = pstats.Stats(prof), items * repeated
+    out = {
+        stage: sum(
+            cum
+            for (path, _, fn), (_, _, _, cum, _) in stats.stats.items()
+            if path.endswith(file) and fn == func
+        )
+        * 1000
+        / clips
+        for stage, (file, func) in STAGES.items()
+    }
+    total = stats.total_tt * 1000 / clips
+    return {**out, "other": total - sum(out.values()), "total": total}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", type=int, default=6)
     ap.add_argument("--gops", type=int, nargs="+", default=[250, 30])
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--repeated", type=int, default=4)
+    ap.add_argument("--profile", action="store_true", help="also: the new loader's CPU ms per clip by stage")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # as in a DataLoader worker
     torch.manual_seed(0)
@@ -171,6 +209,7 @@ def main(argv=None) -> None:
             rates = bench(root, args.rounds, args.repeated)
             first = os.path.join(root, "train", "class0", "clip0.mp4")
             counts = {r: frames_decoded(first, r) for r in sorted({1, args.repeated})}
+            stages = {r: profile(root, r) for r in sorted({1, args.repeated})} if args.profile else {}
         base_wall, base_cpu = rates["old (decode from 0)"]
         for name, (w, c) in rates.items():
             print(
@@ -179,6 +218,11 @@ def main(argv=None) -> None:
             )
         for r, (old, new) in counts.items():
             print(f"GOP {gop:4d}  frames decoded per clip, R={r}: old {old:.0f}, new {new:.0f}")
+        for r, ms in stages.items():
+            print(
+                f"GOP {gop:4d}  new loader, R={r}, CPU ms per clip: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in ms.items())
+            )
 
 
 if __name__ == "__main__":
