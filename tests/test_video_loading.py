@@ -1,6 +1,10 @@
-"""Kinetics-scale video loading: seeking decode equals a full decode; repeated sampling (R clips
-per decoded video) through the dataset, the collate and the training loop's batch arithmetic."""
+"""Kinetics-scale video loading: seeking decode equals a full decode; swscale's crop-resize equals
+torchvision's on the same frames (within a stated tolerance); repeated sampling (R clips per
+decoded video) through the dataset, the collate and the training loop's batch arithmetic."""
 
+import shutil
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -14,7 +18,7 @@ from ablations.loop import fit
 
 pytest.importorskip("av")
 
-from ablations.data.video_io import VideoFile, open_clip  # noqa: E402
+from ablations.data.video_io import VideoFile, _reference_windows, open_clip  # noqa: E402
 from analysis.bench_video import frames_decoded, moving_texture, write_video  # noqa: E402
 from tests.test_data_files import AUG, _pixels, _write_video_tree, video_tree_cfg  # noqa: E402
 
@@ -25,6 +29,86 @@ def h264(tmp_path_factory):
     path = tmp_path_factory.mktemp("h264") / "gop25.mp4"
     write_video(path, moving_texture(100, 48, 64, seed=1), fps=25, gop=25)
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def smooth(tmp_path_factory):
+    """12 frames 64x96 of smooth moving colour (a sinusoid per channel), H.264, keyframe every 4:
+    content where interpolation differences are small, unlike the noise texture."""
+    yy, xx = np.mgrid[0:64, 0:96]
+    frames = np.stack(
+        [
+            np.stack([128 + 100 * np.sin(xx / 9 + t / 3), 128 + 90 * np.cos(yy / 7 - t / 4),
+                      128 + 80 * np.sin((xx + yy) / 13)], -1)
+            for t in range(12)
+        ]
+    ).astype(np.uint8)  # fmt: skip
+    path = tmp_path_factory.mktemp("smooth") / "smooth.mp4"
+    write_video(path, frames, fps=25, gop=4)
+    return str(path)
+
+
+def _even(box):
+    """The box FFmpeg's crop cuts from a 4:2:0 frame: top, left, height, width rounded down to even."""
+    return tuple(v - v % 2 for v in box)
+
+
+@pytest.mark.parametrize(
+    "box, size",
+    [
+        ((4, 6, 40, 50), (40, 50)),  # no resize: equal (a width that is no multiple of 16)
+        ((0, 0, 64, 96), (64, 96)),
+        ((4, 6, 40, 50), (32, 32)),  # shrink
+        ((3, 5, 41, 51), (32, 32)),  # odd box: cut on the chroma grid
+        ((10, 20, 24, 30), (32, 32)),  # enlarge (small random resized crops)
+        ((0, 0, 64, 96), (32, 48)),  # eval: whole frame to the size covering the crop
+        ((0, 0, 64, 96), (224, 298)),
+    ],
+)
+def test_swscale_windows_match_torchvision(smooth, box, size):
+    windows = [[0, 2, 4, 6], [5, 7, 9, 11]]
+    with open_clip(smooth) as clip:
+        got = clip.read_windows(windows, [box, box], size)
+        ref = _reference_windows(clip.read, windows, [_even(box)] * 2, size)
+    assert got.shape == ref.shape == (2, 4, 3, *size) and got.dtype == torch.uint8
+    diff = (got.int() - ref.int()).abs().float()
+    if size == box[2:]:
+        assert diff.max() == 0  # same colour conversion, same pixels
+    else:  # bilinear either way; swscale interpolates 4:2:0 chroma where the reference repeats it
+        assert diff.mean() < 2.5 and diff.max() <= 24, (diff.mean(), diff.max())
+
+
+def test_dataset_item_matches_the_reference_path(smooth, tmp_path):
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (tmp_path / split / c).mkdir(parents=True)
+            shutil.copy(smooth, tmp_path / split / c / "clip.mp4")
+    cfg = {
+        "name": "video_folder",
+        "root": str(tmp_path),
+        "input_size": 32,
+        "num_frames": 4,
+        "frame_stride": 2,
+    }
+    aug = {"rrc_scale": [0.3, 1.0], "hflip": 0.5, "repeated": 3}
+    for split, a, shape in [("train", aug, (3, 3, 4, 32, 32)), ("val", None, (3, 4, 32, 32))]:
+        ds = build_dataset({**cfg, "views": {"temporal": 2}} if split == "val" else cfg, split, aug=a)
+        torch.manual_seed(1)
+        x, _ = ds[0]
+        torch.manual_seed(1)  # the same draws: windows, boxes, flips
+        with open_clip(ds.clips[0][0]) as clip:
+            windows, hw = ds._indices(clip.num_frames), clip.frame_size
+            boxes = [_even(b) for b in ds.transform.boxes(hw, len(windows))]
+            ref = ds.transform.cropped(
+                _reference_windows(clip.read, windows, boxes, ds.transform.out_size(hw))
+            )
+        if split == "val":
+            shape = (2, *shape)  # 2 temporal views
+        assert x.shape == ref.shape == shape and x.dtype == torch.float32 and x.is_contiguous()
+        levels = (_pixels(x.transpose(0, 1)) - _pixels(ref.transpose(0, 1))).abs()  # 0-255 scale
+        assert levels.mean() < 2.5 and levels.max() < 25, (levels.mean(), levels.max())
+        if split == "train":  # R distinct clips
+            assert not any(torch.equal(x[i], x[j]) for i, j in [(0, 1), (0, 2), (1, 2)])
 
 
 @pytest.mark.parametrize("threads", [False, True])

@@ -164,7 +164,7 @@ class VideoFile:
         return _stack([_rgb(f) for f in self._frames(indices)])
 
     def read_windows(self, windows: list[list[int]], boxes: list, size) -> torch.Tensor:
-        """uint8 (W, T, 3, h, w), (W, 3, T, h, w) in memory: window k's frames cut to boxes[k] =
+        """uint8 (W, T, 3, h, w), channels-last in memory: window k's frames cut to boxes[k] =
         (top, left, height, width) and resized to size = (h, w) by swscale, from one decode pass."""
         frames = self._frames([i for w in windows for i in w])
         if len({(f.width, f.height, f.format.name) for f in frames}) > 1 or (
@@ -172,10 +172,10 @@ class VideoFile:
         ):  # the size changed mid-stream, or the header misstates it: boxes were drawn for frame_size
             return _reference_windows(self.read, windows, boxes, size)
         t = len(windows[0])
-        out = np.empty((len(windows), 3, t, *size), np.uint8)
+        out = np.empty((len(windows), t, *size, 3), np.uint8)
         for k, box in enumerate(boxes):
             crop_resize(frames[k * t : (k + 1) * t], box, size, out[k])
-        return torch.from_numpy(out).transpose(1, 2)
+        return torch.from_numpy(out).permute(0, 1, 4, 2, 3)
 
     def _frames(self, indices: list[int]) -> list:
         """Decoded av.VideoFrames for `indices`, clamped to [0, num_frames - 1]."""
