@@ -2,6 +2,7 @@
 seeking loader, alone and with repeated sampling, on generated Kinetics-like files.
 
     python -m analysis.bench_video [--videos 6] [--gops 250 30] [--rounds 4] [--repeated 4] [--profile]
+    python -m analysis.bench_video --pixels   # swscale crop-resize against torchvision's, in levels
 
 Files: H.264 (libx264, veryfast, crf 23, B-frames on), 10 s at 30 fps, 340x256 (Kinetics' usual
 short side 256), a moving texture so the encoder has real motion to code. GOP 250 is what
@@ -12,7 +13,9 @@ normalise) on one torch thread, as in a DataLoader worker. Loaders run interleav
 item; clips per CPU-second (every thread of the process) is reported beside wall-clock clips/s
 because the CPU time moves less when other jobs share the machine. The exact number of frames
 each loader decodes per clip is printed too (independent of load). --profile adds where the new
-loader's CPU time goes per clip (cProfile on a CPU-time clock, one decoding thread).
+loader's CPU time goes per clip (cProfile on a CPU-time clock, one decoding thread). --pixels
+compares the new loader's crop-resize (swscale) with the reference (whole RGB frames, torchvision)
+on the same frames and boxes, on the bench texture and on 1/f noise (natural images' spectrum).
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ import numpy as np
 import torch
 
 from ablations.data import build_dataset
+from ablations.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoTransform
 from ablations.data.video_folder import VideoFolder, clip_indices
-from ablations.data.video_io import open_clip
+from ablations.data.video_io import open_clip, reference_windows
+from ablations.data.video_resize import on_chroma_grid
 
 PRETRAIN_AUG = {"rrc_scale": [0.5, 1.0], "hflip": 0.5}  # k400 presets' MAE pretraining aug
 
@@ -59,6 +64,62 @@ def moving_texture(n: int, h: int, w: int, seed: int) -> np.ndarray:
     ys = (h / 2 + h / 2 * np.sin(t / 40 + seed)).astype(int)
     xs = (w / 2 + w / 2 * np.cos(t / 55 + seed)).astype(int)
     return np.stack([tex[y : y + h, x : x + w] for y, x in zip(ys, xs)])
+
+
+def pink_noise(n: int, h: int, w: int, seed: int) -> np.ndarray:
+    """uint8 (n, h, w, 3): a window panning over 1/f noise, the power spectrum of natural images,
+    with correlated channels (a shared luminance, weaker colour) as in natural video."""
+    rng = np.random.default_rng(seed)
+    fy, fx = np.fft.fftfreq(2 * h)[:, None], np.fft.fftfreq(2 * w)[None]
+    f = np.hypot(fy, fx)
+    f[0, 0] = 1
+    lum, u, v = (
+        np.fft.ifft2(rng.normal(size=f.shape) / f + 1j * rng.normal(size=f.shape) / f).real for _ in range(3)
+    )
+    tex = np.stack([lum + 0.3 * u, lum + 0.3 * v, lum - 0.3 * u], -1)
+    tex = np.clip((tex - tex.mean()) / tex.std() * 45 + 128, 0, 255).astype(np.uint8)
+    t = np.arange(n)
+    ys, xs = (
+        (h / 2 + h / 2 * np.sin(t / 40 + seed)).astype(int),
+        (w / 2 + w / 2 * np.cos(t / 55 + seed)).astype(int),
+    )
+    return np.stack([tex[y : y + h, x : x + w] for y, x in zip(ys, xs)])
+
+
+def pixel_difference(path: str, clips: int = 8) -> dict[str, tuple[float, float]]:
+    """{"train crops" | "eval views": (mean, max) |swscale - torchvision|} in levels of 255, over
+    `clips` random 16x4 windows of the video at `path`: random resized crops (pretraining's scale)
+    to 224, and the eval resize of the whole frame to the size covering 224."""
+    train = VideoTransform((224, 224), IMAGENET_MEAN, IMAGENET_STD, PRETRAIN_AUG)
+    out = {}
+    with open_clip(path, threads=False) as clip:
+        n, hw = clip.num_frames, clip.frame_size
+        windows = [[clip_indices(s, 16, 4, n)] for s in torch.randint(0, n - 60, (clips,)).tolist()]
+        for name, box, size in [("train crops", None, (224, 224)), ("eval views", (0, 0, *hw), None)]:
+            diffs = []
+            for w in windows:
+                b = box or train.boxes(hw, 1)[0]
+                s = size or VideoTransform((224, 224), IMAGENET_MEAN, IMAGENET_STD, None).out_size(hw)
+                new = clip.read_windows(w, [b], s).int()
+                diffs.append((new - reference_windows(clip.read, w, [on_chroma_grid(b)], s).int()).abs())
+            d = torch.cat([x.flatten() for x in diffs]).float()
+            out[name] = (float(d.mean()), float(d.max()))
+    return out
+
+
+def pixels() -> None:
+    """Print pixel_difference on the bench texture and on 1/f noise (GOP 30 files)."""
+    with tempfile.TemporaryDirectory() as root:
+        for name, frames in [
+            ("bench texture", moving_texture(90, 256, 340, 0)),
+            ("1/f noise", pink_noise(90, 256, 340, 0)),
+        ]:
+            path = os.path.join(root, "clip.mp4")
+            write_video(path, frames, gop=30)
+            for view, (mean, most) in pixel_difference(path).items():
+                print(
+                    f"{name:14s} {view:12s} |swscale - torchvision|: mean {mean:.2f}, max {most:.0f} (of 255)"
+                )
 
 
 def write_kinetics_like(root, videos: int, gop: int, seconds: int = 10, fps: int = 30) -> None:
@@ -199,7 +260,12 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--repeated", type=int, default=4)
     ap.add_argument("--profile", action="store_true", help="also: the new loader's CPU ms per clip by stage")
+    ap.add_argument(
+        "--pixels", action="store_true", help="only: swscale vs torchvision crop-resize, in levels"
+    )
     args = ap.parse_args(argv)
+    if args.pixels:
+        return pixels()
     torch.set_num_threads(1)  # as in a DataLoader worker
     torch.manual_seed(0)
     print(f"{args.videos} videos, 10 s at 30 fps, 340x256 H.264; 16x4 clips at 224; {args.rounds} rounds")

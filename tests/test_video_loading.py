@@ -18,7 +18,8 @@ from ablations.loop import fit
 
 pytest.importorskip("av")
 
-from ablations.data.video_io import VideoFile, _reference_windows, open_clip  # noqa: E402
+from ablations.data.video_io import VideoFile, open_clip, reference_windows  # noqa: E402
+from ablations.data.video_resize import on_chroma_grid  # noqa: E402
 from analysis.bench_video import frames_decoded, moving_texture, write_video  # noqa: E402
 from tests.test_data_files import AUG, _pixels, _write_video_tree, video_tree_cfg  # noqa: E402
 
@@ -48,11 +49,6 @@ def smooth(tmp_path_factory):
     return str(path)
 
 
-def _even(box):
-    """The box FFmpeg's crop cuts from a 4:2:0 frame: top, left, height, width rounded down to even."""
-    return tuple(v - v % 2 for v in box)
-
-
 @pytest.mark.parametrize(
     "box, size",
     [
@@ -69,7 +65,7 @@ def test_swscale_windows_match_torchvision(smooth, box, size):
     windows = [[0, 2, 4, 6], [5, 7, 9, 11]]
     with open_clip(smooth) as clip:
         got = clip.read_windows(windows, [box, box], size)
-        ref = _reference_windows(clip.read, windows, [_even(box)] * 2, size)
+        ref = reference_windows(clip.read, windows, [on_chroma_grid(box)] * 2, size)
     assert got.shape == ref.shape == (2, 4, 3, *size) and got.dtype == torch.uint8
     diff = (got.int() - ref.int()).abs().float()
     if size == box[2:]:
@@ -98,9 +94,9 @@ def test_dataset_item_matches_the_reference_path(smooth, tmp_path):
         torch.manual_seed(1)  # the same draws: windows, boxes, flips
         with open_clip(ds.clips[0][0]) as clip:
             windows, hw = ds._indices(clip.num_frames), clip.frame_size
-            boxes = [_even(b) for b in ds.transform.boxes(hw, len(windows))]
+            boxes = [on_chroma_grid(b) for b in ds.transform.boxes(hw, len(windows))]
             ref = ds.transform.cropped(
-                _reference_windows(clip.read, windows, boxes, ds.transform.out_size(hw))
+                reference_windows(clip.read, windows, boxes, ds.transform.out_size(hw))
             )
         if split == "val":
             shape = (2, *shape)  # 2 temporal views

@@ -91,7 +91,7 @@ def _pick(frames: dict, indices: list[int]) -> list:
     return [frames[i if i in frames else end] for i in indices]
 
 
-def _reference_windows(read, windows, boxes, size) -> torch.Tensor:
+def reference_windows(read, windows, boxes, size) -> torch.Tensor:
     """The reference read_windows: whole RGB frames from read(indices), cut and resized by
     torchvision (bilinear, antialiased) -> uint8 (W, T, 3, h, w)."""
     frames = read([i for w in windows for i in w])
@@ -119,7 +119,7 @@ class FrameFolder:
     def read_windows(self, windows: list[list[int]], boxes: list, size) -> torch.Tensor:
         """uint8 (W, T, 3, h, w): window k's frames cut to boxes[k] = (top, left, height, width)
         and resized to size = (h, w), by torchvision."""
-        return _reference_windows(self.read, windows, boxes, size)
+        return reference_windows(self.read, windows, boxes, size)
 
     def close(self) -> None:
         pass
@@ -170,7 +170,7 @@ class VideoFile:
         if len({(f.width, f.height, f.format.name) for f in frames}) > 1 or (
             (frames[0].height, frames[0].width) != self.frame_size
         ):  # the size changed mid-stream, or the header misstates it: boxes were drawn for frame_size
-            return _reference_windows(self.read, windows, boxes, size)
+            return reference_windows(self.read, windows, boxes, size)
         t = len(windows[0])
         out = np.empty((len(windows), t, *size, 3), np.uint8)
         for k, box in enumerate(boxes):

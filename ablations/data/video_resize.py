@@ -30,6 +30,12 @@ import numpy as np
 SWS_FLAGS = "bilinear+full_chroma_int"
 
 
+def on_chroma_grid(box: tuple, step: int = 2) -> tuple:
+    """The box FFmpeg's crop cuts: top, left, height, width rounded down to multiples of the
+    chroma subsampling (2 for 4:2:0 video; the reference path takes this box to compare)."""
+    return tuple(v - v % step for v in box)
+
+
 def _graph(frame, box, size):
     """A configured filter graph: buffer (frame's size and format) -> crop -> scale -> rgb24."""
     import av.filter
