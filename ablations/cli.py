@@ -169,6 +169,14 @@ def print_table(sel: C.Selection, runs: list[C.Run], runs_dir: Path) -> None:
     print(text)
 
 
+def print_trends(sel: C.Selection, trends_md: Path) -> None:
+    """After --table 1 / --fig 8: whether the paper's three trends hold (the report's trends.md)."""
+    from analysis.trends import verdicts
+
+    if sel.step is None and C.selected_table(sel) in ("table1", "fig8") and trends_md.exists():
+        print(f"\nThe paper's trends at this scale ({trends_md}):\n{verdicts(trends_md.read_text())}", end="")
+
+
 def check_data_once(runs: list[C.Run]) -> None:
     """The data of every run checked before any training (each distinct data config once)."""
     from ablations.data import check_data
@@ -302,6 +310,7 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
         print(f"ablate.py: error: the runs are saved, but not the report: {e}", file=sys.stderr)
         return 1
     D.main_only(print_table, sel, runs, args.runs_dir)
+    D.main_only(print_trends, sel, report / runs[0].variant / "trends.md")
     counts = {k: list(outcomes.values()).count(k) for k in sorted(set(outcomes.values()))}
     print(f"\n{len(runs)} runs: {counts}. Report: {report}/{runs[0].variant}/")
     return 1 if counts.get("failed") or counts.get("changed") else 0

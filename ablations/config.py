@@ -39,7 +39,7 @@ NAME_NEUTRAL_KEYS = (*NEUTRAL_KEYS, "data.root")
 DEFAULTS = {
     "runtime": {
         "grad_ckpt": False,  # activation checkpointing: true (every block), false, or N (the first N blocks)
-        "compile": False,  # torch.compile the model (inductor)
+        "compile": False,  # torch.compile (inductor): true/"model" the whole model, "blocks" each block
         "plan": None,  # written by --device-mem (ablations/memory_plan.py): per-phase cap, checkpointing
     },
     "finetune": {
@@ -184,7 +184,8 @@ def check_sets(cfg: dict, sets: dict) -> None:
         old = get_dotted(cfg, key)
         if isinstance(old, dict):
             raise ConfigError(f"--set {key}: {key} is a section; set one of its keys, e.g. {key}.<name>=...")
-        if not _type_ok(old, value) and key != "runtime.grad_ckpt":  # bool or int: checked in check_config
+        # bool or int / bool or "blocks": checked in check_config
+        if not _type_ok(old, value) and key not in ("runtime.grad_ckpt", "runtime.compile"):
             raise ConfigError(
                 f"--set {key}={value!r}: expected {type(old).__name__} like {old!r}, "
                 f"got {type(value).__name__}."

@@ -51,6 +51,7 @@ from ablations.engine import LossMeter, eta_text, evaluate, train_one_epoch
 from ablations.interrupt import Stopped, StopRequest
 from ablations.memory_plan import phase_runtime
 from ablations.optim import build_optimizer, lr_at, resolve_lr
+from models.compile import compile_for_training
 
 CKPT = "checkpoint-last.pth"
 RUNTIME_DEFAULTS = {"device": "auto", "amp": "bf16", "log_every": 10, "eval_every": 1, "tensorboard": True}
@@ -219,8 +220,8 @@ def setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime,
     net = model
     if dist.world_size > 1:
         net = DistributedDataParallel(model, device_ids=[dist.device.index] if pin else None)
-    if rt.get("compile"):
-        net = torch.compile(net)  # checkpoints keep saving `model`, whose parameters net shares
+    # checkpoints keep saving `model`, whose parameters a compiled net shares
+    net = compile_for_training(model, net, rt.get("compile") or False)
     return Loop(
         model=model, net=net, optimizer=optimizer, scaler=scaler, sampler=sampler, loader=loader,
         loader_gen=loader_gen, val_loader=val, dist=dist, amp_dtype=amp_dtype,

@@ -16,6 +16,7 @@ from ablations.data.common import repeats
 from ablations.data.transforms import parse_randaug
 from ablations.errors import ConfigError
 from models import SIZES, ModelConfig, model_config, steps
+from models.compile import MODES as COMPILE_MODES
 from models.hints import did_you_mean
 
 MODES = ("mae", "supervised")
@@ -103,6 +104,11 @@ def check_config(cfg: dict, name: str = "config") -> None:
     if not (isinstance(ckpt, bool) or (isinstance(ckpt, int) and ckpt >= 0)):
         raise ConfigError(
             f"{name}: runtime.grad_ckpt={ckpt!r}: use true (every block), false, or N >= 0 (first N blocks)."
+        )
+    if cfg["runtime"].get("compile") not in COMPILE_MODES:
+        raise ConfigError(
+            f"{name}: runtime.compile={cfg['runtime'].get('compile')!r}: use false, true (the whole "
+            "model), or blocks (each transformer block: shorter compile, see models/compile.py)."
         )
     if cfg["mode"] == "mae" and row == "mvitv2":
         raise ConfigError(

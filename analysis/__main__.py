@@ -4,6 +4,7 @@ import argparse
 import sys
 
 from analysis.report import write_report
+from analysis.trends import verdicts
 
 
 def main(argv=None) -> int:
@@ -16,6 +17,8 @@ def main(argv=None) -> int:
         print(f"python -m analysis: error: {e}", file=sys.stderr)
         return 2
     print(f"report written to {out}")
+    for path in sorted(out.glob("*/trends.md")):
+        print(f"\n{path}:\n{verdicts(path.read_text())}", end="")
     return 0
 
 

@@ -2,11 +2,13 @@
 
     .venv/bin/python -m analysis.bench_compile      # rows mvitv2..f + MAE f, size B, 224 px, batch 2
     .venv/bin/python -m analysis.bench_compile --rows f --mae none --size cpu-s --batch 8
+    .venv/bin/python -m analysis.bench_compile --modes model blocks   # whole model and per block
 
 One step is forward + backward + AdamW of the classifier (cross-entropy), or of the sparse MAE
-(`--mae` rows). The compiled copy is a second model with the same weights; its first call (the
-compile, inductor) is timed separately, then eager and compiled steps alternate so that load
-drift on a shared machine hits both alike.
+(`--mae` rows). Each compiled copy (`--modes`: "model" = torch.compile of the whole model,
+runtime.compile=true; "blocks" = each transformer block, runtime.compile=blocks) is a second model
+with the same weights; its first call (the compile, inductor) is timed separately, then eager and
+compiled steps alternate so that load drift on a shared machine hits all alike.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 
 import models
 from analysis.bench_mae import time_interleaved
+from models.compile import compile_for_training
 from models.mae import build_mae
 
 ROWS = ("mvitv2", "a", "b", "c", "d", "e", "f")
@@ -39,14 +42,15 @@ def training_step(model, x: torch.Tensor, y: torch.Tensor | None):
     return step
 
 
-def compare(eager: torch.nn.Module, x, y, warmup: int, repeats: int) -> dict:
-    """{"eager", "compiled"}: median seconds per step, and "compile_s": the first compiled step."""
-    twin = copy.deepcopy(eager)
-    compiled = torch.compile(twin)
-    steps = {"eager": training_step(eager, x, y), "compiled": training_step(compiled, x, y)}
-    t0 = time.perf_counter()
-    steps["compiled"]()  # compiles forward and backward
-    compile_s = time.perf_counter() - t0
+def compare(eager: torch.nn.Module, x, y, warmup: int, repeats: int, modes=("model",)) -> dict:
+    """{"eager", mode...}: median seconds per step, and {"compile_s": {mode: the first step}}."""
+    steps, compile_s = {"eager": training_step(eager, x, y)}, {}
+    for mode in modes:
+        twin = copy.deepcopy(eager)
+        steps[mode] = training_step(compile_for_training(twin, twin, mode), x, y)
+        t0 = time.perf_counter()
+        steps[mode]()  # compiles forward and backward
+        compile_s[mode] = time.perf_counter() - t0
     out = time_interleaved(steps, warmup, repeats, "cpu")
     return {**out, "compile_s": compile_s}
 
@@ -59,10 +63,14 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--modes", nargs="+", default=["model"], choices=("model", "blocks"),
+                   help="the whole model (runtime.compile=true) and/or each block (=blocks)")  # fmt: skip
     args = p.parse_args(argv)
     torch.manual_seed(0)
     print(f"# size {args.size}, batch {args.batch}, fp32, cpu ({torch.get_num_threads()} threads)")
-    print("| model | eager s/step | compiled s/step | speedup | compile s |\n|---|---|---|---|---|")
+    cols = ("s/step", "speedup", "compile s")
+    head = ["model", "eager s/step"] + [f"{m}: {h}" for m in args.modes for h in cols]
+    print("| " + " | ".join(head) + " |\n" + "|---" * len(head) + "|")
     jobs = [(r, False) for r in args.rows] + [(r, True) for r in args.mae]
     for row, mae in jobs:
         torch._dynamo.reset()
@@ -74,10 +82,11 @@ def main(argv=None) -> None:
             y = torch.randint(0, 1000, (args.batch,))
         enc = getattr(model, "encoder", model)
         x = torch.randn(args.batch, enc.cfg.in_chans, *enc.cfg.input_size)
-        t = compare(model, x, y, args.warmup, args.repeats)
-        name = f"MAE {row}" if mae else row
-        print(f"| {name} | {t['eager']:.2f} | {t['compiled']:.2f} | {t['eager'] / t['compiled']:.2f}x | "
-              f"{t['compile_s']:.0f} |", flush=True)  # fmt: skip
+        t = compare(model, x, y, args.warmup, args.repeats, args.modes)
+        cells = [f"MAE {row}" if mae else row, f"{t['eager']:.2f}"]
+        for m in args.modes:
+            cells += [f"{t[m]:.2f}", f"{t['eager'] / t[m]:.2f}x", f"{t['compile_s'][m]:.0f}"]
+        print("| " + " | ".join(cells) + " |", flush=True)
         del model
 
 

@@ -1,6 +1,7 @@
 """Accuracy differences with paired bootstrap 95% intervals (method: analysis/stats.py), from the
 runs' per-sample validation predictions (<phase>/predictions.npz): each adjacent pair of Table 1
-rows (later minus earlier) and, for Fig. 8, MAE minus supervised on the same row."""
+rows (later minus earlier), for Fig. 8 MAE minus supervised on the same row, and for Table 3
+each entry minus its sub-table's default."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pandas as pd
 from ablations.config import MODALITIES, list_rows
 from ablations.predictions import correct, load_predictions, predictions_path
 from analysis.stats import paired_difference
-from analysis.tables import mae_runs, markdown, select, supervised_runs
+from analysis.tables import mae_runs, markdown, select, supervised_runs, table3_entries, table3_runs
 
 COLUMNS = ["comparison", "modality", "diff", "low", "high", "seeds", "samples", "distinguishable"]
 
@@ -75,6 +76,28 @@ def fig8_differences(df: pd.DataFrame, runs_dir: Path, variant: str) -> pd.DataF
     return pd.DataFrame(recs, columns=COLUMNS)
 
 
+def table3_differences(df: pd.DataFrame, runs_dir: Path, variant: str) -> pd.DataFrame:
+    """Each Table 3 entry minus its sub-table's default, per modality the entry applies to. The
+    default is the preset's own setting, whose runs are Table 1's row f: "<group>: <value> - <default>",
+    "- row f" where no entry equals the preset's setting, "- default" (no numbers) while row f has
+    no run (its config decides which entry is the default)."""
+    by_group: dict[str, list] = {}
+    for name, per_mod in table3_entries().items():
+        by_group.setdefault(name.split("-", 1)[0], []).append((name, per_mod))
+    recs = []
+    for group, entries in by_group.items():
+        for m in MODALITIES:
+            f_runs = select(df, "table1", "f", m, variant)
+            cells = [(name.split("-", 1)[1], *table3_runs(df, name, per_mod[m], m, variant))
+                     for name, per_mod in entries if m in per_mod]  # fmt: skip
+            ref = next(
+                (value for value, _, is_default in cells if is_default), "row f" if len(f_runs) else "default"
+            )
+            recs += [compare(runs_dir, f_runs, runs, f"{group}: {value} - {ref}", m)
+                     for value, runs, is_default in cells if not is_default]  # fmt: skip
+    return pd.DataFrame(recs, columns=COLUMNS)
+
+
 def interval_text(rec) -> str:
     if math.isnan(rec["diff"]):
         return "–"
@@ -89,6 +112,9 @@ def differences_markdown(frame: pd.DataFrame) -> str:
         by_mod = group.set_index("modality")
         cells = [label]
         for m in MODALITIES:
+            if m not in by_mod.index:  # a Table 3 entry of the other modality only
+                cells += ["n/a", "n/a"]
+                continue
             rec = by_mod.loc[m]
             cells += [interval_text(rec), "–" if rec["seeds"] == 0 else str(int(rec["seeds"]))]
         md.append(cells)
@@ -101,4 +127,11 @@ NOTE = (
     "(method: analysis/stats.py). **n.d.** = not distinguishable: the interval contains 0. With one "
     "seed the interval covers sample noise only, not training noise. – = a side has no finished run "
     "with predictions.npz (runs finished before it existed: retrain them with --force).\n"
+)
+TABLE3_NOTE = (
+    "Default = the entry equal to the preset's own setting (its runs are Table 1's row f; marked * "
+    "above); `- default` without a value: row f has no run yet, so which entry is the default is "
+    "not known (python ablate.py --step f); `- row f`: no entry equals the preset's setting. n/a = "
+    "no such comparison in this modality (the entry does not apply to it, or its default is another "
+    "value).\n"
 )

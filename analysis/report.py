@@ -11,12 +11,13 @@ import pandas as pd
 
 from ablations.atomic import write_atomic
 from ablations.config import MODALITIES, list_rows
-from analysis import differences, plots, speed_table, tables
+from analysis import differences, plots, speed_table, table3_plot, tables, trends
 from analysis.collect import load_runs, paper_numbers
 
 DIFF_TITLES = {
     "table1": "\n## Is each change more than noise? Each row minus the row before\n\n",
     "fig8": "\n## MAE minus supervised from scratch, same row\n\n",
+    "table3": "\n## Is each entry more than noise? Each entry minus its sub-table's default\n\n",
 }
 TITLES = {
     "table1": "Table 1: simplifying MViTv2 into Hiera (MAE from row a on)",
@@ -104,6 +105,7 @@ def write_report(runs_dir, out: Path | None = None, measure_speed: bool = True) 
         diffs = {
             "table1": differences.table1_differences(df, runs_dir, variant),
             "fig8": differences.fig8_differences(df, runs_dir, variant),
+            "table3": differences.table3_differences(df, runs_dir, variant),
         }
         for name, (frame, md) in built.items():
             extra = ""
@@ -114,6 +116,7 @@ def write_report(runs_dir, out: Path | None = None, measure_speed: bool = True) 
                 extra = (
                     DIFF_TITLES[name]
                     + differences.NOTE
+                    + (differences.TABLE3_NOTE if name == "table3" else "")
                     + "\n"
                     + differences.differences_markdown(diffs[name])
                     + extra
@@ -134,9 +137,15 @@ def write_report(runs_dir, out: Path | None = None, measure_speed: bool = True) 
         plots.differences(
             diffs["fig8"], vdir, "fig8_differences", f"Fig. 8: MAE minus supervised ({variant})"
         )
+        table3_plot.table3(built["table3"][0], vdir, f"Table 3: MAE ablations on row f ({variant})")
+        plots.differences(
+            diffs["table3"], vdir, "table3_differences", f"Table 3: each entry minus its default ({variant})"
+        )
+        write_atomic(vdir / "trends.md", trends.trends_markdown(df, runs_dir, variant))
         index += [f"## {variant}", ""] + [
             f"- [{n}]({variant}/{n}.md) ([csv]({variant}/{n}.csv))" for n in built
         ]
+        index += [f"- [trends: do the paper's three trends hold?]({variant}/trends.md)"]
         figures = copy_reconstructions(runs_dir, df[df["variant"] == variant], vdir)
         index += [f"- plots: `{variant}/*.png`, `{variant}/*.pdf`"]
         index += [f"- MAE reconstructions: [{f.stem}]({variant}/{f.name})" for f in figures] + [""]

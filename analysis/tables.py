@@ -147,35 +147,51 @@ def _is_default(entry: dict, cfg: dict) -> bool:
     return all(get_dotted(cfg, k) == v for k, v in entry_changes(entry, cfg).items())
 
 
-def table3(df: pd.DataFrame, variant: str, paper: dict) -> tuple[pd.DataFrame, str]:
-    """Per group and value: ours (its own run, or Table 1's row f where the value is the preset's
-    default, marked with *) beside the paper's (its default marked with *)."""
-    groups = paper["table3"]["groups"]
+def table3_entries() -> dict[str, dict[str, dict]]:
+    """{"group-value": {modality: entry}} in table3.yaml's order (groups, then their values); a
+    modality is absent where the entry does not apply to it (mask ratios are per modality)."""
     per_modality = {m: dict(table_entries("table3", m)) for m in MODALITIES}
-    order = {}  # table3.yaml's order: groups, then their values
+    order = {}
     for group, spec in load_table("table3")["groups"].items():
         for value in spec["entries"]:
             name = f"{group}-{value}"
             order[name] = {m: per_modality[m][name] for m in MODALITIES if name in per_modality[m]}
+    return order
+
+
+def table3_runs(
+    df: pd.DataFrame, name: str, entry: dict | None, m: str, variant: str
+) -> tuple[pd.DataFrame, bool]:
+    """(runs, is_default) of one Table 3 entry: is_default when its change leaves row f's config as
+    it is (known once row f has a run); a default entry's runs are Table 1's row f (one folder)."""
+    runs, default = select(df, "table3", name, m, variant), False
+    if entry is not None:
+        f_runs = select(df, "table1", "f", m, variant)
+        default = not f_runs.empty and _is_default(entry, f_runs["config"].iloc[0])
+        if runs.empty and default:
+            runs = f_runs
+    return runs, default
+
+
+def table3(df: pd.DataFrame, variant: str, paper: dict) -> tuple[pd.DataFrame, str]:
+    """Per group and value: ours (its own run, or Table 1's row f where the value is the preset's
+    default, marked with *) beside the paper's (its default marked with *). {m}_applies: the entry
+    exists for modality m (the mask ratios differ between image and video)."""
+    groups = paper["table3"]["groups"]
     rows, md = [], []
-    for name, per_mod in order.items():
+    for name, per_mod in table3_entries().items():
         group, value = name.split("-", 1)
         pgroup = groups.get(group, {})
         rec, cells = {"group": group, "value": value}, [group, value]
         for m in MODALITIES:
-            entry = per_mod.get(m)
-            runs, default = select(df, "table3", name, m, variant), False
-            if entry is not None:
-                f_runs = select(df, "table1", "f", m, variant)
-                default = not f_runs.empty and _is_default(entry, f_runs["config"].iloc[0])
-                if runs.empty and default:
-                    runs = f_runs
+            runs, default = table3_runs(df, name, per_mod.get(m), m, variant)
             acc, sd, n = stat(runs, "top1")
             p_acc = _paper(pgroup.get("entries"), value, m)
             pdef = pgroup.get("default")
             pdef = pdef.get(m) if isinstance(pdef, dict) else pdef
             rec |= {f"{m}_top1": acc, f"{m}_top1_std": sd, f"{m}_seeds": n, f"{m}_default": default,
-                    f"{m}_paper_top1": p_acc, f"{m}_paper_default": pdef == value}  # fmt: skip
+                    f"{m}_paper_top1": p_acc, f"{m}_paper_default": pdef == value,
+                    f"{m}_applies": m in per_mod}  # fmt: skip
             cells += [fmt(acc, sd, n) + " *" * default, fmt(p_acc, digits=1) + " *" * (pdef == value)]
         rows.append(rec)
         md.append(cells)

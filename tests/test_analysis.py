@@ -84,6 +84,7 @@ def test_empty_runs_dir(tmp_path):
 def test_report_is_deterministic(tmp_path, monkeypatch):
     for name in ("table1_accuracy", "table1_speed", "fig8", "acc_vs_speed", "differences"):  # tables only
         monkeypatch.setattr(f"analysis.plots.{name}", lambda *a, **k: [])
+    monkeypatch.setattr("analysis.table3_plot.table3", lambda *a, **k: [])
     t1 = runs_of(table="table1", seeds=2)
     for i, run in enumerate(t1.values()):
         fake_run(tmp_path, run, 60.0 + i)

@@ -69,6 +69,7 @@ def plotted(monkeypatch):
     calls = []
     for name in PLOTS:
         monkeypatch.setattr(f"analysis.plots.{name}", lambda *a, name=name, **k: calls.append(name))
+    monkeypatch.setattr("analysis.table3_plot.table3", lambda *a, **k: calls.append("table3"))
     monkeypatch.setattr("analysis.speed_table.table_speeds", fake_speeds)
     return calls
 
@@ -150,7 +151,7 @@ def test_train_skip_rerun_identical_and_force(tmp_path, capsys, fake, plotted):
     report = tmp_path / "runs" / "report" / "cpu"
     before = {p.name: p.read_bytes() for p in report.glob("*.[mc]*[dv]")}
     assert {"table1.md", "table1.csv", "table3.md", "fig8.csv"} <= set(before)
-    assert set(plotted) == set(PLOTS)
+    assert set(plotted) == {*PLOTS, "table3"}
 
     assert ablate(tmp_path, "--step", "f") == 0  # finished: skipped, tables byte-identical
     assert len(fake.calls) == 1 and "[skip]" in capsys.readouterr().out

@@ -1,0 +1,205 @@
+"""The paper's three accuracy trends, stated for one variant from its runs: whether each holds at
+this scale, with the differences' 95% intervals (paired bootstrap over the validation samples,
+widened by the between-seed spread: analysis/stats.py). A difference is significant when its
+whole interval lies on one side of 0. Verdicts:
+
+(1) MAE keeps accuracy across rows a-f (Table 1): holds when none of the five adjacent
+    differences (b - a, ..., f - e) nor f - a is a significant drop.
+(2) Supervised from scratch loses accuracy from mvitv2 to f (Fig. 8): holds when supervised f
+    minus supervised mvitv2 is a significant drop.
+(3) MAE-pretrained f beats supervised f (Fig. 8 vs Table 1): holds when MAE f minus
+    supervised f is significantly above 0.
+A trend whose comparisons lack runs (or their predictions.npz) is "not known yet", unless the
+comparisons that exist already contradict it; the missing runs are named with the command that
+trains them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ablations.config import MODALITIES, list_rows
+from ablations.predictions import predictions_path
+from analysis.differences import compare, interval_text
+from analysis.tables import fmt, mae_runs, stat, supervised_runs
+
+HOLDS, FAILS, UNKNOWN = "holds", "does not hold", "not known yet"
+INTRO = (
+    "# Do the paper's trends hold here?\n\nRuns: `{variant}`. Δ top-1 in percentage points, B minus A, "
+    "with a paired bootstrap 95% interval over the validation samples, widened by the between-seed "
+    "spread when both sides have several seeds (analysis/stats.py); **n.d.** = the interval contains 0. "
+    "A drop is *significant* when its whole interval is below 0. (1) holds when no adjacent "
+    "difference between rows a-f (b - a, ..., f - e) and not f - a is a significant drop; (2) holds "
+    "when supervised f - supervised mvitv2 is a significant drop; (3) holds when MAE f - supervised "
+    "f is significantly above 0. With one seed the intervals cover sample noise only.\n"
+)
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a comparison: the runs of Table 1's row `row` in `mode` (mae, supervised)."""
+
+    row: str
+    mode: str
+    runs: pd.DataFrame = field(compare=False)
+
+    @property
+    def label(self) -> str:
+        return f"{'MAE' if self.mode == 'mae' else 'supervised'} {self.row}"
+
+    def missing(self, runs_dir: Path) -> str | None:
+        """What keeps this side out of a comparison, or None."""
+        if self.runs.empty:
+            return "no finished run"
+        paths = [predictions_path(runs_dir / str(r.name), str(r.mode)) for r in self.runs.itertuples()]
+        return None if any(p.exists() for p in paths) else "finished without predictions.npz"
+
+    def text(self) -> str:
+        if self.runs.empty:
+            return f"{self.label}: no run"
+        acc, sd, n = stat(self.runs, "top1")
+        return f"{self.label}: {fmt(acc, sd, n)}% ({n} seed{'s' * (n != 1)})"
+
+
+def sides(df: pd.DataFrame, m: str, variant: str, mode: str, *rows: str) -> list[Side]:
+    pick = mae_runs if mode == "mae" else supervised_runs
+    return [Side(r, mode, pick(df, r, m, variant)) for r in rows]
+
+
+def diff(runs_dir: Path, a: Side, b: Side, m: str) -> dict:
+    """One differences record (analysis.differences.COLUMNS) of b minus a, plus "missing": the
+    sides that lack runs or predictions, as (side, why)."""
+    rec = compare(runs_dir, a.runs, b.runs, f"{b.label} - {a.label}", m)
+    rec["missing"] = [(s, why) for s in (a, b) if (why := s.missing(runs_dir))]
+    return rec
+
+
+def known(rec: dict) -> bool:
+    return not math.isnan(rec["diff"])
+
+
+def seeds_text(rec: dict) -> str:
+    n = int(rec["seeds"])
+    if not known(rec):  # compare() warned if the seeds it paired saw different validation samples
+        return f"{rec['comparison']}: – ({'runs missing' if n == 0 else 'validated on different samples'})"
+    return f"{rec['comparison']}: {interval_text(rec)} ({n} seed{'s' * (n != 1)})"
+
+
+def mae_keeps(runs_dir: Path, df: pd.DataFrame, m: str, variant: str) -> tuple[str, str, list[str], list]:
+    """Trend (1): (verdict, its key difference, lines of text, missing (side, why))."""
+    mae = sides(df, m, variant, "mae", *list_rows()[1:])  # a..f: mvitv2 has no MAE run
+    recs = [diff(runs_dir, p, c, m) for p, c in zip(mae, mae[1:])] + [diff(runs_dir, mae[0], mae[-1], m)]
+    lines = [f"- {seeds_text(r)}" for r in recs]
+    steps = [r for r in recs[:-1] if known(r)]
+    if steps:
+        worst = min(steps, key=lambda r: r["diff"])
+        what = (
+            "largest drop between adjacent rows"
+            if worst["diff"] < 0
+            else "no row below the one before; smallest step"
+        )
+        lines.append(f"- {what}: {seeds_text(worst)}")
+        low = min(r["low"] for r in recs if known(r))
+        if low < 0:
+            lines.append(f"- lowest 95% bound: {low:+.1f} points (drops up to that size are not ruled out)")
+    drops = [r for r in recs if known(r) and r["high"] < 0]
+    if drops:
+        lines.append("- significant drops: " + ", ".join(r["comparison"] for r in drops))
+    verdict = FAILS if drops else HOLDS if all(known(r) for r in recs) else UNKNOWN
+    key = "; ".join(seeds_text(r) for r in drops) if drops else seeds_text(recs[-1])
+    return verdict, key, lines, [x for r in recs for x in r["missing"]]
+
+
+def supervised_loses(
+    runs_dir: Path, df: pd.DataFrame, m: str, variant: str
+) -> tuple[str, str, list[str], list]:
+    """Trend (2): (verdict, its key difference, lines of text, missing (side, why))."""
+    a, b = sides(df, m, variant, "supervised", "mvitv2", "f")
+    rec = diff(runs_dir, a, b, m)
+    lines = [f"- {a.text()}; {b.text()}", f"- {seeds_text(rec)}"]
+    if not known(rec):
+        return UNKNOWN, seeds_text(rec), lines, rec["missing"]
+    if rec["low"] > 0:
+        lines.append("- reversed: supervised f is significantly better than supervised mvitv2")
+    return HOLDS if rec["high"] < 0 else FAILS, seeds_text(rec), lines, rec["missing"]
+
+
+def mae_beats_supervised(
+    runs_dir: Path, df: pd.DataFrame, m: str, variant: str
+) -> tuple[str, str, list[str], list]:
+    """Trend (3): (verdict, its key difference, lines of text, missing (side, why))."""
+    (a,), (b,) = sides(df, m, variant, "supervised", "f"), sides(df, m, variant, "mae", "f")
+    rec = diff(runs_dir, a, b, m)
+    lines = [f"- {b.text()}; {a.text()}", f"- {seeds_text(rec)}"]
+    if not known(rec):
+        return UNKNOWN, seeds_text(rec), lines, rec["missing"]
+    winner = "MAE wins" if rec["low"] > 0 else "supervised wins" if rec["high"] < 0 else "not distinguishable"
+    lines.append(f"- {winner}")
+    return HOLDS if rec["low"] > 0 else FAILS, seeds_text(rec), lines, rec["missing"]
+
+
+TRENDS = (
+    ("(1) MAE keeps accuracy across rows a-f", mae_keeps),
+    ("(2) supervised from scratch loses accuracy from mvitv2 to f", supervised_loses),
+    ("(3) MAE-pretrained f beats supervised f", mae_beats_supervised),
+)
+
+
+def table_runs(df: pd.DataFrame, m: str, variant: str) -> pd.DataFrame:
+    return df[(df["variant"] == variant) & (df["modality"] == m) & df["table"].isin(["table1", "fig8"])]
+
+
+def commands(df: pd.DataFrame, m: str, variant: str, missing: list) -> list[str]:
+    """ablate.py commands that train what `missing` [(Side, why)] names: Table 1 / Fig. 8 for
+    missing runs (finished ones are skipped), --step ... --force to retrain runs without predictions."""
+    preset = df.loc[df["variant"] == variant, "preset"].iloc[0]
+    seeds = max(1, table_runs(df, m, variant)["seed"].nunique())
+    tail = f" --preset {preset} --modality {m} --seeds {seeds}"
+    if variant != preset:
+        tail += f" --set ... (the overrides that made variant {variant})"
+    out = []
+    for mode, table in (("mae", "--table 1"), ("supervised", "--fig 8")):
+        if any(s.mode == mode and s.runs.empty for s, _ in missing):
+            out.append(f"python ablate.py {table}{tail}")
+    for s, _ in missing:
+        if not s.runs.empty:
+            mode = " --mode supervised" if s.mode == "supervised" and s.row != "mvitv2" else ""
+            out.append(f"python ablate.py --step {s.row}{mode} --force{tail}")
+    return list(dict.fromkeys(out))
+
+
+def trends_markdown(df: pd.DataFrame, runs_dir: Path, variant: str) -> str:
+    """trends.md of one variant: per modality, each trend's verdict with its numbers, and the runs
+    that are missing with the commands that make them."""
+    text = [INTRO.format(variant=variant)]
+    for m in MODALITIES:
+        text.append(f"\n## {m}\n")
+        if table_runs(df, m, variant).empty:
+            none = sides(df, m, variant, "mae", "f") + sides(df, m, variant, "supervised", "f")
+            cmds = commands(df, m, variant, [(s, "no finished run") for s in none])
+            text.append(
+                "\nNo Table 1 or Fig. 8 runs.\n\nTrain them with:\n\n" + "".join(f"    {c}\n" for c in cmds)
+            )
+            continue
+        missing = []
+        for title, trend in TRENDS:
+            verdict, key, lines, lacking = trend(Path(runs_dir), df, m, variant)
+            text.append(f"\n**{title}: {verdict}.** {key}\n\n" + "\n".join(lines) + "\n")
+            for x in lacking:
+                if x[0] not in [s for s, _ in missing]:
+                    missing.append(x)
+        if missing:
+            named = "; ".join(f"{s.label} ({why})" for s, why in missing)
+            cmds = "".join(f"    {c}\n" for c in commands(df, m, variant, missing))
+            text.append(f"\nMissing: {named}. Train them with:\n\n{cmds}")
+    return "".join(text)
+
+
+def verdicts(text: str) -> str:
+    """The headline of trends.md: per modality its three verdicts (or that it has no runs)."""
+    keep = [ln.replace("**", "") for ln in text.splitlines() if ln.startswith(("## ", "**(", "No Table 1"))]
+    return "\n".join(f"  {ln}" if not ln.startswith("## ") else ln[3:] + ":" for ln in keep) + "\n"
