@@ -126,6 +126,9 @@ def test_seek_reads_the_frames_a_full_decode_gives(h264, monkeypatch, threads):
         # any order, repeats, two far-apart windows and indices past the end
         idx = [90, 3, 3, 61, 120, 0, 99]
         assert torch.equal(clip.read(idx), full[[90, 3, 3, 61, 99, 0, 99]])
+        # after the decoder was drained at the end of the stream, a later read seeks back
+        assert torch.equal(clip.read([98, 99]), full[[98, 99]])
+        assert torch.equal(clip.read([1, 2]), full[[1, 2]])
 
 
 def test_repeated_windows_share_one_decode(h264):

@@ -16,7 +16,7 @@ no window wants are decoded only if other frames need them: non-reference frames
 to RGB in FFmpeg (video_resize.py); `read` returns whole RGB frames (the reference path).
 
 Decoder threads: one inside a DataLoader worker (the workers already fill the cores; FFmpeg's
-frame threads cost ~10-20% more CPU per clip, partly frames decoded past a window's end while
+frame threads cost 4-22% more CPU per clip, partly frames decoded past a window's end while
 the threads run ahead), FFmpeg's automatic threading in the main process (num_workers 0), where
 wall time is what a thread saves.
 
