@@ -65,7 +65,11 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--modes", nargs="+", default=["model"], choices=("model", "blocks"),
                    help="the whole model (runtime.compile=true) and/or each block (=blocks)")  # fmt: skip
+    p.add_argument("--warm-cache", action="store_true",
+                   help="reuse inductor code cached on disk by an earlier run (default: cold)")  # fmt: skip
     args = p.parse_args(argv)
+    # A cold compile is what a fresh node pays; the on-disk cache would hide it after a first run.
+    torch._inductor.config.force_disable_caches = not args.warm_cache
     torch.manual_seed(0)
     print(f"# size {args.size}, batch {args.batch}, fp32, cpu ({torch.get_num_threads()} threads)")
     cols = ("s/step", "speedup", "compile s")

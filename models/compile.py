@@ -37,6 +37,10 @@ def compile_blocks(model: nn.Module, **compile_kw) -> int:
     cfg = torch._dynamo.config
     cfg.recompile_limit = max(cfg.recompile_limit, len(blocks))
     cfg.accumulated_recompile_limit = max(cfg.accumulated_recompile_limit, 4 * len(blocks))
+    # Static shapes: blocks of different stages see different token counts, and dynamo would
+    # otherwise turn the shared forward's shapes symbolic on the second one (slower kernels, and
+    # MViTv2's relative-position code does not trace with symbolic sizes).
+    compile_kw.setdefault("dynamic", False)
     for block in blocks:
         block.compile(**compile_kw)
     return len(blocks)
