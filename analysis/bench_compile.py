@@ -1,7 +1,7 @@
 """torch.compile vs eager: training-step time per Table 1 row (runtime.compile), timed side by side.
 
     .venv/bin/python -m analysis.bench_compile      # rows mvitv2..f + MAE f, size B, 224 px, batch 2
-    .venv/bin/python -m analysis.bench_compile --rows f --mae none --size cpu-s --batch 8
+    .venv/bin/python -m analysis.bench_compile --rows f --mae --size cpu-s --batch 8   # no MAE row
     .venv/bin/python -m analysis.bench_compile --modes model blocks   # whole model and per block
 
 One step is forward + backward + AdamW of the classifier (cross-entropy), or of the sparse MAE

@@ -1,7 +1,8 @@
 """Video loading speed: clips/s of the old loader (decode from frame 0 for every clip) against the
 seeking loader, alone and with repeated sampling, on generated Kinetics-like files.
 
-    python -m analysis.bench_video [--videos 6] [--gops 250 30] [--rounds 4] [--repeated 4]
+    python -m analysis.bench_video [--videos 6] [--gops 250 30] [--rounds 4] [--repeated 4] [--profile]
+    python -m analysis.bench_video --pixels   # swscale crop-resize against torchvision's, in levels
 
 Files: H.264 (libx264, veryfast, crf 23, B-frames on), 10 s at 30 fps, 340x256 (Kinetics' usual
 short side 256), a moving texture so the encoder has real motion to code. GOP 250 is what
@@ -11,13 +12,18 @@ training __getitem__ of video_folder (16 frames, stride 4, random resized crop t
 normalise) on one torch thread, as in a DataLoader worker. Loaders run interleaved item by
 item; clips per CPU-second (every thread of the process) is reported beside wall-clock clips/s
 because the CPU time moves less when other jobs share the machine. The exact number of frames
-each loader decodes per clip is printed too (independent of load).
+each loader decodes per clip is printed too (independent of load). --profile adds where the new
+loader's CPU time goes per clip (cProfile on a CPU-time clock, one decoding thread). --pixels
+compares the new loader's crop-resize (swscale) with the reference (whole RGB frames, torchvision)
+on the same frames and boxes, on the bench texture and on 1/f noise (natural images' spectrum).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import tempfile
 import time
 
@@ -25,8 +31,10 @@ import numpy as np
 import torch
 
 from ablations.data import build_dataset
+from ablations.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoTransform
 from ablations.data.video_folder import VideoFolder, clip_indices
-from ablations.data.video_io import open_clip
+from ablations.data.video_io import open_clip, reference_windows
+from ablations.data.video_resize import on_chroma_grid
 
 PRETRAIN_AUG = {"rrc_scale": [0.5, 1.0], "hflip": 0.5}  # k400 presets' MAE pretraining aug
 
@@ -58,6 +66,62 @@ def moving_texture(n: int, h: int, w: int, seed: int) -> np.ndarray:
     return np.stack([tex[y : y + h, x : x + w] for y, x in zip(ys, xs)])
 
 
+def pink_noise(n: int, h: int, w: int, seed: int) -> np.ndarray:
+    """uint8 (n, h, w, 3): a window panning over 1/f noise, the power spectrum of natural images,
+    with correlated channels (a shared luminance, weaker colour) as in natural video."""
+    rng = np.random.default_rng(seed)
+    fy, fx = np.fft.fftfreq(2 * h)[:, None], np.fft.fftfreq(2 * w)[None]
+    f = np.hypot(fy, fx)
+    f[0, 0] = 1
+    lum, u, v = (
+        np.fft.ifft2(rng.normal(size=f.shape) / f + 1j * rng.normal(size=f.shape) / f).real for _ in range(3)
+    )
+    tex = np.stack([lum + 0.3 * u, lum + 0.3 * v, lum - 0.3 * u], -1)
+    tex = np.clip((tex - tex.mean()) / tex.std() * 45 + 128, 0, 255).astype(np.uint8)
+    t = np.arange(n)
+    ys, xs = (
+        (h / 2 + h / 2 * np.sin(t / 40 + seed)).astype(int),
+        (w / 2 + w / 2 * np.cos(t / 55 + seed)).astype(int),
+    )
+    return np.stack([tex[y : y + h, x : x + w] for y, x in zip(ys, xs)])
+
+
+def pixel_difference(path: str, clips: int = 8) -> dict[str, tuple[float, float]]:
+    """{"train crops" | "eval views": (mean, max) |swscale - torchvision|} in levels of 255, over
+    `clips` random 16x4 windows of the video at `path`: random resized crops (pretraining's scale)
+    to 224, and the eval resize of the whole frame to the size covering 224."""
+    train = VideoTransform((224, 224), IMAGENET_MEAN, IMAGENET_STD, PRETRAIN_AUG)
+    out = {}
+    with open_clip(path, threads=False) as clip:
+        n, hw = clip.num_frames, clip.frame_size
+        windows = [[clip_indices(s, 16, 4, n)] for s in torch.randint(0, n - 60, (clips,)).tolist()]
+        for name, box, size in [("train crops", None, (224, 224)), ("eval views", (0, 0, *hw), None)]:
+            diffs = []
+            for w in windows:
+                b = box or train.boxes(hw, 1)[0]
+                s = size or VideoTransform((224, 224), IMAGENET_MEAN, IMAGENET_STD, None).out_size(hw)
+                new = clip.read_windows(w, [b], s).int()
+                diffs.append((new - reference_windows(clip.read, w, [on_chroma_grid(b)], s).int()).abs())
+            d = torch.cat([x.flatten() for x in diffs]).float()
+            out[name] = (float(d.mean()), float(d.max()))
+    return out
+
+
+def pixels() -> None:
+    """Print pixel_difference on the bench texture and on 1/f noise (GOP 30 files)."""
+    with tempfile.TemporaryDirectory() as root:
+        for name, frames in [
+            ("bench texture", moving_texture(90, 256, 340, 0)),
+            ("1/f noise", pink_noise(90, 256, 340, 0)),
+        ]:
+            path = os.path.join(root, "clip.mp4")
+            write_video(path, frames, gop=30)
+            for view, (mean, most) in pixel_difference(path).items():
+                print(
+                    f"{name:14s} {view:12s} |swscale - torchvision|: mean {mean:.2f}, max {most:.0f} (of 255)"
+                )
+
+
 def write_kinetics_like(root, videos: int, gop: int, seconds: int = 10, fps: int = 30) -> None:
     """<root>/train/<class>/clip<i>.mp4, two classes."""
     for i in range(videos):
@@ -67,9 +131,19 @@ def write_kinetics_like(root, videos: int, gop: int, seconds: int = 10, fps: int
         write_video(os.path.join(folder, f"clip{i}.mp4"), frames, fps=fps, gop=gop)
 
 
+def old_normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """The old loader's normalisation of uint8 (C, T, H, W): one mixed-dtype addcmul from uint8."""
+    view = (-1, 1, 1, 1)
+    std = torch.tensor(std, dtype=torch.float64).view(view)
+    scale = (1 / (255 * std)).float()
+    shift = (-torch.tensor(mean, dtype=torch.float64).view(view) / std).float()
+    return torch.addcmul(shift, x, scale)
+
+
 class OldVideoFolder(VideoFolder):
-    """The loader before seeking, kept for the comparison: header frame count, then a second
-    open that decodes from frame 0 up to the clip's last frame, for every clip."""
+    """The loader before this work, kept for the comparison: header frame count, then a second
+    open that decodes from frame 0 up to the clip's last frame, for every clip; whole frames to
+    RGB, torchvision's random resized crop and flip, its normalisation."""
 
     def __getitem__(self, index: int):
         import av
@@ -88,38 +162,23 @@ class OldVideoFolder(VideoFolder):
                 if i >= last:
                     break
         clip = torch.stack([frames[min(i, max(frames))] for i in window])
-        return self.transform(clip)[0], y
-
-
-class CountingDecode:
-    """Wraps an av container; counts the frames its decode() yields."""
-
-    def __init__(self, container):
-        self.container, self.decoded = container, 0
-
-    def decode(self, *a, **k):
-        for frame in self.container.decode(*a, **k):
-            self.decoded += 1
-            yield frame
-
-    def __getattr__(self, name):
-        return getattr(self.container, name)
+        x, _ = self.transform.aug(clip)
+        return old_normalize(x.transpose(0, 1).contiguous(), self.transform.mean, self.transform.std), y
 
 
 def frames_decoded(path: str, repeated: int, samples: int = 100) -> tuple[float, float]:
     """(old, new) frames decoded per 16x4 clip, averaged over random windows: exact counts,
     unlike the timings untouched by a busy machine. Old decodes from frame 0 to each clip's end."""
     old = new = 0
-    with open_clip(path) as clip:
+    with open_clip(path, threads=False) as clip:
         n, span = clip.num_frames, 15 * 4 + 1
+        clip.decoded = 0
         for _ in range(samples):
             starts = torch.randint(0, n - span + 1, (repeated,)).tolist()
             windows = [clip_indices(s, 16, 4, n) for s in starts]
             old += sum(max(w) + 1 for w in windows)
-            clip.container = CountingDecode(clip.container)
             clip.read([i for w in windows for i in w])
-            new += clip.container.decoded
-            clip.container = clip.container.container
+        new = clip.decoded
     return old / samples / repeated, new / samples / repeated
 
 
@@ -131,6 +190,8 @@ def loaders(root: str, repeated: int) -> dict:
     if repeated > 1:
         rep = build_dataset(cfg, "train", aug={**PRETRAIN_AUG, "repeated": repeated})
         out[f"new + repeated {repeated}"] = (rep, repeated)
+    for ds, _ in out.values():
+        ds.threads = False  # as in a DataLoader worker (the old loader always used FFmpeg's threads)
     return out
 
 
@@ -158,13 +219,53 @@ def bench(root: str, rounds: int, repeated: int) -> dict:
     return {name: (clips[name] / wall[name], clips[name] / cpu[name]) for name in names}
 
 
+STAGES = {  # stage of the new loader's __getitem__ -> (file, function) whose cumulative time it is
+    "open + frame index": ("video_io.py", "__init__"),
+    "seek + decode": ("video_io.py", "_read_seeking"),
+    "crop + resize + RGB (swscale)": ("video_resize.py", "crop_resize"),
+    "flip + normalise": ("transforms.py", "cropped"),
+}
+
+
+def profile(root: str, repeated: int, items: int = 12) -> dict[str, float]:
+    """{stage: CPU ms per clip} of the new loader (STAGES, "other" and "total"); `items` items."""
+    cfg = {"name": "video_folder", "root": root, "input_size": 224, "num_frames": 16, "frame_stride": 4}
+    ds = build_dataset(cfg, "train", aug={**PRETRAIN_AUG, "repeated": repeated})
+    ds.threads = False
+    ds[0]
+    prof = cProfile.Profile(time.process_time)
+    prof.enable()
+    for i in range(items):
+        ds[i % len(ds)]
+    prof.disable()
+    stats, clips = pstats.Stats(prof), items * repeated
+    out = {
+        stage: sum(
+            cum
+            for (path, _, fn), (_, _, _, cum, _) in stats.stats.items()
+            if path.endswith(file) and fn == func
+        )
+        * 1000
+        / clips
+        for stage, (file, func) in STAGES.items()
+    }
+    total = stats.total_tt * 1000 / clips
+    return {**out, "other": total - sum(out.values()), "total": total}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", type=int, default=6)
     ap.add_argument("--gops", type=int, nargs="+", default=[250, 30])
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--repeated", type=int, default=4)
+    ap.add_argument("--profile", action="store_true", help="also: the new loader's CPU ms per clip by stage")
+    ap.add_argument(
+        "--pixels", action="store_true", help="only: swscale vs torchvision crop-resize, in levels"
+    )
     args = ap.parse_args(argv)
+    if args.pixels:
+        return pixels()
     torch.set_num_threads(1)  # as in a DataLoader worker
     torch.manual_seed(0)
     print(f"{args.videos} videos, 10 s at 30 fps, 340x256 H.264; 16x4 clips at 224; {args.rounds} rounds")
@@ -174,6 +275,7 @@ def main(argv=None) -> None:
             rates = bench(root, args.rounds, args.repeated)
             first = os.path.join(root, "train", "class0", "clip0.mp4")
             counts = {r: frames_decoded(first, r) for r in sorted({1, args.repeated})}
+            stages = {r: profile(root, r) for r in sorted({1, args.repeated})} if args.profile else {}
         base_wall, base_cpu = rates["old (decode from 0)"]
         for name, (w, c) in rates.items():
             print(
@@ -182,6 +284,11 @@ def main(argv=None) -> None:
             )
         for r, (old, new) in counts.items():
             print(f"GOP {gop:4d}  frames decoded per clip, R={r}: old {old:.0f}, new {new:.0f}")
+        for r, ms in stages.items():
+            print(
+                f"GOP {gop:4d}  new loader, R={r}, CPU ms per clip: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in ms.items())
+            )
 
 
 if __name__ == "__main__":

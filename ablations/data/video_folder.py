@@ -4,6 +4,8 @@ Clip sampling follows the paper (MAE-ST / SlowFast): num_frames frames taken eve
 frames (16 x 4 by default). Train: one clip at a random temporal start, one random resized crop
 and flip for all its frames. Val: views.temporal clips with evenly spaced starts, each resized
 (short side = crop) and cut into views.spatial crops along the long side -> (V, C, T, H, W).
+The reader cuts and resizes (video files: FFmpeg's swscale while converting to RGB; frame
+folders: torchvision); the transform draws the boxes and does the rest.
 """
 
 import os
@@ -46,6 +48,7 @@ class VideoFolder(Dataset):
         self.clips, self.num_frames, self.stride = clips, num_frames_, stride
         self.train, self.temporal_views, self.transform = train, temporal_views, transform
         self.repeated = repeated
+        self.threads = None  # decoder threads: video_io.VideoFile (None: off in DataLoader workers)
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -61,17 +64,19 @@ class VideoFolder(Dataset):
     def __getitem__(self, index: int):
         path, y = self.clips[index]
         try:
-            with open_clip(path) as clip:  # one open and one decode pass for all windows
-                windows = self._indices(clip.num_frames)
-                frames = clip.read([i for w in windows for i in w])
+            with open_clip(path, self.threads) as clip:  # one open and one decode pass for all windows
+                windows, hw = self._indices(clip.num_frames), clip.frame_size
+                boxes = self.transform.boxes(hw, len(windows))
+                # uint8 (W, T, C, h, w), cut and resized by the reader
+                frames = clip.read_windows(windows, boxes, self.transform.out_size(hw))
         except Exception as e:
             raise RuntimeError(f"failed to read clip {path}: {e}") from e
-        frames = frames.view(len(windows), self.num_frames, *frames.shape[1:])  # (windows, T, C, H, W)
+        x = self.transform.cropped(frames)
         if not self.train:
-            return self.transform(frames)[0], y
+            return x, y
         if self.repeated == 1:
-            return self.transform(frames[0])[0], y
-        return self.transform.repeated(frames), torch.full((self.repeated,), y)
+            return x[0], y
+        return x, torch.full((self.repeated,), y)
 
 
 def _scan(split_path: str, classes: list[str]) -> list[tuple[str, int]]:
