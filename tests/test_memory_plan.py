@@ -73,10 +73,18 @@ def fake_acts(per_sample_gib: float, blocks: int = 4, params: int = 10**8) -> M.
     return M.Activations(params, (0.0, 0.0), ((0.0, b),) * blocks, ((0.0, b / 10),) * blocks)
 
 
-def plan(monkeypatch, per_sample_gib, mem, devices=8, global_batch=1024):
+def plan(monkeypatch, per_sample_gib, mem, devices=8, global_batch=1024, amp="none"):
     monkeypatch.setattr(M, "activations", lambda *a, **k: fake_acts(per_sample_gib))
-    cfg = {"mode": "supervised", "supervised": {"batch_size": global_batch}, "runtime": {"amp": "bf16"}}
+    cfg = {"mode": "supervised", "supervised": {"batch_size": global_batch}, "runtime": {"amp": amp}}
     return M.plan_run(cfg, mem, devices)["supervised"]
+
+
+def test_plans_under_autocast_count_cuda_autocasts_fp32_ops(monkeypatch):
+    """64 x 1 GiB fits 80 GiB in fp32; under bf16 the measured CPU-autocast bytes grow by
+    CUDA_AUTOCAST_MARGIN (CUDA keeps LayerNorm etc. in fp32), so 64 no longer fit."""
+    fp32, bf16 = plan(monkeypatch, 1.0, 80), plan(monkeypatch, 1.0, 80, amp="bf16")
+    assert fp32.per_device == 64 and bf16.per_device == 32 and bf16.fits
+    assert bf16.memory["activations"] == pytest.approx(M.CUDA_AUTOCAST_MARGIN * 32 * 2**30)
 
 
 def test_plan_takes_the_largest_batch_then_checkpointing(monkeypatch):
