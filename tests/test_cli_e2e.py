@@ -4,20 +4,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from ablations import cli
 from ablations.data import build_dataset
-
-
-@pytest.fixture
-def one_thread():
-    """Two OpenMP threads on a busy 2-core machine can be 40x slower than one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_step_f_tiny_end_to_end(tmp_path, capsys, one_thread):

@@ -16,15 +16,6 @@ from ablations.fake_tensors import FakeValueError, fake_tensors
 ROWS = ["mvitv2", "a", "b", "c", "d", "e", "f"]
 
 
-@pytest.fixture
-def one_thread():
-    """Two OpenMP threads on a busy 2-core machine can be 40x slower than one (real forwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("modality", ["image", "video"])
 @pytest.mark.parametrize("step", ROWS)
 def test_fake_tensors_save_the_same_bytes_as_real_ones(step, modality, one_thread):
