@@ -35,6 +35,9 @@ SELECTION_KEYS = {"mode": "--mode", "model.step": "--step", "model.modality": "-
 # data lies. data.root does belong to a run's identity (ablations/identity.py): a run folder
 # trained on other data is reported as changed, never reused.
 NAME_NEUTRAL_KEYS = (*NEUTRAL_KEYS, "data.root")
+# Keys whose value may be a bool or another type (grad_ckpt: bool or N blocks; compile: bool or
+# "blocks"): --set leaves their type to validate.check_config.
+MIXED_TYPE_KEYS = ("runtime.grad_ckpt", "runtime.compile")
 # Keys every preset has, unless it sets them itself.
 DEFAULTS = {
     "runtime": {
@@ -184,8 +187,7 @@ def check_sets(cfg: dict, sets: dict) -> None:
         old = get_dotted(cfg, key)
         if isinstance(old, dict):
             raise ConfigError(f"--set {key}: {key} is a section; set one of its keys, e.g. {key}.<name>=...")
-        # bool or int / bool or "blocks": checked in check_config
-        if not _type_ok(old, value) and key not in ("runtime.grad_ckpt", "runtime.compile"):
+        if not _type_ok(old, value) and key not in MIXED_TYPE_KEYS:
             raise ConfigError(
                 f"--set {key}={value!r}: expected {type(old).__name__} like {old!r}, "
                 f"got {type(value).__name__}."

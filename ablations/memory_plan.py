@@ -173,6 +173,11 @@ def measure(
         return sum(p.numel() for p in model.parameters()), out
 
 
+def run_amp(cfg: dict, amp: str | None = None) -> str:
+    """The autocast setting a plan is for: `amp` if given, else the run's runtime.amp."""
+    return str(amp or cfg["runtime"].get("amp") or "none").lower()
+
+
 def cache_file() -> Path:
     root = os.environ.get("HIERA_CACHE") or Path.home() / ".cache" / "hiera-ablations"
     return Path(root) / "activations.json"
@@ -195,7 +200,7 @@ def activations(cfg: dict, phase: str, amp: str | None = None, cache: Path | Non
     """The phase's measured Activations, from the cache when this key was measured before."""
     from ablations.atomic import write_atomic
 
-    amp = str(amp or cfg["runtime"].get("amp") or "none").lower()
+    amp = run_amp(cfg, amp)
     if amp not in AMP_DTYPES:
         raise PlanError(f"runtime.amp must be one of {sorted(AMP_DTYPES)}, got {amp!r}")
     cache = Path(cache or cache_file())
@@ -256,8 +261,7 @@ def plan_phase(
     per_rank, _ = plan_batch(global_batch, devices, None)
     budget = device_mem_gib * GIB * (1 - RESERVE_FRACTION) - RESERVE_FIXED
     acts = activations(cfg, phase, cache=cache)
-    amp = str(cfg["runtime"].get("amp") or "none").lower()
-    margin = CUDA_AUTOCAST_MARGIN if AMP_DTYPES.get(amp) is not None else 1.0
+    margin = CUDA_AUTOCAST_MARGIN if AMP_DTYPES.get(run_amp(cfg)) is not None else 1.0
     params = acts.params
     blocks = len(acts.blocks)
     sizes = sorted({d for d in range(1, per_rank + 1) if per_rank % d == 0}, reverse=True)
