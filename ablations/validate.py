@@ -124,6 +124,8 @@ def check_config(cfg: dict, name: str = "config") -> None:
         raise ConfigError(f"{name}: bench.batch_sizes={bench['batch_sizes']!r} must be positive integers.")
     _in_range(name, "bench.warmup", bench.get("warmup"), 0, None, True, None, integer=True)
     _in_range(name, "bench.iters", bench.get("iters"), 1, None, True, None, integer=True)
+    _in_range(name, "bench.rounds", bench.get("rounds"), 1, None, True, None, integer=True)
+    _in_range(name, "bench.processes", bench.get("processes"), 1, None, True, None, integer=True)
     for key in ("spatial", "temporal"):
         _in_range(name, f"data.views.{key}", _get(cfg, f"data.views.{key}"), 1, None, True, None, True)
     most = getattr(DATASETS[cfg["data"]["name"]], "MAX_CLASSES", None)

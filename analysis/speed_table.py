@@ -4,12 +4,21 @@ first. Each row's speed is its median over rounds; its ratio to the base row is 
 per-round ratios (both timed within seconds of each other), with the min-max of those ratios over
 rounds as its spread. This is what Table 1's speed column, its plots and `ablate.py --bench` show;
 the per-run throughput in metrics.json is only a record (timed minutes apart).
+
+The rounds run in several fresh processes (bench.processes, default 3), pooled. One process's
+rounds share its memory layout, allocator and thread placement, and min-max over them missed
+between-process variation: a report timed inside the process that had just loaded every run gave
+row f 1.60x [1.53-1.88] where two `--bench` runs gave 1.36x [1.17-1.50] and [1.24-1.40]. Fresh
+processes also make the report's timing and `--bench`'s the same code path.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,27 +29,37 @@ from ablations.runs import device_name, set_threads
 from analysis.model_stats import build_model, input_shape
 from analysis.throughput import default_dtypes, measure_throughput
 
-ROUNDS = 5  # a preset's bench.rounds overrides it
+ROUNDS = 6  # a preset's bench.rounds overrides it
+PROCESSES = 3  # bench.processes: the rounds are split over this many fresh processes
 
 
 def time_side_by_side(
-    models: dict[str, torch.nn.Module], base: str | None = None, rounds: int = ROUNDS, **measure_kw
+    models: dict[str, torch.nn.Module],
+    base: str | None = None,
+    rounds: int = ROUNDS,
+    first_round: int = 0,
+    **measure_kw,
 ) -> dict[str, dict]:
     """{label: {"throughput": median samples/s, "per_round": [...], "ratio", "ratio_low",
     "ratio_high"}} (ratios to `base`, NaN without one). Round r times the labels starting at
-    position r (rotated). measure_kw go to analysis.throughput.measure_throughput (batch_sizes,
-    dtype, device, warmup, iters, ...); input shapes are each model's own (C, *input_size)."""
+    position r (rotated; the first round is `first_round`, so rounds split over processes keep
+    rotating). measure_kw go to analysis.throughput.measure_throughput (batch_sizes, dtype,
+    device, warmup, iters, ...); input shapes are each model's own (C, *input_size)."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
     labels = list(models)
     per_round = {k: [] for k in labels}
-    for r in range(rounds):
+    for r in range(first_round, first_round + rounds):
         for label in labels[r % len(labels) :] + labels[: r % len(labels)]:
             m = models[label]
             per_round[label].append(measure_throughput(m, input_shape(m), **measure_kw))
+    return summarize(per_round, base)
+
+
+def summarize(per_round: dict[str, list[float]], base: str | None) -> dict[str, dict]:
+    """time_side_by_side's record from {label: [samples/s per round]}, rounds aligned by index."""
     out = {}
-    for label in labels:
-        speeds = per_round[label]
+    for label, speeds in per_round.items():
         ratios = [s / b for s, b in zip(speeds, per_round[base])] if base in per_round else [float("nan")]
         out[label] = {
             "throughput": statistics.median(speeds),
@@ -62,6 +81,7 @@ def bench_settings(cfg: dict) -> dict:
         "warmup": int(bench.get("warmup", 3)),
         "iters": int(bench.get("iters", 10)),
         "rounds": int(bench.get("rounds", ROUNDS)),
+        "processes": int(bench.get("processes", PROCESSES)),
         "dtype": str(default_dtypes(device)[0]).removeprefix("torch."),
         "device": str(device),
     }
@@ -70,23 +90,59 @@ def bench_settings(cfg: dict) -> dict:
 def table_speeds(configs: dict[str, dict], base: str = "mvitv2", attn_backend: str = "math") -> dict:
     """Side-by-side speeds of the classifiers of `configs` ({row: resolved run config}, all from
     one preset), at the first config's bench settings, attention under `attn_backend` ("math":
-    the paper's protocol). Returns {"settings", "device_name", "threads", "date", "rows": {row:
-    time_side_by_side's record}}."""
+    the paper's protocol). The rounds are split over bench.processes fresh processes and pooled.
+    Returns {"settings", "device_name", "threads", "date", "rows": {row: time_side_by_side's
+    record}}."""
+    first = next(iter(configs.values()))
+    s = bench_settings(first)
+    processes = max(1, min(s["processes"], s["rounds"]))
+    shares = [s["rounds"] // processes + (p < s["rounds"] % processes) for p in range(processes)]
+    per_round = {row: [] for row in configs}
+    threads, start = None, 0
+    for share in shares:
+        job = {"configs": configs, "rounds": share, "first_round": start, "attn_backend": attn_backend}
+        result = _run_worker(job)
+        threads = result["threads"]
+        for row in configs:
+            per_round[row] += result["per_round"][row]
+        start += share
+    return {
+        "settings": {**s, "attn_backend": attn_backend},
+        "device_name": device_name(s["device"]),
+        "threads": threads,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "rows": summarize(per_round, base),
+    }
+
+
+def _run_worker(job: dict) -> dict:
+    """Runs `job` in a fresh `python -m analysis.speed_table` and returns its JSON answer."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "analysis.speed_table"], input=json.dumps(job), capture_output=True,
+        text=True, env=env,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"side-by-side timing process failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _worker_main() -> None:
+    """One timing process: builds every model once and times job["rounds"] rotating rounds."""
+    job = json.loads(sys.stdin.read())
+    configs = job["configs"]
     first = next(iter(configs.values()))
     set_threads(first)
     s = bench_settings(first)
     models = {row: build_model(cfg) for row, cfg in configs.items()}
     rows = time_side_by_side(
-        models, base, s["rounds"], batch_sizes=s["batch_sizes"], dtype=getattr(torch, s["dtype"]),
-        device=s["device"], warmup=s["warmup"], iters=s["iters"], attn_backend=attn_backend,
+        models, None, job["rounds"], job["first_round"], batch_sizes=s["batch_sizes"],
+        dtype=getattr(torch, s["dtype"]), device=s["device"], warmup=s["warmup"], iters=s["iters"],
+        attn_backend=job["attn_backend"],
     )  # fmt: skip
-    return {
-        "settings": {**s, "attn_backend": attn_backend},
-        "device_name": device_name(s["device"]),
-        "threads": torch.get_num_threads(),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "rows": rows,
-    }
+    answer = {"threads": torch.get_num_threads(), "per_round": {r: v["per_round"] for r, v in rows.items()}}
+    print(json.dumps(answer))
 
 
 def cache_key(configs: dict[str, dict]) -> dict:
@@ -163,8 +219,13 @@ def bench_text(configs: dict[str, dict], attn_backend: str = "math") -> str:
     head = ["entry", "params (M)", "MMACs", *timed_head, "paper x mvitv2 (L, A100 fp16)"]
     s = speeds[backends[0]]["settings"]
     how = (
-        f"Timed side by side on {speeds[backends[0]]['device_name']}: {s['rounds']} rounds, rotating order, "
+        f"Timed side by side on {speeds[backends[0]]['device_name']}: {s['rounds']} rounds in "
+        f"{min(s.get('processes', 1), s['rounds'])} fresh processes, rotating order, "
         f"{s['dtype']}, best of batch sizes {s['batch_sizes']}, {s['warmup']} warmup + {s['iters']} "
         f"iterations; attention backend: {attn_backend} (math = the paper's protocol, no FlashAttention).\n\n"
     )
     return how + markdown(head, rows) + (CONVENTIONS_NOTE if conventions else "")
+
+
+if __name__ == "__main__":
+    _worker_main()

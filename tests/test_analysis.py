@@ -61,7 +61,7 @@ def test_partial_results_give_tables_and_plots(tmp_path):
         "| 531.4 |" in md
     )
     assert "| a | a. replace rel pos with absolute | – | 85.6 | – | – | 253.3 | 1.15x |" in md
-    assert "image: timed side by side in one process on fake cpu, today: 3 rounds" in md
+    assert "image: timed side by side on fake cpu, today: 3 rounds in 1 fresh processes" in md
     assert "video: each run's own throughput" in md
     stems = [
         "table1_accuracy",
