@@ -73,7 +73,8 @@ def speed_note(speeds: dict) -> str:
         st = s["settings"]
         lines.append(
             f"{m}: timed side by side on {s['device_name']}, {s['date']}: {st['rounds']} rounds in "
-            f"{min(st.get('processes', 1), st['rounds'])} fresh processes, every row once per round in a rotating order, {st['dtype']}, best of batch sizes "
+            f"{min(st.get('processes', 1), st['rounds'])} fresh processes, every row once per round "
+            f"in a rotating order, {st['dtype']}, best of batch sizes "
             f"{st['batch_sizes']} ({st['warmup']} warmup + {st['iters']} timed iterations); speed = median "
             "over rounds, x mvitv2 = median of the per-round ratios [min-max over rounds]."
         )

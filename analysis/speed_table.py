@@ -98,17 +98,17 @@ def table_speeds(configs: dict[str, dict], base: str = "mvitv2", attn_backend: s
     processes = max(1, min(s["processes"], s["rounds"]))
     shares = [s["rounds"] // processes + (p < s["rounds"] % processes) for p in range(processes)]
     per_round = {row: [] for row in configs}
-    threads, start = None, 0
+    threads, name, start = None, None, 0
     for share in shares:
         job = {"configs": configs, "rounds": share, "first_round": start, "attn_backend": attn_backend}
         result = _run_worker(job)
-        threads = result["threads"]
+        threads, name = result["threads"], result["device_name"]
         for row in configs:
             per_round[row] += result["per_round"][row]
         start += share
     return {
         "settings": {**s, "attn_backend": attn_backend},
-        "device_name": device_name(s["device"]),
+        "device_name": name,  # as the timing processes saw it (their thread count)
         "threads": threads,
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "rows": summarize(per_round, base),
@@ -118,13 +118,15 @@ def table_speeds(configs: dict[str, dict], base: str = "mvitv2", attn_backend: s
 def _run_worker(job: dict) -> dict:
     """Runs `job` in a fresh `python -m analysis.speed_table` and returns its JSON answer."""
     root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     proc = subprocess.run(
         [sys.executable, "-m", "analysis.speed_table"], input=json.dumps(job), capture_output=True,
         text=True, env=env,
     )  # fmt: skip
     if proc.returncode != 0:
-        raise RuntimeError(f"side-by-side timing process failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        why = proc.stderr[-3000:]
+        raise RuntimeError(f"side-by-side timing process failed (exit {proc.returncode}):\n{why}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -141,7 +143,11 @@ def _worker_main() -> None:
         dtype=getattr(torch, s["dtype"]), device=s["device"], warmup=s["warmup"], iters=s["iters"],
         attn_backend=job["attn_backend"],
     )  # fmt: skip
-    answer = {"threads": torch.get_num_threads(), "per_round": {r: v["per_round"] for r, v in rows.items()}}
+    answer = {
+        "threads": torch.get_num_threads(),
+        "device_name": device_name(s["device"]),
+        "per_round": {r: v["per_round"] for r, v in rows.items()},
+    }
     print(json.dumps(answer))
 
 

@@ -123,6 +123,7 @@ def test_unfinished_run_with_another_identity_is_not_resumed(tmp_path, capsys, m
         (["finetune.aug.randaug=augmix-m5"], ["finetune.aug.randaug", "rand-m9-mstd0.5-inc1"]),
         (["data.input_size=[32, 0]"], ["data.input_size=[32, 0] must be"]),
         (["bench.iters=0"], ["bench.iters=0"]),
+        (["bench.processes=0"], ["bench.processes=0 must lie in [1"]),
         (["data.name=imagefolder"], ["needs its folder", "--set data.root="]),
         (
             ["data.name=imagefolder", "data.root=/no/such/folder"],
