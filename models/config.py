@@ -18,6 +18,7 @@ CHOICES = {
     "head_order": ("norm_mean", "mean_norm"),
     "expand": ("attn", "mlp"),
     "unit_pool_pad": ("zero", "-inf"),
+    "patch_bias_init": ("pytorch", "zero"),
 }
 
 # Spatial fields with one value per input dimension.
@@ -88,6 +89,12 @@ class ModelConfig:
     # From scratch it stalls a small model: with a ~0 head the body gets ~0 gradient, and cpu-xs
     # row f sat at chance for 7 epochs (measured); MViTv2's supervised recipe uses 1.0.
     head_init_scale: float = 1e-3
+    # Official Hiera leaves the patch conv's bias at PyTorch's init, U(+-1/sqrt(fan_in)), beside
+    # trunc-normal(0.02) weights. With a 7x7x3 kernel (fan_in 147) the input's part of a token is
+    # ~3x the bias; with the CPU sizes' 3x3x3 kernel (fan_in 27) the bias (+-0.19) outweighs the
+    # input (std ~0.1x pixels) and every image starts with nearly the same feature (cosine 0.992
+    # between images at init, cpu-xs row f; 0.81 with a zero bias). "zero" is used by the CPU sizes.
+    patch_bias_init: str = "pytorch"
 
     def __post_init__(self):
         for name in ("input_size", "depths", "mask_unit_attn", *_PER_DIM):

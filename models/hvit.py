@@ -94,6 +94,8 @@ class HierarchicalViT(nn.Module):
             elif isinstance(m, nn.LayerNorm):
                 nn.init.constant_(m.weight, 1.0)
                 nn.init.constant_(m.bias, 0.02)
+        if self.cfg.patch_bias_init == "zero" and self.patch_embed.proj.bias is not None:
+            nn.init.zeros_(self.patch_embed.proj.bias)
         for name, p in self.named_parameters():
             if "pos_embed" in name or "rel_pos" in name:
                 trunc_normal_(p, std=0.02)

@@ -93,6 +93,7 @@ def size_geometry(size: str, modality: str) -> dict:
             kv_stride_adaptive=(4, 4),
             mask_unit_attn=spec.get("mask_unit_attn", (True, True, False, False)),
             q_pool=S - 1,
+            patch_bias_init="zero",  # ModelConfig.patch_bias_init: the 3x3 kernel's bias swamps its input
         )
         if modality == "image":
             return img

@@ -24,6 +24,31 @@ def test_conv_weights_use_official_trunc_normal_init():
         assert 0.018 < m.patch_embed.proj.weight.std() < 0.022
 
 
+def _mean_cosine_between_images(model, x):
+    """Mean cosine similarity of the pooled features (head removed) of different images."""
+    model.head = torch.nn.Identity()
+    with torch.no_grad():
+        f = torch.nn.functional.normalize(model.eval()(x), dim=1)
+    cos = f @ f.T
+    return cos[~torch.eye(len(x), dtype=torch.bool)].mean().item()
+
+
+def test_cpu_sizes_zero_the_patch_bias_so_images_start_apart():
+    """Official Hiera keeps PyTorch's patch-conv bias, U(+-1/sqrt(fan_in)): fine for a 7x7x3 kernel,
+    but the CPU sizes' 3x3x3 kernel (fan_in 27) gets a bias (+-0.19) that outweighs its 0.02-std
+    weights' response, and every image started with nearly the same feature (supervised rows stalled
+    at chance for up to 16 epochs). The CPU sizes zero it; the paper sizes keep the official init."""
+    torch.manual_seed(0)
+    x = torch.randn(16, 3, 32, 32)
+    xs = models.build("cpu-xs", step="f", num_classes=10)
+    assert xs.cfg.patch_bias_init == "zero" and (xs.patch_embed.proj.bias == 0).all()
+    assert _mean_cosine_between_images(xs, x) < 0.9
+    old = models.build("cpu-xs", step="f", num_classes=10, patch_bias_init="pytorch")
+    assert _mean_cosine_between_images(old, x) > 0.97  # the collapse the zero bias removes
+    b = models.build("B", step="f", num_classes=10)
+    assert b.cfg.patch_bias_init == "pytorch" and b.patch_embed.proj.bias.abs().max() > 0.01
+
+
 def test_separate_and_pad_max_pool_pads_units_with_zeros():
     """A unit of all-negative features pools to 0 wherever the window reaches the unit's border
     (the paper's "relu on every feature map"); interior windows and -inf padding keep negatives."""
