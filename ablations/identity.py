@@ -33,17 +33,20 @@ NEUTRAL_KEYS = (
     "finetune.init",  # where the init checkpoint lies; its content (finetune.init_sha256) is identity
     "runtime.tensorboard",
 )  # fmt: skip
+# Keys added after runs existed, whose null reproduces those runs: left out of the identity while
+# null, so runs finished before the key existed are still reused (and resumed).
+ABSENT_WHEN_NULL = ("pretrain.train_size",)
 
 
 def neutral_free(cfg: dict) -> dict:
-    """cfg without NEUTRAL_KEYS (a copy)."""
+    """cfg without NEUTRAL_KEYS, and without the ABSENT_WHEN_NULL keys that are null (a copy)."""
     cfg = copy.deepcopy(cfg)
-    for key in NEUTRAL_KEYS:
+    for key in NEUTRAL_KEYS + ABSENT_WHEN_NULL:
         head, _, leaf = key.rpartition(".")
         node = cfg
         for part in head.split(".") if head else []:
             node = node.get(part, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
+        if isinstance(node, dict) and (key in NEUTRAL_KEYS or node.get(leaf, 0) is None):
             node.pop(leaf, None)
     return cfg
 

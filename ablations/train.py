@@ -53,6 +53,14 @@ def data_info(cfg: dict) -> dict:
     return dataset_info(cfg["data"])
 
 
+def phase_data(cfg: dict, phase: str) -> dict:
+    """cfg with the phase's training set size: pretrain.train_size (MAE pretraining on more
+    unlabeled items than finetuning has labels; the built-in sets and capped folders grow from
+    the same first items) replaces data.train_size for that phase only."""
+    size = cfg[phase].get("train_size")
+    return cfg if size is None else {**cfg, "data": {**cfg["data"], "train_size": size}}
+
+
 def build_data(cfg: dict, split: str, aug: dict | None):
     from ablations.data import build_dataset
 
@@ -173,7 +181,7 @@ def run_phase(phase: str, cfg: dict, phase_dir: Path, dist: DistInfo, progress: 
     # Per-rank seeds: ranks must draw different masks/drop-path; DDP broadcasts rank 0's init.
     seed_everything(cfg["seed"] + dist.rank)
     info = data_info(cfg)
-    train_set = build_data(cfg, "train", pc.get("aug"))
+    train_set = build_data(phase_data(cfg, phase), "train", pc.get("aug"))
     mixup_fn, val_set, multi_view = None, None, False
     if phase == "pretrain":
         model = build_mae_model(cfg)

@@ -46,8 +46,9 @@ PHASE_RANGES = {
     "mixup": (0, None, True, None),
     "cutmix": (0, None, True, None),
     "smoothing": (0, 1, True, False),
+    "train_size": (1, None, True, None),
 }
-INTEGER_KEYS = {"epochs", "batch_size", "accum_iter"}
+INTEGER_KEYS = {"epochs", "batch_size", "accum_iter", "train_size"}
 OTHER_RANGES = {
     "mae.mask_ratio": (0, 1, False, False),
     "mae.decoder_depth": (0, None, True, None),
@@ -135,12 +136,15 @@ def check_config(cfg: dict, name: str = "config") -> None:
     if cfg["mode"] == "mae":
         _check_mae(cfg, model, name)
     _check_input_size(cfg, model, name)
-    train_size, bs = _get(cfg, "data.train_size"), max(cfg[p]["batch_size"] for p in PHASES[cfg["mode"]])
-    if cfg["data"]["name"].startswith("builtin") and train_size is not None and train_size < bs:
-        raise ConfigError(
-            f"{name}: data.train_size={train_size} cannot fill one batch of {bs}: "
-            f"lower the phases' batch_size or raise data.train_size."
-        )
+    for phase in PHASES[cfg["mode"]]:
+        own = cfg[phase].get("train_size")
+        key = f"{phase}.train_size" if own is not None else "data.train_size"
+        size, bs = (own if own is not None else _get(cfg, "data.train_size")), cfg[phase]["batch_size"]
+        if cfg["data"]["name"].startswith("builtin") and size is not None and size < bs:
+            raise ConfigError(
+                f"{name}: {key}={size} cannot fill one {phase} batch of {bs}: "
+                f"lower {phase}.batch_size or raise {key}."
+            )
 
 
 def _check_phase(pc: dict, phase: str, name: str) -> None:

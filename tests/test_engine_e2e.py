@@ -24,7 +24,11 @@ def _cfg(modality="image", mode="mae", train=64, val=32, epochs=1, batch=32):
 
 def test_mae_then_finetune_tiny(tmp_path):
     torch.set_num_threads(2)
-    m = run_training(_cfg(), tmp_path, progress=False)
+    cfg = _cfg()
+    cfg["pretrain"]["train_size"] = 96  # MAE on more (unlabeled) images than finetuning's 64
+    m = run_training(cfg, tmp_path, progress=False)
+    steps = {p: json.loads((tmp_path / p / "done.json").read_text())["steps_per_epoch"] for p in m["phases"]}
+    assert steps == {"pretrain": 3, "finetune": 2}
     assert math.isfinite(m["pretrain_loss_first"]) and math.isfinite(m["finetune_loss_last"])
     assert 0.0 <= m["top1"] <= m["top5"] <= 100.0
     # The finetuned model starts from the MAE encoder: its non-head weights moved away from
@@ -34,6 +38,21 @@ def test_mae_then_finetune_tiny(tmp_path):
     assert set(enc) <= set(ft) and all(k.startswith("head") for k in set(ft) - set(enc))
     done = json.loads((tmp_path / "finetune" / "done.json").read_text())
     assert done["top1"] == m["top1"]
+
+
+def test_pretraining_set_extends_the_labeled_set():
+    """pretrain.train_size: the pretraining set is the finetuning set plus more items of the same
+    generator (a semi-supervised reading of the paper's setup), not another sample."""
+    from ablations.train import build_data, phase_data
+
+    cfg = _cfg(train=8)
+    cfg["pretrain"]["train_size"] = 20
+    small, big = (
+        build_data(phase_data(cfg, "finetune"), "train", None),
+        build_data(phase_data(cfg, "pretrain"), "train", None),
+    )
+    assert (len(small), len(big)) == (8, 20)
+    assert all(torch.equal(small[i][0], big[i][0]) and small[i][1] == big[i][1] for i in range(8))
 
 
 @pytest.mark.slow

@@ -68,6 +68,19 @@ def test_where_and_how_a_run_trains_keep_its_identity(tmp_path, capsys, fake):
     assert "[skip]" in capsys.readouterr().out and len(fake.calls) == 1
 
 
+def test_a_key_added_later_keeps_older_runs_while_null(tmp_path, capsys, fake):
+    """pretrain.train_size came after runs existed: a run recorded without it is still reused
+    while it is null, and a value for it is a new run."""
+    assert ablate(tmp_path, "--step", "f") == 0
+    folder = tmp_path / "runs/table1/f/image/cpu/seed0"
+    ident = json.loads((folder / "identity.json").read_text())
+    assert "train_size" not in ident["config"]["pretrain"]
+    assert ablate(tmp_path, "--step", "f") == 0 and "[skip]" in capsys.readouterr().out
+    # a value is another run (a --set variant folder), trained rather than skipped
+    assert ablate(tmp_path, "--step", "f", "--set", "pretrain.train_size=4000") == 0
+    assert "[train]" in capsys.readouterr().out and len(fake.calls) == 2
+
+
 def test_a_run_without_identity_json_is_adopted_only_if_its_config_matches(tmp_path, capsys, fake):
     assert ablate(tmp_path, "--step", "f") == 0
     folder = tmp_path / "runs/table1/f/image/cpu/seed0"
@@ -113,7 +126,7 @@ def test_unfinished_run_with_another_identity_is_not_resumed(tmp_path, capsys, m
         (["data.num_workers=-1"], ["data.num_workers=-1"]),
         (["runtime.eval_every=0"], ["runtime.eval_every=0"]),
         (["data.num_classes=40"], ["data.num_classes=40 must lie in [2, 10]"]),
-        (["data.train_size=10"], ["cannot fill one batch of 64"]),
+        (["data.train_size=10"], ["data.train_size=10 cannot fill one pretrain batch of 64"]),
         (
             ["model.overrides.drop_path=0.3"],
             ["model.overrides.drop_path", "pretrain.drop_path, finetune.drop_path"],
@@ -124,6 +137,7 @@ def test_unfinished_run_with_another_identity_is_not_resumed(tmp_path, capsys, m
         (["data.input_size=[32, 0]"], ["data.input_size=[32, 0] must be"]),
         (["bench.iters=0"], ["bench.iters=0"]),
         (["bench.processes=0"], ["bench.processes=0 must lie in [1"]),
+        (["pretrain.train_size=32"], ["pretrain.train_size=32 cannot fill one pretrain batch of 64"]),
         (["data.name=imagefolder"], ["needs its folder", "--set data.root="]),
         (
             ["data.name=imagefolder", "data.root=/no/such/folder"],
