@@ -1,0 +1,47 @@
+"""analysis.recipe_search: a grid file run as ordinary ablate.py runs, with a results table."""
+
+import yaml
+
+from analysis import recipe_search
+
+
+def grid_file(tmp_path, points):
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump({"preset": "tiny", "row": "f", "seeds": 1, "points": points}))
+    return path
+
+
+def test_points_run_as_ablate_runs_and_are_tabled(tmp_path, capfd):
+    # supervised points: one phase each, the quickest real runs
+    grid = grid_file(
+        tmp_path,
+        {
+            "base": {"mode": "supervised"},
+            "short": {"mode": "supervised", "sets": {"supervised.warmup_epochs": 1}},
+        },
+    )
+    assert recipe_search.main([str(grid), "--runs-dir", str(tmp_path / "runs")]) == 0
+    table = (tmp_path / "runs/search/g/results.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| base") or line.startswith("| short")]
+    assert len(rows) == 2 and all("–" not in r.split("|")[4] for r in rows)  # both have a top-1
+    assert "supervised.warmup_epochs=1" in table
+    capfd.readouterr()
+    # a finished point is reused, not trained again; the table still lists every point
+    assert recipe_search.main([str(grid), "--runs-dir", str(tmp_path / "runs"), "--only", "base"]) == 0
+    out = capfd.readouterr().out
+    assert "[train]" not in out and out.count("[skip]") == 1 and "| short |" in out
+
+
+def test_a_bad_point_stops_before_any_work(tmp_path, capsys):
+    grid = grid_file(tmp_path, {"base": {}, "bad": {"sets": {"mae.mask_ratoi": 0.5}}})
+    assert recipe_search.main([str(grid), "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert "mae.mask_ratoi" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+    assert recipe_search.main(["no_such_grid"]) == 2
+    err = capsys.readouterr().err
+    assert "known grids" in err and "laptop" in err
+
+
+def test_the_laptop_grid_resolves():
+    name, grid = recipe_search.load_grid("laptop")
+    for point in grid["points"].values():
+        assert recipe_search.resolve(recipe_search.point_selection(grid, point or {}))
