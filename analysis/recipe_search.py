@@ -25,7 +25,7 @@ import yaml
 
 from ablations import runs as R
 from ablations.atomic import write_atomic
-from ablations.config import ConfigError, Selection, resolve
+from ablations.config import ConfigError, Selection, parse_sets, resolve
 
 GRIDS = Path(__file__).resolve().parent.parent / "ablations" / "searches"
 
@@ -114,10 +114,17 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--dry-run", action="store_true", help="print each point's command; train nothing")
     parser.add_argument("--only", nargs="+", metavar="POINT", help="run only these points")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="extra",
+                        help="added to every point's settings (e.g. runtime.threads=1)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         name, grid = load_grid(args.grid)
-        points = {k: v or {} for k, v in grid["points"].items()}
+        extra = parse_sets(args.extra)
+        points = {
+            k: {**(v or {}), "sets": {**((v or {}).get("sets") or {}), **extra}}
+            for k, v in grid["points"].items()
+        }
+        grid = {**grid, "points": points}
         unknown = sorted(set(args.only or []) - set(points))
         if unknown:
             raise ConfigError(f"unknown point(s) {unknown}; the grid has {list(points)}")

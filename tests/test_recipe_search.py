@@ -26,8 +26,10 @@ def test_points_run_as_ablate_runs_and_are_tabled(tmp_path, capfd):
     assert len(rows) == 2 and all("–" not in r.split("|")[4] for r in rows)  # both have a top-1
     assert "supervised.warmup_epochs=1" in table
     capfd.readouterr()
-    # a finished point is reused, not trained again; the table still lists every point
-    assert recipe_search.main([str(grid), "--runs-dir", str(tmp_path / "runs"), "--only", "base"]) == 0
+    # a finished point is reused, not trained again (a neutral --set for every point keeps it the
+    # same run); the table still lists every point
+    again = [str(grid), "--runs-dir", str(tmp_path / "runs"), "--only", "base", "--set", "runtime.threads=1"]
+    assert recipe_search.main(again) == 0
     out = capfd.readouterr().out
     assert "[train]" not in out and out.count("[skip]") == 1 and "| short |" in out
 
