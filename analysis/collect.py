@@ -32,8 +32,10 @@ def load_runs(runs_dir) -> pd.DataFrame:
     """Finished runs (those with metrics.json); unfinished or unreadable folders are left out."""
     records = []
     runs_dir = Path(runs_dir)
-    for path in sorted(runs_dir.rglob("metrics.json")):
-        if "report" in path.relative_to(runs_dir).parts[:1]:
+    # Run folders sit at <table>/<row>/<modality>/<variant>/seed<k> (ablations.runs.run_dir);
+    # runs kept deeper (a recipe search's runs/search/<grid>/...) belong to another report.
+    for path in sorted(runs_dir.glob("*/*/*/*/seed*/metrics.json")):
+        if path.relative_to(runs_dir).parts[0] in ("report", "search"):
             continue
         try:
             m = json.loads(path.read_text())

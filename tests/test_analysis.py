@@ -76,6 +76,17 @@ def test_partial_results_give_tables_and_plots(tmp_path):
     assert "table1" in (out / "index.md").read_text()
 
 
+def test_runs_of_a_recipe_search_stay_out_of_the_main_report(tmp_path):
+    """runs/search/<grid>/ holds ordinary run folders one level deeper (analysis.recipe_search):
+    they must not count as more seeds of the main table's rows."""
+    f = runs_of(step="f")["f"]
+    fake_run(tmp_path, f, 40.0)
+    fake_run(tmp_path / "search" / "laptop", f, 90.0)
+    runs = load_runs(tmp_path)
+    assert list(runs["top1"]) == [40.0]
+    assert list(load_runs(tmp_path / "search" / "laptop")["top1"]) == [90.0]
+
+
 def test_empty_runs_dir(tmp_path):
     out = write_report(tmp_path)
     assert "0 finished runs" in (out / "index.md").read_text()
