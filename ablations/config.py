@@ -79,10 +79,29 @@ def list_rows() -> list[str]:
     return steps()
 
 
-def load_preset(name: str) -> dict:
+def load_preset(name: str, _children: tuple[str, ...] = ()) -> dict:
+    """A preset file as a dict. `preset: {extends: <other>}` starts from the other preset and
+    changes only the keys it gives (which must exist there; the image/video overlays may add)."""
     if name not in list_presets():
         raise ConfigError(f"Unknown preset {name!r}.{did_you_mean(name, list_presets())}")
-    return load_yaml(PRESET_DIR / f"{name}.yaml")
+    preset = load_yaml(PRESET_DIR / f"{name}.yaml")
+    base = (preset.get("preset") or {}).get("extends")
+    if not base:
+        return preset
+    if base == name or base in _children:
+        raise ConfigError(f"Preset {name!r} extends {base!r}, which extends it back.")
+    tree = load_preset(base, (*_children, name))
+    for key, value in preset.items():
+        if key == "preset":
+            tree["preset"] = {**tree.get("preset", {}), **value}
+        elif key in MODALITIES and isinstance(value, dict):
+            deep_update(tree.setdefault(key, {}), value, path=f"{name}.yaml {key}.", strict=False)
+        else:
+            try:
+                deep_update(tree, {key: value}, path="", strict=True)
+            except ConfigError as e:
+                raise ConfigError(f"{name}.yaml (extends {base}): {e}") from e
+    return tree
 
 
 def load_table(name: str) -> dict:

@@ -30,6 +30,36 @@ def test_every_preset_and_table_resolves(preset, table):
             assert run.config["model"]["modality"] == modality
 
 
+def test_a_preset_extends_another_by_its_changes_only(tmp_path, monkeypatch):
+    laptop, cpu = C.preset_config("laptop", "image"), C.preset_config("cpu", "image")
+    assert (laptop["pretrain"]["train_size"], laptop["pretrain"]["epochs"], laptop["mae"]["target"]) == (
+        8000,
+        8,
+        "hog",
+    )
+    for key in ("finetune", "supervised", "model", "data", "runtime"):
+        assert laptop[key] == cpu[key], key
+    assert {k: v for k, v in laptop["pretrain"].items() if k not in ("train_size", "epochs")} == {
+        k: v for k, v in cpu["pretrain"].items() if k not in ("train_size", "epochs")
+    }
+    # its runs are its own (folder variant "laptop"), and the supervised ones train what cpu's do
+    (sup,) = resolve(step="f", mode="supervised", preset="laptop")
+    (cpu_sup,) = resolve(step="f", mode="supervised", preset="cpu")
+    assert (
+        sup.name == "fig8/f/image/laptop/seed0" and sup.config["supervised"] == cpu_sup.config["supervised"]
+    )
+    # an unknown key in the child, and a cycle, are errors naming the file
+    monkeypatch.setattr(C, "PRESET_DIR", tmp_path)
+    (tmp_path / "base.yaml").write_text((C.Path(C.__file__).parent / "presets" / "cpu.yaml").read_text())
+    (tmp_path / "bad.yaml").write_text("preset: {extends: base}\npretrain: {epoch: 8}\n")
+    with pytest.raises(C.ConfigError, match="bad.yaml .extends base.: Unknown key 'pretrain.epoch'"):
+        C.load_preset("bad")
+    (tmp_path / "x.yaml").write_text("preset: {extends: y}\n")
+    (tmp_path / "y.yaml").write_text("preset: {extends: x}\n")
+    with pytest.raises(C.ConfigError, match="extends it back"):
+        C.load_preset("x")
+
+
 def test_rows_come_from_rows_yaml():
     import models
 
