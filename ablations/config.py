@@ -45,6 +45,9 @@ DEFAULTS = {
         "compile": False,  # torch.compile (inductor): true/"model" the whole model, "blocks" each block
         "plan": None,  # written by --device-mem (ablations/memory_plan.py): per-phase cap, checkpointing
     },
+    "pretrain": {
+        "train_size": None,  # items for MAE pretraining (unlabeled); null: data.train_size
+    },
     "finetune": {
         "init": None,  # a pretrained checkpoint to finetune from instead of pretraining (mode mae)
         "init_sha256": None,  # set from the file: part of the run's identity
@@ -90,7 +93,7 @@ def load_preset(name: str, _children: tuple[str, ...] = ()) -> dict:
         return preset
     if base == name or base in _children:
         raise ConfigError(f"Preset {name!r} extends {base!r}, which extends it back.")
-    tree = load_preset(base, (*_children, name))
+    tree = with_defaults(load_preset(base, (*_children, name)))
     for key, value in preset.items():
         if key == "preset":
             tree["preset"] = {**tree.get("preset", {}), **value}
@@ -101,6 +104,14 @@ def load_preset(name: str, _children: tuple[str, ...] = ()) -> dict:
                 deep_update(tree, {key: value}, path="", strict=True)
             except ConfigError as e:
                 raise ConfigError(f"{name}.yaml (extends {base}): {e}") from e
+    return tree
+
+
+def with_defaults(tree: dict) -> dict:
+    """tree with DEFAULTS filled into the sections it has (in place; returned)."""
+    for section, defaults in DEFAULTS.items():
+        if section in tree:
+            tree[section] = {**defaults, **(tree[section] or {})}
     return tree
 
 
@@ -122,10 +133,7 @@ def preset_config(name: str, modality: str) -> dict:
             f"Preset {name!r} has no {modality} recipe (it has: {', '.join(preset_modalities(preset))}). "
             "Choose a preset for that modality (--list shows them)."
         )
-    cfg = {k: copy.deepcopy(v) for k, v in preset.items() if k not in PRESET_META_KEYS}
-    for section, defaults in DEFAULTS.items():
-        if section in cfg:
-            cfg[section] = {**defaults, **(cfg[section] or {})}
+    cfg = with_defaults({k: copy.deepcopy(v) for k, v in preset.items() if k not in PRESET_META_KEYS})
     deep_update(cfg, preset.get(modality) or {}, path="", strict=True)
     cfg["model"]["modality"] = modality
     return cfg
