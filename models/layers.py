@@ -84,7 +84,7 @@ def pool_tokens(
     # (L*U, *unit, C) -> channels-first view (memory stays channels-last, which conv accepts).
     y = x.reshape(-1, *unit, C).movedim(-1, 1)
     if conv is not None:
-        y = conv(y)
+        y = _conv_in_units(conv, y)
     elif spec.zero_pad and any(spec.padding):
         # Separate-and-pad as the paper describes it: each unit padded with zeros, so a border
         # token pools to max(0, ...) (the "relu on every feature map" of row b).
@@ -97,6 +97,27 @@ def pool_tokens(
     if norm is not None:
         y = norm(y)
     return y, new_unit
+
+
+def _conv_in_units(conv: nn.Module, y: torch.Tensor) -> torch.Tensor:
+    """conv(y) for y: (L*U, C, *unit), computed without the taps that only ever see padding.
+
+    Where a unit is 1 token wide in a dim (video units are 1 frame; late stages shrink units to
+    1x1) and the kernel's centre lands on it, only that one tap reads data: the others multiply
+    zero padding. Narrowing the kernel to it gives the same output and gradients (the dropped
+    taps' gradients are exactly zero) and cuts the padded input 3x per such dim: separate-and-pad
+    conv pooling of video row a was 80% of its step time on CPU, 2.8x mvitv2's."""
+    unit = y.shape[2:]
+    weight, stride, padding = conv.weight, list(conv.stride), list(conv.padding)
+    for d, (u, k, s, p) in enumerate(zip(unit, conv.kernel_size, conv.stride, conv.padding)):
+        one_output = (1 + 2 * p - k) // s == 0 and p < k and conv.dilation[d] == 1
+        if u == 1 and k > 1 and one_output:  # its one output reads the data through tap p
+            weight = weight.narrow(2 + d, p, 1)
+            stride[d], padding[d] = 1, 0
+    if weight is conv.weight:
+        return conv(y)
+    conv_nd = (F.conv1d, F.conv2d, F.conv3d)[y.dim() - 3]
+    return conv_nd(y, weight, conv.bias, stride, padding, conv.dilation, conv.groups)
 
 
 def rel_pos_bias(

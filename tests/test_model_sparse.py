@@ -95,3 +95,40 @@ def test_row_a_without_separate_and_pad_differs():
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert not torch.allclose(sp(x), plain(x), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "unit, kernel, stride, padding, narrowed",
+    [
+        ((1, 4, 4), (3, 3, 3), (1, 1, 1), (1, 1, 1), 1),  # video unit: 1 frame
+        ((1, 4, 4), (3, 3, 3), (1, 2, 2), (1, 1, 1), 1),  # Q pooling at a stage change
+        ((1, 1, 1), (3, 3, 3), (1, 1, 1), (1, 1, 1), 3),  # a late stage's 1x1x1 unit
+        ((2, 4, 4), (3, 3, 3), (1, 1, 1), (1, 1, 1), 0),  # 2 frames: every tap reads data
+    ],
+)
+def test_conv_pooling_in_units_skips_only_taps_that_read_padding(unit, kernel, stride, padding, narrowed):
+    """Separate-and-pad conv pooling drops the taps of a 1-token-wide unit dim that only see zero
+    padding (3x less work per such dim): outputs and gradients equal the full conv's."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from models import layers
+
+    torch.manual_seed(0)
+    C = 6
+    conv = torch.nn.Conv3d(C, C, kernel, stride, padding, groups=C, bias=False)
+    y = torch.randn(40, C, *unit, requires_grad=True)
+    fast = layers._conv_in_units(conv, y)
+    (gy_fast, gw_fast) = torch.autograd.grad(fast.square().sum(), (y, conv.weight))
+    full = conv(y)
+    (gy_full, gw_full) = torch.autograd.grad(full.square().sum(), (y, conv.weight))
+    assert fast.shape == full.shape
+    assert torch.allclose(fast, full, atol=1e-6)
+    assert torch.allclose(gy_fast, gy_full, atol=1e-6) and torch.allclose(gw_fast, gw_full, atol=1e-6)
+    flops = []
+    for f in (lambda: layers._conv_in_units(conv, y), lambda: conv(y)):
+        with FlopCounterMode(display=False) as counter:
+            f()
+        flops.append(counter.get_total_flops())
+    assert flops[1] == flops[0] * 3**narrowed
+    # The taps it drops are exactly those the full conv gives no gradient: they only read zeros.
+    assert (gw_full != 0).sum() == conv.weight.numel() // 3**narrowed
