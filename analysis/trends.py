@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations.config import MODALITIES, list_rows
+from ablations.config import MODALITIES, list_presets, list_rows, load_preset, preset_modalities
 from ablations.predictions import predictions_path
 from analysis.differences import compare, interval_text
 from analysis.tables import fmt, mae_runs, stat, supervised_runs
@@ -179,6 +179,10 @@ def trends_markdown(df: pd.DataFrame, runs_dir: Path, variant: str) -> str:
     for m in MODALITIES:
         text.append(f"\n## {m}\n")
         if table_runs(df, m, variant).empty:
+            preset = df.loc[df["variant"] == variant, "preset"].iloc[0]
+            if preset in list_presets() and m not in preset_modalities(load_preset(preset)):
+                text.append(f"\nNo {m} runs: preset {preset!r} has no {m} recipe.\n")
+                continue
             none = sides(df, m, variant, "mae", "f") + sides(df, m, variant, "supervised", "f")
             cmds = commands(df, m, variant, [(s, "no finished run") for s in none])
             text.append(
@@ -201,5 +205,5 @@ def trends_markdown(df: pd.DataFrame, runs_dir: Path, variant: str) -> str:
 
 def verdicts(text: str) -> str:
     """The headline of trends.md: per modality its three verdicts (or that it has no runs)."""
-    keep = [ln.replace("**", "") for ln in text.splitlines() if ln.startswith(("## ", "**(", "No Table 1"))]
+    keep = [ln.replace("**", "") for ln in text.splitlines() if ln.startswith(("## ", "**(", "No "))]
     return "\n".join(f"  {ln}" if not ln.startswith("## ") else ln[3:] + ":" for ln in keep) + "\n"

@@ -141,6 +141,16 @@ def test_trends_hold_as_in_the_paper(tmp_path):
     assert "python ablate.py --table 1 --preset cpu --modality video --seeds 1" in s["text"]
 
 
+def test_trends_name_no_command_for_a_modality_the_preset_has_no_recipe_for(tmp_path):
+    """laptop is images only: its video section says so instead of printing a command that fails."""
+    for table, row in (("table1", "f"), ("fig8", "f")):
+        r = next(x for x in C.resolve(C.Selection(table=table, preset="laptop")) if x.entry == row)
+        run(tmp_path, r, BASE)
+    video = trends.trends_markdown(load_runs(tmp_path), tmp_path, "laptop").split("## video")[1]
+    assert "No video runs: preset 'laptop' has no video recipe." in video
+    assert "ablate.py" not in video
+
+
 def test_trends_that_do_not_hold(tmp_path):
     mae = dict.fromkeys("abc", BASE) | dict.fromkeys("def", shifted(-20))  # a clear drop at d
     fake_rows(tmp_path, mae, {"mvitv2": BASE, "f": shifted(10)})
