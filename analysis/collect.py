@@ -9,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ablations import config as C
+
 PAPER_FILE = Path(__file__).parent / "paper_numbers.yaml"
 COLUMNS = ["name", "table", "entry", "modality", "variant", "preset", "seed", "mode", "row",
            "top1", "top5", "throughput", "params", "macs", "train_time_s", "config"]  # fmt: skip
@@ -52,3 +54,13 @@ def load_runs(runs_dir) -> pd.DataFrame:
     for col in COLUMNS[9:15] + CONVENTION_COLUMNS:
         df[col] = pd.to_numeric(df[col], errors="coerce")
     return df
+
+
+def no_recipe(df: pd.DataFrame, variant: str) -> tuple[str, ...]:
+    """The modalities the variant's preset has no recipe for (laptop: video), so reports can say
+    so instead of "no runs yet"."""
+    presets = df.loc[df["variant"] == variant, "preset"]
+    if presets.empty or presets.iloc[0] not in C.list_presets():
+        return ()
+    has = C.preset_modalities(C.load_preset(presets.iloc[0]))
+    return tuple(m for m in C.MODALITIES if m not in has)

@@ -28,11 +28,13 @@ def save(fig, out: Path, stem: str) -> list[Path]:
     return paths
 
 
-def _empty(ax, what: str) -> None:
-    ax.text(0.5, 0.5, f"no {what} runs yet", ha="center", va="center", transform=ax.transAxes, color=PAPER)
+def _empty(ax, what: str, m: str = "", no_recipe: tuple[str, ...] = ()) -> None:
+    """An empty panel says why: no runs yet, or a modality the preset has no recipe for."""
+    text = f"no {m} recipe in this preset" if m in no_recipe else f"no {what} runs yet"
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color=PAPER)
 
 
-def table1_accuracy(t1: pd.DataFrame, out: Path, title: str) -> list[Path]:
+def table1_accuracy(t1: pd.DataFrame, out: Path, title: str, no_recipe: tuple[str, ...] = ()) -> list[Path]:
     """Top-1 per row, ours (left axis) and the paper's (right axis: different scale and data)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     x = np.arange(len(t1))
@@ -45,7 +47,7 @@ def table1_accuracy(t1: pd.DataFrame, out: Path, title: str) -> list[Path]:
             ax.errorbar(x, t1[f"{m}_top1"], yerr=t1[f"{m}_top1_std"].fillna(0), marker="o", color=OURS,
                         capsize=3, label="ours")  # fmt: skip
         else:
-            _empty(ax, m)
+            _empty(ax, m, m, no_recipe)
         twin = ax.twinx()
         twin.plot(x, t1[f"{m}_paper_top1"], marker="s", ls="--", color=PAPER, label="paper (L)")
         twin.set_ylabel("paper: top-1 (%)", color=PAPER)
@@ -56,7 +58,7 @@ def table1_accuracy(t1: pd.DataFrame, out: Path, title: str) -> list[Path]:
     return save(fig, out, "table1_accuracy")
 
 
-def table1_speed(t1: pd.DataFrame, out: Path, title: str) -> list[Path]:
+def table1_speed(t1: pd.DataFrame, out: Path, title: str, no_recipe: tuple[str, ...] = ()) -> list[Path]:
     """Throughput relative to the mvitv2 row, ours vs the paper's (ratios are comparable); error
     bars: the min-max of the per-round ratios when the rows were timed side by side."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -76,14 +78,14 @@ def table1_speed(t1: pd.DataFrame, out: Path, title: str) -> list[Path]:
         ax.set_ylabel(f"{UNITS[m]} relative to mvitv2")
         ax.set_title(m)
         if t1[f"{m}_speedup"].isna().all():
-            _empty(ax, m)
+            _empty(ax, m, m, no_recipe)
         ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return save(fig, out, "table1_speed")
 
 
-def fig8(f8: pd.DataFrame, out: Path, title: str) -> list[Path]:
+def fig8(f8: pd.DataFrame, out: Path, title: str, no_recipe: tuple[str, ...] = ()) -> list[Path]:
     """MAE vs supervised from scratch per row (paper Fig. 8: the trend reverses without MAE)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     x = np.arange(len(f8))
@@ -98,7 +100,7 @@ def fig8(f8: pd.DataFrame, out: Path, title: str) -> list[Path]:
                 ax.errorbar(x, f8[key], yerr=std, marker="o", color=color, capsize=3, label=label)
                 any_data = True
         if not any_data:
-            _empty(ax, m)
+            _empty(ax, m, m, no_recipe)
         ax.set_xticks(x, f8["row"])
         ax.set_xlabel("Table 1 row (cumulative changes)")
         ax.set_ylabel("top-1 (%)")
@@ -110,7 +112,9 @@ def fig8(f8: pd.DataFrame, out: Path, title: str) -> list[Path]:
     return save(fig, out, "fig8_mae_vs_supervised")
 
 
-def acc_vs_speed(t1: pd.DataFrame, f8: pd.DataFrame, out: Path, title: str) -> list[Path]:
+def acc_vs_speed(
+    t1: pd.DataFrame, f8: pd.DataFrame, out: Path, title: str, no_recipe: tuple[str, ...] = ()
+) -> list[Path]:
     """Fig. 3 style: accuracy against throughput, one point per row; ours and the paper's."""
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     for r, m in enumerate(MODS):
@@ -130,7 +134,7 @@ def acc_vs_speed(t1: pd.DataFrame, f8: pd.DataFrame, out: Path, title: str) -> l
         if any_data:
             ours.legend(fontsize=8)
         else:
-            _empty(ours, m)
+            _empty(ours, m, m, no_recipe)
         ours.set_title(f"ours, {m}")
         paper.plot(t1[f"{m}_paper_speed"], t1[f"{m}_paper_top1"], marker="s", color=PAPER, label="paper, L")
         for s, a, name in zip(t1[f"{m}_paper_speed"], t1[f"{m}_paper_top1"], t1["row"]):
@@ -145,7 +149,9 @@ def acc_vs_speed(t1: pd.DataFrame, f8: pd.DataFrame, out: Path, title: str) -> l
     return save(fig, out, "acc_vs_speed")
 
 
-def differences(frame: pd.DataFrame, out: Path, stem: str, title: str) -> list[Path]:
+def differences(
+    frame: pd.DataFrame, out: Path, stem: str, title: str, no_recipe: tuple[str, ...] = ()
+) -> list[Path]:
     """Accuracy differences with their 95% intervals (analysis.differences), one panel per
     modality; hollow markers where the interval contains 0 (not distinguishable)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -162,7 +168,7 @@ def differences(frame: pd.DataFrame, out: Path, stem: str, title: str) -> list[P
             ax.plot(x[ok][~sure], d["diff"][~sure], "o", mfc="white", color=OURS, label="contains 0 (n.d.)")
             ax.legend(fontsize=8)
         else:
-            _empty(ax, f"{m} paired")
+            _empty(ax, f"{m} paired", m, no_recipe)
         ax.axhline(0.0, color="black", lw=0.8)
         ax.set_xticks(x, part["comparison"], rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("Δ top-1 (points), 95% CI")

@@ -12,7 +12,7 @@ import pandas as pd
 from ablations.atomic import write_atomic
 from ablations.config import MODALITIES, list_rows
 from analysis import differences, plots, speed_table, table3_plot, tables, trends
-from analysis.collect import load_runs, paper_numbers
+from analysis.collect import load_runs, no_recipe, paper_numbers
 
 DIFF_TITLES = {
     "table1": "\n## Is each change more than noise? Each row minus the row before\n\n",
@@ -128,15 +128,20 @@ def write_report(runs_dir, out: Path | None = None, measure_speed: bool = True) 
             csv = frame.to_csv(index=False, float_format="%.4f", lineterminator="\n")
             write_atomic(vdir / f"{name}.csv", csv)
         t1, f8 = built["table1"][0], built["fig8"][0]
-        plots.table1_accuracy(t1, vdir, f"Table 1 accuracy per row ({variant})")
-        plots.table1_speed(t1, vdir, f"Table 1 speed per row ({variant})")
-        plots.fig8(f8, vdir, f"Fig. 8: MAE vs supervised ({variant})")
-        plots.acc_vs_speed(t1, f8, vdir, f"Accuracy vs throughput ({variant})")
+        nr = no_recipe(df, variant)
+        plots.table1_accuracy(t1, vdir, f"Table 1 accuracy per row ({variant})", nr)
+        plots.table1_speed(t1, vdir, f"Table 1 speed per row ({variant})", nr)
+        plots.fig8(f8, vdir, f"Fig. 8: MAE vs supervised ({variant})", nr)
+        plots.acc_vs_speed(t1, f8, vdir, f"Accuracy vs throughput ({variant})", nr)
         plots.differences(
-            diffs["table1"], vdir, "table1_differences", f"Table 1: each row minus the one before ({variant})"
+            diffs["table1"],
+            vdir,
+            "table1_differences",
+            f"Table 1: each row minus the one before ({variant})",
+            nr,
         )
         plots.differences(
-            diffs["fig8"], vdir, "fig8_differences", f"Fig. 8: MAE minus supervised ({variant})"
+            diffs["fig8"], vdir, "fig8_differences", f"Fig. 8: MAE minus supervised ({variant})", nr
         )
         table3_plot.table3(built["table3"][0], vdir, f"Table 3: MAE ablations on row f ({variant})")
         plots.differences(

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations.config import MODALITIES, list_presets, list_rows, load_preset, preset_modalities
+from ablations.config import MODALITIES, list_rows
 from ablations.predictions import predictions_path
+from analysis.collect import no_recipe
 from analysis.differences import compare, interval_text
 from analysis.tables import fmt, mae_runs, stat, supervised_runs
 
@@ -179,8 +180,8 @@ def trends_markdown(df: pd.DataFrame, runs_dir: Path, variant: str) -> str:
     for m in MODALITIES:
         text.append(f"\n## {m}\n")
         if table_runs(df, m, variant).empty:
-            preset = df.loc[df["variant"] == variant, "preset"].iloc[0]
-            if preset in list_presets() and m not in preset_modalities(load_preset(preset)):
+            if m in no_recipe(df, variant):
+                preset = df.loc[df["variant"] == variant, "preset"].iloc[0]
                 text.append(f"\nNo {m} runs: preset {preset!r} has no {m} recipe.\n")
                 continue
             none = sides(df, m, variant, "mae", "f") + sides(df, m, variant, "supervised", "f")

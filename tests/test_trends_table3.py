@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 
 from ablations import config as C
-from analysis import differences, table3_plot, tables, trends
-from analysis.collect import load_runs, paper_numbers
+from analysis import differences, plots, table3_plot, tables, trends
+from analysis.collect import load_runs, no_recipe, paper_numbers
 from analysis.report import write_report
 from tests.test_analysis import fake_predictions, fake_run, fake_speeds, runs_of  # noqa: F401 (fixture)
 
@@ -141,7 +141,7 @@ def test_trends_hold_as_in_the_paper(tmp_path):
     assert "python ablate.py --table 1 --preset cpu --modality video --seeds 1" in s["text"]
 
 
-def test_trends_name_no_command_for_a_modality_the_preset_has_no_recipe_for(tmp_path):
+def test_trends_name_no_command_for_a_modality_the_preset_has_no_recipe_for(tmp_path, monkeypatch):
     """laptop is images only: its video section says so instead of printing a command that fails."""
     for table, row in (("table1", "f"), ("fig8", "f")):
         r = next(x for x in C.resolve(C.Selection(table=table, preset="laptop")) if x.entry == row)
@@ -149,6 +149,17 @@ def test_trends_name_no_command_for_a_modality_the_preset_has_no_recipe_for(tmp_
     video = trends.trends_markdown(load_runs(tmp_path), tmp_path, "laptop").split("## video")[1]
     assert "No video runs: preset 'laptop' has no video recipe." in video
     assert "ablate.py" not in video
+    df = load_runs(tmp_path)
+    assert no_recipe(df, "laptop") == ("video",)
+    texts = []
+    save = plots.save
+    monkeypatch.setattr(
+        plots,
+        "save",
+        lambda fig, *a: texts.extend(t.get_text() for x in fig.axes for t in x.texts) or save(fig, *a),
+    )
+    plots.fig8(tables.fig8(df, "laptop", paper_numbers())[0], tmp_path / "out", "t", no_recipe(df, "laptop"))
+    assert texts == ["no video recipe in this preset"]  # the empty video panel says why
 
 
 def test_trends_that_do_not_hold(tmp_path):
