@@ -93,6 +93,10 @@ class StopRequest:
             return self.signal
         code = torch.tensor([SIGNALS.get(self.signal, 0)], dtype=torch.int32)
         dist.all_reduce(code, op=dist.ReduceOp.MAX, group=control_group())
-        names = {v: k for k, v in SIGNALS.items()}
-        self.signal = names.get(int(code.item()))
-        return self.signal
+        agreed = {v: k for k, v in SIGNALS.items()}.get(int(code.item()))
+        # A signal that arrived during the all_reduce is kept for the next call, not overwritten
+        # (ranks wait inside this collective much of the time, so scancel's USR1 often lands there
+        # on every rank); this call returns only what every rank saw, so they stay in step.
+        if agreed is not None and (self.signal is None or SIGNALS[agreed] > SIGNALS[self.signal]):
+            self.signal = agreed
+        return agreed

@@ -157,3 +157,28 @@ def test_a_signal_saves_the_exact_step_and_resumes_bit_identical(tmp_path, signa
     got = _run(tmp_path / "r", seed=123)
     for k in ref:
         assert torch.equal(ref[k], got[k]), k
+
+
+def test_a_signal_during_the_stop_all_reduce_is_kept_for_the_next_update(monkeypatch):
+    """scancel --signal=USR1 reaches every rank at once, often while all of them wait inside the
+    all_reduce that agrees on stopping. That signal must not be overwritten by the reduced
+    "no signal": this update goes on on every rank (they stay in step), the next one stops."""
+    import signal
+
+    import torch.distributed as dist
+
+    from ablations import distributed
+    from ablations.interrupt import StopRequest
+
+    stop = StopRequest(enabled=False)
+    monkeypatch.setattr(distributed, "is_dist", lambda: True)
+    monkeypatch.setattr(distributed, "control_group", lambda: None)
+    arrive = [True]
+
+    def all_reduce(code, op=None, group=None):  # one rank's view; the signal lands mid-collective
+        if arrive.pop() if arrive else False:
+            stop._handle(signal.SIGUSR1, None)
+
+    monkeypatch.setattr(dist, "all_reduce", all_reduce)
+    assert stop.agreed() is None  # the reduced value was built before the signal came
+    assert stop.agreed() == "SIGUSR1"  # kept: the next update stops
