@@ -28,9 +28,9 @@ def save(fig, out: Path, stem: str) -> list[Path]:
     return paths
 
 
-def _empty(ax, what: str, m: str = "", no_recipe: tuple[str, ...] = ()) -> None:
-    """An empty panel says why: no runs yet, or a modality the preset has no recipe for."""
-    text = f"no {m} recipe in this preset" if m in no_recipe else f"no {what} runs yet"
+def _empty(ax, m: str, no_recipe: tuple[str, ...] = (), kind: str = "") -> None:
+    """An empty panel says why: no (kind of) runs yet, or a modality the preset has no recipe for."""
+    text = f"no {m} recipe in this preset" if m in no_recipe else f"no {m}{kind} runs yet"
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color=PAPER)
 
 
@@ -47,7 +47,7 @@ def table1_accuracy(t1: pd.DataFrame, out: Path, title: str, no_recipe: tuple[st
             ax.errorbar(x, t1[f"{m}_top1"], yerr=t1[f"{m}_top1_std"].fillna(0), marker="o", color=OURS,
                         capsize=3, label="ours")  # fmt: skip
         else:
-            _empty(ax, m, m, no_recipe)
+            _empty(ax, m, no_recipe)
         twin = ax.twinx()
         twin.plot(x, t1[f"{m}_paper_top1"], marker="s", ls="--", color=PAPER, label="paper (L)")
         twin.set_ylabel("paper: top-1 (%)", color=PAPER)
@@ -78,7 +78,7 @@ def table1_speed(t1: pd.DataFrame, out: Path, title: str, no_recipe: tuple[str, 
         ax.set_ylabel(f"{UNITS[m]} relative to mvitv2")
         ax.set_title(m)
         if t1[f"{m}_speedup"].isna().all():
-            _empty(ax, m, m, no_recipe)
+            _empty(ax, m, no_recipe)
         ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
@@ -100,7 +100,7 @@ def fig8(f8: pd.DataFrame, out: Path, title: str, no_recipe: tuple[str, ...] = (
                 ax.errorbar(x, f8[key], yerr=std, marker="o", color=color, capsize=3, label=label)
                 any_data = True
         if not any_data:
-            _empty(ax, m, m, no_recipe)
+            _empty(ax, m, no_recipe)
         ax.set_xticks(x, f8["row"])
         ax.set_xlabel("Table 1 row (cumulative changes)")
         ax.set_ylabel("top-1 (%)")
@@ -134,7 +134,7 @@ def acc_vs_speed(
         if any_data:
             ours.legend(fontsize=8)
         else:
-            _empty(ours, m, m, no_recipe)
+            _empty(ours, m, no_recipe)
         ours.set_title(f"ours, {m}")
         paper.plot(t1[f"{m}_paper_speed"], t1[f"{m}_paper_top1"], marker="s", color=PAPER, label="paper, L")
         for s, a, name in zip(t1[f"{m}_paper_speed"], t1[f"{m}_paper_top1"], t1["row"]):
@@ -168,7 +168,7 @@ def differences(
             ax.plot(x[ok][~sure], d["diff"][~sure], "o", mfc="white", color=OURS, label="contains 0 (n.d.)")
             ax.legend(fontsize=8)
         else:
-            _empty(ax, f"{m} paired", m, no_recipe)
+            _empty(ax, m, no_recipe, " paired")
         ax.axhline(0.0, color="black", lw=0.8)
         ax.set_xticks(x, part["comparison"], rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("Δ top-1 (points), 95% CI")

@@ -47,7 +47,7 @@ def panel(ax, part: pd.DataFrame, m: str, ylims: tuple, legend: bool) -> None:
     if np.isfinite(ours).any():
         ax.errorbar(x, ours, yerr=std, marker="o", color=OURS, capsize=3, label="ours")
     else:
-        _empty(ax, f"{m} Table 3")
+        _empty(ax, m, kind=" Table 3")
     for i in np.flatnonzero(default):
         ax.axvspan(i - 0.4, i + 0.4, color=OURS, alpha=0.12, lw=0)
         ax.axhline(ours[i], color=OURS, ls=":", lw=0.8)

@@ -173,11 +173,11 @@ def test_a_signal_during_the_stop_all_reduce_is_kept_for_the_next_update(monkeyp
     stop = StopRequest(enabled=False)
     monkeypatch.setattr(distributed, "is_dist", lambda: True)
     monkeypatch.setattr(distributed, "control_group", lambda: None)
-    arrive = [True]
+    arrive = [signal.SIGUSR1]
 
     def all_reduce(code, op=None, group=None):  # one rank's view; the signal lands mid-collective
-        if arrive.pop() if arrive else False:
-            stop._handle(signal.SIGUSR1, None)
+        if arrive:
+            stop._handle(arrive.pop(), None)
 
     monkeypatch.setattr(dist, "all_reduce", all_reduce)
     assert stop.agreed() is None  # the reduced value was built before the signal came
