@@ -4,7 +4,7 @@
 import os
 import sys
 
-from ablations.cli import main
+from ablations.cli.main import main
 
 if __name__ == "__main__":
     try:

@@ -25,8 +25,8 @@ import torch
 import models
 from analysis.collect import paper_speedup
 from analysis.tables import CONVENTIONS_LABEL
-from analysis.throughput import ATTN_BACKENDS, measure_throughput
 from models.summary import count_macs
+from models.throughput import ATTN_BACKENDS, measure_throughput
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

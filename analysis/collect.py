@@ -9,12 +9,12 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ablations import config as C
+from ablations.study import config as C
 
 PAPER_FILE = Path(__file__).parent / "paper_numbers.yaml"
 COLUMNS = ["name", "table", "entry", "modality", "variant", "preset", "seed", "mode", "row",
            "top1", "top5", "throughput", "params", "macs", "train_time_s", "config"]  # fmt: skip
-# Row mvitv2's model with Hiera's conventions (analysis.model_stats.model_summary), beside row a.
+# Row mvitv2's model with Hiera's conventions (models.model_stats.model_summary), beside row a.
 CONVENTION_COLUMNS = ["params_hiera_conventions", "macs_hiera_conventions"]
 
 
@@ -34,7 +34,7 @@ def load_runs(runs_dir) -> pd.DataFrame:
     """Finished runs (those with metrics.json); unfinished or unreadable folders are left out."""
     records = []
     runs_dir = Path(runs_dir)
-    # Run folders sit at <table>/<row>/<modality>/<variant>/seed<k> (ablations.runs.run_dir);
+    # Run folders sit at <table>/<row>/<modality>/<variant>/seed<k> (ablations.study.runs.run_dir);
     # runs kept deeper (a recipe search's runs/search/<grid>/...) belong to another report.
     for path in sorted(runs_dir.glob("*/*/*/*/seed*/metrics.json")):
         if path.relative_to(runs_dir).parts[0] in ("report", "search"):

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ablations.config import MODALITIES, list_rows
-from ablations.predictions import correct, load_predictions, predictions_path
+from ablations.store.predictions import correct, load_predictions, predictions_path
+from ablations.study.config import MODALITIES, list_rows
 from analysis.stats import paired_difference
 from analysis.tables import mae_runs, markdown, select, supervised_runs, table3_entries, table3_runs
 

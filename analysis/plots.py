@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ablations.atomic import atomic_path  # noqa: E402
+from ablations.store.atomic import atomic_path  # noqa: E402
 from analysis.tables import UNITS  # noqa: E402
 
 OURS, PAPER, SUP = "#1f77b4", "#7f7f7f", "#d62728"

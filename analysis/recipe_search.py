@@ -1,6 +1,6 @@
 """A small recipe grid on one row, kept in a file, run as ordinary ablate.py runs.
 
-    python -m analysis.recipe_search laptop              # ablations/searches/laptop.yaml
+    python -m analysis.recipe_search laptop              # ablations/study/searches/laptop.yaml
     python -m analysis.recipe_search laptop --dry-run    # the commands, nothing trained
     python -m analysis.recipe_search path/to/grid.yaml --runs-dir runs
 
@@ -23,15 +23,15 @@ from pathlib import Path
 
 import yaml
 
-from ablations import runs as R
-from ablations.atomic import write_atomic
-from ablations.config import ConfigError, Selection, parse_sets, resolve
+from ablations.store.atomic import write_atomic
+from ablations.study import runs as R
+from ablations.study.config import ConfigError, Selection, parse_sets, resolve
 
-GRIDS = Path(__file__).resolve().parent.parent / "ablations" / "searches"
+GRIDS = Path(__file__).resolve().parent.parent / "ablations" / "study" / "searches"
 
 
 def load_grid(name: str) -> tuple[str, dict]:
-    """(grid name, grid) from a file path or a name in ablations/searches/."""
+    """(grid name, grid) from a file path or a name in ablations/study/searches/."""
     path = Path(name) if name.endswith((".yaml", ".yml")) else GRIDS / f"{name}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in GRIDS.glob("*.yaml"))
@@ -108,7 +108,7 @@ def results_table(name: str, grid: dict, runs_dir: Path) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.recipe_search", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("grid", help="a grid name in ablations/searches/ (e.g. laptop) or a .yaml path")
+    parser.add_argument("grid", help="a grid name in ablations/study/searches/ (e.g. laptop) or a .yaml path")
     parser.add_argument(
         "--runs-dir", default="runs", help="runs go to <runs-dir>/search/<grid> (default: runs)"
     )

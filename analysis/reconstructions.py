@@ -1,4 +1,5 @@
-"""MAE reconstruction figure: a PNG grid with rows input / masked input / reconstruction."""
+"""MAE reconstruction figure: a PNG grid with rows input / masked input / reconstruction, drawn
+from the arrays training saves (<run>/pretrain/reconstructions.npz)."""
 
 from __future__ import annotations
 
@@ -9,53 +10,34 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: runs on training nodes without a display
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD  # noqa: E402
+import numpy as np  # noqa: E402
 
-from ablations.atomic import atomic_path  # noqa: E402
-
-
-def _to_rgb(x: torch.Tensor, mean, std) -> torch.Tensor:
-    """(B, C, H, W) normalised -> (B, H, W, C) in [0, 1]; video (B, C, T, H, W) shows frame 0."""
-    if x.dim() == 5:
-        x = x[:, :, 0]
-    m = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    return (x.float().cpu() * s + m).clamp(0, 1).permute(0, 2, 3, 1)
+from ablations.store.atomic import atomic_path  # noqa: E402
+from ablations.train.reconstructions import KINDS  # noqa: E402
 
 
-@torch.no_grad()
-def save_reconstructions(
-    mae,
-    images: torch.Tensor,
-    path: str | os.PathLike,
-    n: int = 8,
-    mean=IMAGENET_DEFAULT_MEAN,
-    std=IMAGENET_DEFAULT_STD,
-    keep: torch.Tensor | None = None,
-) -> pathlib.Path:
-    """Write a 3 x n grid for the first n of ``images`` (normalised, as the model sees them).
-
-    ``mae`` is a pixel-target :class:`models.mae.MaskedAutoencoder`; it runs in eval mode for the
-    figure and is put back in its previous mode. The PNG is written to a temp file and renamed,
-    so a reader never sees half a file.
-    """
-    path = pathlib.Path(path)
-    images = images[:n]
-    device = next(mae.parameters()).device
-    was_training = mae.training
-    mae.eval()
+def load_arrays(path: str | os.PathLike) -> dict:
+    """{"input", "masked", "reconstruction"}: uint8 (n, H, W, 3) each; ValueError if damaged."""
     try:
-        masked, rec = mae.reconstruct(images.to(device), None if keep is None else keep[:n].to(device))
-    finally:
-        mae.train(was_training)
-    rows = [_to_rgb(t, mean, std) for t in (images, masked, rec)]
-    cols = images.shape[0]
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in KINDS}
+    except Exception as e:  # a truncated zip, a missing key: the file is damaged
+        raise ValueError(f"{path}: unreadable reconstructions ({type(e).__name__}: {e})") from None
+    shapes = {a.shape for a in arrays.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 4:
+        raise ValueError(f"{path}: reconstructions of unexpected shapes {sorted(shapes)}")
+    return arrays
+
+
+def draw_reconstructions(arrays: dict, path: str | os.PathLike, n: int = 8) -> pathlib.Path:
+    """Write a 3 x n grid of ``arrays`` (see load_arrays) to ``path`` (PNG, atomically)."""
+    path = pathlib.Path(path)
+    cols = min(n, len(arrays["input"]))
     fig, axes = plt.subplots(3, cols, figsize=(1.6 * cols, 1.6 * 3), squeeze=False)
-    for r, (title, imgs) in enumerate(zip(("input", "masked", "reconstruction"), rows)):
+    for r, title in enumerate(KINDS):
         for c in range(cols):
             ax = axes[r][c]
-            ax.imshow(imgs[c].numpy(), interpolation="nearest")
+            ax.imshow(arrays[title][c], interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r][0].set_ylabel(title)

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations.atomic import write_atomic
-from ablations.config import MODALITIES, list_rows
+from ablations.store.atomic import write_atomic
+from ablations.study.config import MODALITIES, list_rows
+from ablations.train.reconstructions import FILE as RECONSTRUCTIONS
 from analysis import differences, plots, speed_table, table3_plot, tables, trends
 from analysis.collect import load_runs, no_recipe, paper_numbers
+from analysis.reconstructions import draw_reconstructions, load_arrays
 
 DIFF_TITLES = {
     "table1": "\n## Is each change more than noise? Each row minus the row before\n\n",
@@ -160,15 +162,27 @@ def write_report(runs_dir, out: Path | None = None, measure_speed: bool = True) 
 
 
 def copy_reconstructions(runs_dir: Path, runs: pd.DataFrame, vdir: Path) -> list[Path]:
-    """Each MAE run's pretrain/reconstructions.png (written when pretraining ends) as
-    vdir/reconstructions_<table>_<entry>_<modality>_seed<N>.png; returns the files written."""
+    """Each MAE run's reconstruction figure, drawn from pretrain/reconstructions.npz (saved when
+    pretraining ends; folders from before that copy their reconstructions.png) as
+    vdir/reconstructions_<table>_<entry>_<modality>_seed<N>.png; returns the files written. A
+    damaged file is said once and skipped: it never stops the report."""
     out = []
     for r in runs[runs["mode"] == "mae"].sort_values("name").itertuples():
-        src = runs_dir / str(r.name) / "pretrain" / "reconstructions.png"
-        if src.exists():
-            dst = vdir / f"reconstructions_{r.table}_{r.entry}_{r.modality}_seed{r.seed}.png"
-            write_atomic(dst, src.read_bytes())
-            out.append(dst)
+        pre = runs_dir / str(r.name) / "pretrain"
+        dst = vdir / f"reconstructions_{r.table}_{r.entry}_{r.modality}_seed{r.seed}.png"
+        src = pre / RECONSTRUCTIONS
+        try:
+            if src.exists():
+                if not dst.exists() or dst.stat().st_mtime_ns < src.stat().st_mtime_ns:
+                    draw_reconstructions(load_arrays(src), dst)
+            elif (pre / "reconstructions.png").exists():
+                write_atomic(dst, (pre / "reconstructions.png").read_bytes())
+            else:
+                continue
+        except ValueError as e:
+            print(f"[damaged] {e}; the report goes on without this figure")
+            continue
+        out.append(dst)
     return out
 
 

@@ -24,10 +24,12 @@ from pathlib import Path
 
 import torch
 
-from ablations.atomic import write_atomic
-from ablations.runs import device_name, set_threads
-from analysis.model_stats import build_model, input_shape
-from analysis.throughput import default_dtypes, measure_throughput
+from ablations.store.atomic import write_atomic
+from ablations.study.runs import device_name, set_threads
+from analysis.collect import paper_speedup
+from analysis.tables import CONVENTIONS_LABEL, CONVENTIONS_NOTE, markdown, times, times_spread
+from models.model_stats import build_model, input_shape, model_summary
+from models.throughput import ATTN_BACKENDS, default_dtypes, measure_throughput
 
 ROUNDS = 6  # a preset's bench.rounds overrides it
 PROCESSES = 3  # bench.processes: the rounds are split over this many fresh processes
@@ -43,7 +45,7 @@ def time_side_by_side(
     """{label: {"throughput": median samples/s, "per_round": [...], "ratio", "ratio_low",
     "ratio_high"}} (ratios to `base`, NaN without one). Round r times the labels starting at
     position r (rotated; the first round is `first_round`, so rounds split over processes keep
-    rotating). measure_kw go to analysis.throughput.measure_throughput (batch_sizes, dtype,
+    rotating). measure_kw go to models.throughput.measure_throughput (batch_sizes, dtype,
     device, warmup, iters, ...); input shapes are each model's own (C, *input_size)."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
@@ -191,11 +193,6 @@ def bench_text(configs: dict[str, dict], attn_backend: str = "math") -> str:
     attn_backend "both" times the table once with the math and once with the auto backend. Row
     mvitv2 is followed by "mvitv2 with Hiera conventions" (MACs only), the model between it and
     row a, so row a's MAC change is not credited to the positions."""
-    from analysis.collect import paper_speedup
-    from analysis.model_stats import model_summary
-    from analysis.tables import CONVENTIONS_LABEL, CONVENTIONS_NOTE, markdown, times, times_spread
-    from analysis.throughput import ATTN_BACKENDS
-
     backends = list(ATTN_BACKENDS) if attn_backend == "both" else [attn_backend]
     speeds = {b: table_speeds(configs, attn_backend=b) for b in backends}
     rows, conventions = [], False

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ablations.config import load_table
+from ablations.study.config import load_table
 from analysis.plots import MODS, OURS, PAPER, _empty, save
 
 COLS = 3

@@ -8,7 +8,7 @@ import math
 
 import pandas as pd
 
-from ablations.config import MODALITIES, entry_changes, get_dotted, list_rows, load_table, table_entries
+from ablations.study.config import MODALITIES, entry_changes, get_dotted, list_rows, load_table, table_entries
 from analysis.collect import paper_speedup
 
 UNITS = {"image": "im/s", "video": "clip/s"}

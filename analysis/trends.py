@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations.config import MODALITIES, list_rows
-from ablations.predictions import predictions_path
+from ablations.store.predictions import predictions_path
+from ablations.study.config import MODALITIES, list_rows
 from analysis.collect import no_recipe
 from analysis.differences import compare, interval_text
 from analysis.tables import fmt, mae_runs, stat, supervised_runs

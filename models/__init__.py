@@ -6,16 +6,11 @@ model = models.build("L", step="mvitv2")               # MViTv2-L
 model = models.build("cpu-xs", step="c", modality="video", num_classes=10)
 """
 
+from .build import build
 from .config import BlockSpec, ModelConfig, PoolSpec, resolve_blocks
 from .convert import from_timm, load_mae_pretrained, load_pretrained
 from .hvit import HierarchicalViT
 from .steps import SIZES, hiera_conventions, load_rows, model_config, rows_first, steps
-
-
-def build(size: str = "B", step: str = "f", modality: str = "image", num_classes: int = 1000, **overrides):
-    """The model for a named size and Table 1 row. `overrides` are ModelConfig fields."""
-    return HierarchicalViT(model_config(size, step, modality, num_classes=num_classes, **overrides))
-
 
 __all__ = [
     "BlockSpec",

@@ -12,6 +12,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .build import build
+from .layers import raster_to_units
+
 HIERA_SIZES = {
     "hiera_tiny_224": "T",
     "hiera_small_224": "S",
@@ -136,8 +139,6 @@ def convert_mae_state_dict(state_dict: dict, mae: nn.Module) -> dict:
     image ``decoder_pred`` emits each patch as (C, ph, pw) (``get_pixel_label_2d``; ours and the
     video target: (ph, pw, C)).
     """
-    from .layers import raster_to_units  # local import: layers imports the model config
-
     sd = convert_state_dict(state_dict)  # unwraps, and renames the encoder's keys (encoder_norm -> norm)
     if any(k.startswith("encoder.") for k in sd):
         return sd  # already ours (MaskedAutoencoder.state_dict())
@@ -190,8 +191,6 @@ def from_timm(name_or_model, **overrides) -> nn.Module:
     A name creates the timm model with pretrained=True (needs its weights downloadable or cached);
     a model instance is converted as it is.
     """
-    from . import build  # local import: models/__init__ imports this module
-
     if isinstance(name_or_model, str):
         timm_spec(name_or_model)  # fail early on unsupported names
         import timm

@@ -20,8 +20,10 @@ import math
 import torch
 import torch.nn as nn
 
+from models.build import build
 from models.layers import raster_to_units, units_to_raster
 from models.mae_decoder import LayerNorm, MAEDecoder, MultiScaleFusion
+from models.steps import model_config
 from models.targets import hog_target, patch_stats, pixel_target, unpatchify
 
 
@@ -189,7 +191,7 @@ class MaskedAutoencoder(nn.Module):
 
     # ------------------------------------------------------------------ transfer and figures
     def encoder_state_dict(self) -> dict[str, torch.Tensor]:
-        """Encoder weights for ``models.build(size, step, modality, num_classes=K)``.
+        """Encoder weights for ``build(size, step, modality, num_classes=K)``.
 
         Load with ``strict=False``: only the head is missing (pooling has no parameters, so
         restoring the last q-pool changes no shapes).
@@ -235,8 +237,6 @@ def build_mae(model_cfg: dict, mae_cfg: dict, drop_path: float = 0.0) -> MaskedA
 
     The encoder drops the last q-pool (``q_pool = default - 1``) and has no head.
     """
-    import models  # late import: models/__init__ may import this module
-
     size, step = model_cfg["size"], model_cfg.get("step", "f")
     modality = model_cfg.get("modality", "image")
     overrides = dict(model_cfg.get("overrides") or {})
@@ -248,11 +248,11 @@ def build_mae(model_cfg: dict, mae_cfg: dict, drop_path: float = 0.0) -> MaskedA
         )
     q_pool = overrides.pop("q_pool", None)
     if q_pool is None:
-        q_pool = models.model_config(size, step, modality, **overrides).q_pool
+        q_pool = model_config(size, step, modality, **overrides).q_pool
     if q_pool < 1:
         raise ValueError(f"MAE removes the last q-pool, but this model has q_pool={q_pool}")
     overrides.update(q_pool=q_pool - 1, drop_path=drop_path)
-    encoder = models.build(size, step, modality, num_classes=0, **overrides)
+    encoder = build(size, step, modality, num_classes=0, **overrides)
     known = {"mask_ratio", "target", "norm_pix_loss", "multi_scale", "decoder_depth", "decoder_dim"}
     known |= {"decoder_heads", "dense", "hog_cell"}
     unknown = set(mae_cfg) - known

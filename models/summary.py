@@ -17,6 +17,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from .hvit import HierarchicalViT
 from .steps import SIZES, model_config, steps
 
 
@@ -67,8 +68,6 @@ def stage_table(model) -> list[dict]:
 
 
 def summarize(size: str, step: str, modality: str = "image") -> dict:
-    from . import HierarchicalViT
-
     model = HierarchicalViT(model_config(size, step, modality))
     return dict(
         size=size,

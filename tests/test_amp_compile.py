@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-import ablations.loop as L
-from ablations.checkpoint import load_checkpoint, seed_everything
-from ablations.engine import LossMeter, train_one_epoch
+import ablations.train.loop as L
+from ablations.train.checkpoint import load_checkpoint, seed_everything
+from ablations.train.engine import LossMeter, train_one_epoch
 from models.compile import compile_for_training
 from tests.test_engine import PHASE, TinyNet, _data
 

@@ -7,17 +7,17 @@ import pytest
 import torch
 import yaml
 
-from ablations import config as C
-from ablations.predictions import predictions_path, save_predictions
+from ablations.store.predictions import predictions_path, save_predictions
+from ablations.study import config as C
 from analysis import tables
 from analysis.collect import load_runs, paper_numbers
-from analysis.model_stats import count_macs, count_params
 from analysis.report import write_report
-from analysis.throughput import measure_throughput
+from models.model_stats import count_macs, count_params
+from models.throughput import measure_throughput
 
 
 def fake_run(runs_dir, run: C.Run, top1: float, speed: float = 100.0):
-    """A finished run folder as ablations.runs writes it."""
+    """A finished run folder as ablations.study.runs writes it."""
     folder = runs_dir / run.name
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(run.config))

@@ -3,8 +3,8 @@ depend on that split (so a run resumes mid-epoch with another process count)."""
 
 import pytest
 
-from ablations.batching import BatchPlanError, plan_batch
-from ablations.distributed import ShardedSampler
+from ablations.train.batching import BatchPlanError, plan_batch
+from ablations.train.distributed import ShardedSampler
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from analysis import bench_mae, bench_model
-from analysis.throughput import measure_throughput
+from models.throughput import measure_throughput
 
 
 class FlashProbe(torch.nn.Module):

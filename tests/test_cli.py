@@ -8,8 +8,8 @@ import time
 import pytest
 import yaml
 
-from ablations import cli
-from ablations import runs as R
+from ablations.cli import main as cli
+from ablations.study import runs as R
 
 ROWS = ["mvitv2", "a", "b", "c", "d", "e", "f"]
 
@@ -174,7 +174,7 @@ def test_interrupted_run_resumes(tmp_path, capsys, monkeypatch, fake):
 
 
 def test_metrics_written_atomically(tmp_path, monkeypatch, fake):
-    from ablations import atomic
+    from ablations.store import atomic
 
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
@@ -213,7 +213,7 @@ def test_concurrent_invocations_train_each_run_once(tmp_path, monkeypatch):
     trainer = FakeTrainer(delay=0.5)
     monkeypatch.setattr(R, "run_training", trainer)
     monkeypatch.setattr(R, "measure_model", fake_measure)
-    from ablations.config import Selection, resolve
+    from ablations.study.config import Selection, resolve
 
     (run,) = resolve(Selection(step="f"))
     results = []

@@ -2,8 +2,8 @@
 
 import pytest
 
-from ablations import config as C
-from ablations.batching import plan_batch
+from ablations.study import config as C
+from ablations.train.batching import plan_batch
 
 
 def resolve(**kw):

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from ablations import cli
+from ablations.cli import main as cli
 from tests import test_cli as shared
 from tests.test_no_silent_results import folder_sets, image_folder
 

@@ -10,11 +10,11 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from ablations.checkpoint import load_checkpoint, seed_everything
-from ablations.distributed import init_distributed
-from ablations.engine import evaluate
-from ablations.loop import val_loader
-from ablations.train import fit
+from ablations.train.checkpoint import load_checkpoint, seed_everything
+from ablations.train.distributed import init_distributed
+from ablations.train.engine import evaluate
+from ablations.train.loop import val_loader
+from ablations.train.phases import fit
 
 
 class TinyNet(nn.Module):

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-import ablations.train as T
-from ablations.checkpoint import load_checkpoint, seed_everything
-from ablations.engine import NonFiniteLossError, evaluate
-from ablations.optim import build_optimizer, lr_at, resolve_lr
+import ablations.train.phases as T
+from ablations.train.checkpoint import load_checkpoint, seed_everything
+from ablations.train.engine import NonFiniteLossError, evaluate
+from ablations.train.optim import build_optimizer, lr_at, resolve_lr
 
 
 class TinyNet(nn.Module):

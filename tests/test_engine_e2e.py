@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from ablations.checkpoint import load_checkpoint
-from ablations.config import preset_config
-from ablations.train import run_training
+from ablations.study.config import preset_config
+from ablations.train.checkpoint import load_checkpoint
+from ablations.train.phases import run_training
 
 
 def _cfg(modality="image", mode="mae", train=64, val=32, epochs=1, batch=32):
@@ -43,7 +43,7 @@ def test_mae_then_finetune_tiny(tmp_path):
 def test_pretraining_set_extends_the_labeled_set():
     """pretrain.train_size: the pretraining set is the finetuning set plus more items of the same
     generator (a semi-supervised reading of the paper's setup), not another sample."""
-    from ablations.train import build_data, phase_data
+    from ablations.train.phases import build_data, phase_data
 
     cfg = _cfg(train=8)
     cfg["pretrain"]["train_size"] = 20
@@ -68,7 +68,7 @@ def test_video_mae_with_views_and_mixup(tmp_path):
 def test_real_model_fits_real_data(tmp_path):
     # The real cpu-xs model on 100 builtin images (no augmentation), 12 epochs, evaluated on the
     # same images: measured 24 % top-1 (chance 10 %) in ~150 s on a busy 2-core CPU.
-    import ablations.train as T
+    import ablations.train.phases as T
 
     cfg = _cfg(train=100, val=100)
     data = T.build_data(cfg, "train", None)

@@ -1,4 +1,4 @@
-"""Saved activations measured on fake tensors (ablations/fake_tensors.py): the same bytes as real
+"""Saved activations measured on fake tensors (ablations/train/fake_tensors.py): the same bytes as real
 tensors for every Table 1 row, classifier and MAE, image and video, fp32 and bf16; paper scale
 without the memory; a clear error where values are needed."""
 
@@ -9,9 +9,9 @@ import textwrap
 import pytest
 import torch
 
-from ablations import config as C
-from ablations import memory_plan as M
-from ablations.fake_tensors import FakeValueError, fake_tensors
+from ablations.study import config as C
+from ablations.train import memory_plan as M
+from ablations.train.fake_tensors import FakeValueError, fake_tensors
 
 ROWS = ["mvitv2", "a", "b", "c", "d", "e", "f"]
 
@@ -49,7 +49,8 @@ def test_paper_scale_clip_measured_without_its_memory():
     code = textwrap.dedent(
         """
         import resource, torch
-        from ablations import config as C, memory_plan as M
+        from ablations.study import config as C
+        from ablations.train import memory_plan as M
         cfg = C.resolve(C.Selection(step="f", preset="k400-l", mode="mae"))[0].config
         params, (one, two) = M.measure(cfg, "finetune", (1, 2), torch.bfloat16)
         per_clip = two["outside"] + sum(two["blocks"]) - one["outside"] - sum(one["blocks"])

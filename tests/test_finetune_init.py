@@ -5,10 +5,10 @@ import pytest
 import torch
 import yaml
 
-import ablations.train as T
+import ablations.train.phases as T
 import models
-from ablations import cli
-from ablations import config as C
+from ablations.cli import main as cli
+from ablations.study import config as C
 from models.mae import build_mae
 from tests.test_engine import CFG, TinyNet, _patch_builders
 

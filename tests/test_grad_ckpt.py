@@ -76,7 +76,7 @@ def test_bf16_autocast_gradients_equal_with_and_without():
 def _ddp_worker(rank, port, run_dir):
     import os
 
-    from ablations.train import fit
+    from ablations.train.phases import fit
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
                       LOCAL_RANK=str(rank))  # fmt: skip
@@ -105,8 +105,8 @@ def test_ddp_with_checkpointing_matches_one_process(tmp_path):
 
     import torch.multiprocessing as mp
 
-    from ablations.checkpoint import load_checkpoint
-    from ablations.train import fit
+    from ablations.train.checkpoint import load_checkpoint
+    from ablations.train.phases import fit
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from ablations import cli
-from ablations import runs as R
-from ablations.atomic import write_json_atomic
-from ablations.config import ConfigError
-from ablations.identity import run_identity
-from ablations.launch import parse_slurm_opts, parse_time
-from ablations.launch.submit import job_argv
-from ablations.lock import RunLocked, exclusive, read_record
-from ablations.status import status_text
+from ablations.cli import main as cli
+from ablations.cli.launch import parse_slurm_opts, parse_time
+from ablations.cli.launch.submit import job_argv
+from ablations.store.atomic import write_json_atomic
+from ablations.store.lock import RunLocked, exclusive, read_record
+from ablations.study import runs as R
+from ablations.study.config import ConfigError
+from ablations.study.identity import run_identity
+from ablations.study.status import status_text
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--step", "f", "--preset", "tiny"]

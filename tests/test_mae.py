@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -153,7 +154,8 @@ def test_hog_target_and_bad_config():
 
 
 def test_reconstruct_and_figure(tmp_path):
-    from analysis.reconstructions import save_reconstructions
+    from ablations.train.reconstructions import reconstruction_arrays, save_reconstruction_arrays
+    from analysis.reconstructions import draw_reconstructions, load_arrays
 
     mae = make()
     x = inputs(mae, 3)
@@ -163,7 +165,11 @@ def test_reconstruct_and_figure(tmp_path):
     pix = keep.view(3, 1, *mae.mask_shape).repeat_interleave(8, 2).repeat_interleave(8, 3)
     assert torch.equal(rec[pix.expand_as(x)], x[pix.expand_as(x)])  # visible pixels pasted back
     assert (masked[~pix.expand_as(x)] == 0).all()
-    out = save_reconstructions(mae, x, tmp_path / "fig" / "rec.png", n=2)
+    arrays = reconstruction_arrays(mae, x, (0.5,) * 3, (0.25,) * 3, keep)
+    assert {a.shape for a in arrays.values()} == {(3, 32, 32, 3)} and arrays["input"].dtype == np.uint8
+    saved = save_reconstruction_arrays(arrays, tmp_path / "run" / "rec.npz")
+    assert all((load_arrays(saved)[k] == arrays[k]).all() for k in arrays)
+    out = draw_reconstructions(load_arrays(saved), tmp_path / "fig" / "rec.png", n=2)
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert [p.name for p in out.parent.iterdir()] == ["rec.png"]  # no temp file left behind
 

@@ -10,10 +10,10 @@ import torch
 import yaml
 
 import models
-from ablations import cli
-from ablations import config as C
-from ablations import memory_plan as M
-from ablations.identity import run_identity
+from ablations.cli import main as cli
+from ablations.study import config as C
+from ablations.study.identity import run_identity
+from ablations.train import memory_plan as M
 
 GIB = M.GIB
 

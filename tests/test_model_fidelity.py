@@ -97,8 +97,8 @@ def test_row_a_mac_change_is_mostly_the_convention_switch():
 
 
 def test_model_summary_reports_the_conventions_model_for_row_mvitv2():
-    from ablations import config as C
-    from analysis.model_stats import model_summary
+    from ablations.study import config as C
+    from models.model_stats import model_summary
 
     runs = {r.entry: r.config for r in C.resolve(C.Selection(table="table1", preset="tiny"))}
     s = model_summary(runs["mvitv2"])

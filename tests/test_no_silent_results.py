@@ -9,8 +9,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from ablations import cli, lock
-from ablations import runs as R
+from ablations.cli import main as cli
+from ablations.store import lock
+from ablations.study import runs as R
 from tests import test_cli as shared
 from tests.test_cli import FakeTrainer, ablate
 
@@ -160,8 +161,8 @@ def test_supervised_phase_values_are_checked(tmp_path, capsys, fake):
 
 def test_phase_drop_path_reaches_the_model():
     # model.overrides.drop_path is refused (above); the phase's key is the one that takes effect.
-    from ablations.config import Selection, resolve
-    from ablations.train import build_classifier
+    from ablations.study.config import Selection, resolve
+    from ablations.train.phases import build_classifier
 
     (run,) = resolve(Selection(step="f", preset="tiny", sets={"finetune.drop_path": 0.25}))
     model = build_classifier(run.config, run.config["finetune"], 10)
@@ -254,7 +255,7 @@ def test_read_only_runs_folder_gives_one_line(tmp_path, capsys, monkeypatch, fak
 
 
 def test_report_on_a_full_disk_gives_one_line_and_no_leftovers(tmp_path, capsys, monkeypatch, fake):
-    from ablations import atomic
+    from ablations.store import atomic
 
     assert ablate(tmp_path, "--step", "f") == 0
     capsys.readouterr()
@@ -277,7 +278,7 @@ def test_analysis_on_a_missing_folder_says_so(tmp_path, capsys):
 
 
 def test_fingerprint_follows_linked_folders_once(tmp_path):
-    from ablations.identity import files_fingerprint
+    from ablations.study.identity import files_fingerprint
 
     root = image_folder(tmp_path / "d")
     (root / "train" / "loop").symlink_to(root / "train")  # a link cycle must not recurse forever
@@ -287,7 +288,7 @@ def test_fingerprint_follows_linked_folders_once(tmp_path):
 
 
 def test_lock_module_imports_without_fcntl(tmp_path, monkeypatch):
-    # Windows has no fcntl: ablations/lock.py falls back to msvcrt (faked here: one holder per file).
+    # Windows has no fcntl: ablations/store/lock.py falls back to msvcrt (faked here: one holder per file).
     import importlib.util
     import sys
     import types

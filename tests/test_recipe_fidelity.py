@@ -4,8 +4,8 @@ settings coupled with pretraining length (Table 3f), MViTv2's supervised recipe,
 import pytest
 import torch
 
-from ablations import config as C
 from ablations.data.transforms import ImageTensorTransform, VideoTransform
+from ablations.study import config as C
 
 
 def runs(preset, table="table3", modality=None, **sets):

@@ -11,8 +11,8 @@ from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 from torch import nn
 
-from ablations.checkpoint import load_checkpoint, seed_everything
-from ablations.train import fit
+from ablations.train.checkpoint import load_checkpoint, seed_everything
+from ablations.train.phases import fit
 
 
 class TinyNet(nn.Module):
@@ -132,7 +132,7 @@ def test_a_signal_saves_the_exact_step_and_resumes_bit_identical(tmp_path, signa
     import os
     import signal
 
-    from ablations.interrupt import Stopped
+    from ablations.train.interrupt import Stopped
 
     ref = _run(tmp_path / "straight")
     seed_everything(0)
@@ -167,8 +167,8 @@ def test_a_signal_during_the_stop_all_reduce_is_kept_for_the_next_update(monkeyp
 
     import torch.distributed as dist
 
-    from ablations import distributed
-    from ablations.interrupt import StopRequest
+    from ablations.train import distributed
+    from ablations.train.interrupt import StopRequest
 
     stop = StopRequest(enabled=False)
     monkeypatch.setattr(distributed, "is_dist", lambda: True)

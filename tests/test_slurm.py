@@ -88,8 +88,8 @@ def result(runs: Path) -> dict:
 
 
 def run_names(selection: list[str]) -> list[str]:
-    from ablations import cli
-    from ablations.config import resolve
+    from ablations.cli import main as cli
+    from ablations.study.config import resolve
 
     return [r.name for r in resolve(cli.selection(cli.parser().parse_args(selection)))]
 

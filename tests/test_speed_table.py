@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from ablations import config as C
+from ablations.study import config as C
 from analysis import speed_table
 
 

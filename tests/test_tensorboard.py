@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from ablations import tblog
-from ablations.config import preset_config
-from ablations.loop import fit
-from ablations.train import run_training
+from ablations.store import tblog
+from ablations.study.config import preset_config
+from ablations.train.loop import fit
+from ablations.train.phases import run_training
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ablations import cli
-from ablations.checkpoint import load_checkpoint
-from ablations.interrupt import PREEMPTED_EXIT
+from ablations.cli import main as cli
+from ablations.train.checkpoint import load_checkpoint
+from ablations.train.interrupt import PREEMPTED_EXIT
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = "fig8/f/image/tiny+{}/seed0"
@@ -162,7 +162,7 @@ def rank_pids(launcher: subprocess.Popen) -> dict[int, int]:
 HOLD = """
 import os, sys, time
 sys.path.insert(0, {repo!r})
-from ablations.interrupt import StopRequest
+from ablations.train.interrupt import StopRequest
 agreed, votes = StopRequest.agreed, []
 def hold(self):  # rank 1 waits at its 3rd stop vote (one per update) until the test's signal arrived
     votes.append(1)
@@ -178,7 +178,7 @@ def hold(self):  # rank 1 waits at its 3rd stop vote (one per update) until the 
                   "handler:", signal.getsignal(signal.SIGUSR1), file=sys.stderr, flush=True)
     return agreed(self)
 StopRequest.agreed = hold
-from ablations.cli import main
+from ablations.cli.main import main
 sys.exit(main())
 """
 
@@ -231,12 +231,12 @@ def test_sigusr1_to_one_rank_stops_all_at_one_step_and_resumes_exactly(reference
 FAILING = """
 import os, sys
 sys.path.insert(0, {repo!r})
-import ablations.train as T
+import ablations.train.phases as T
 def broken(*a, **k):
     raise RuntimeError("the data disk of rank " + os.environ["RANK"] + " is gone")
 if os.environ["RANK"] in os.environ["FAIL_RANKS"].split(","):
     T.build_data = broken
-from ablations.cli import main
+from ablations.cli.main import main
 sys.exit(main())
 """
 

@@ -3,8 +3,8 @@ python -m analysis (fake trainer that writes per-sample predictions)."""
 
 import numpy as np
 
-from ablations import runs as R
-from ablations.predictions import save_predictions
+from ablations.store.predictions import save_predictions
+from ablations.study import runs as R
 from analysis.__main__ import main as analysis_main
 from tests import test_cli as shared
 from tests.test_cli import FakeTrainer, ablate

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from ablations import config as C
+from ablations.study import config as C
 from analysis import differences, plots, table3_plot, tables, trends
 from analysis.collect import load_runs, no_recipe, paper_numbers
 from analysis.report import write_report

@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from ablations import config as C
-from ablations.batching import plan_batch
 from ablations.data import build_dataset, flatten_repeated
 from ablations.data.common import RepeatedItems, repeats
 from ablations.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoTransform, normalize
-from ablations.loop import fit
+from ablations.study import config as C
+from ablations.train.batching import plan_batch
+from ablations.train.loop import fit
 
 pytest.importorskip("av")
 

@@ -1,43 +1,11 @@
-"""Cluster launchers for ablate.py: one submitit job per run.
-
-    python ablate.py --table 1 --preset in1k-l --launcher slurm --nodes 8 --gpus-per-node 8 \\
-        --partition learn --time 72:00:00        # 7 jobs of 64 tasks; prints job ids and returns
-    python ablate.py --table 1 --preset in1k-l --status   # finished / running / queued / failed
-    python ablate.py --step f --preset tiny --launcher local --wait   # the same job, on this machine
-
-Each job runs `python ablate.py <selection> --only <run>` in every task (ablations/launch/job.py),
-with torch.distributed set up from Slurm's environment. `add_arguments` / `check` / `launch` are
-all cli.py needs.
-"""
+"""Launcher flags: parsed and checked before anything is submitted."""
 
 from __future__ import annotations
 
-import argparse
 import re
+import shutil
 
-from ablations.config import ConfigError
-
-LAUNCHERS = ("slurm", "local")
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("clusters (one submitit job per run; README: Running on GPUs and clusters)")
-    arg = g.add_argument
-    arg("--launcher", choices=LAUNCHERS, help="submit one job per run and return: slurm (sbatch), local")
-    arg("--nodes", type=int, default=1, help="nodes per job (slurm; default 1)")
-    arg("--gpus-per-node", type=int, default=0, help="GPUs per node (0: CPU-only, gloo)")
-    arg("--tasks-per-node", type=int, help="processes per node (default: --gpus-per-node, or 1)")
-    arg("--cpus-per-task", type=int, help="CPU cores per process")
-    arg("--partition", help="Slurm partition")
-    arg("--account", help="Slurm account")
-    arg("--time", help="time limit per job, [D-]HH:MM:SS or minutes; jobs requeue at the limit")
-    arg("--slurm-opt", dest="slurm_opts", action="append", default=[], metavar="KEY=VALUE",
-        help="any other sbatch option, e.g. --slurm-opt mem=64G --slurm-opt constraint=a100")  # fmt: skip
-    arg("--signal-delay", type=int, default=90, metavar="S",
-        help="Slurm sends SIGUSR1 S seconds before the time limit (default 90)")  # fmt: skip
-    arg("--wait", action="store_true", help="with --launcher: block until every job ended, then report")
-    arg("--status", action="store_true", help="each run: finished, running, queued, failed, not started")
-    arg("--only", metavar="RUN", help="train only this run of the selection (what each job runs)")
+from ablations.errors import ConfigError
 
 
 def parse_time(text: str) -> int:
@@ -94,8 +62,6 @@ def check(args) -> None:
         parse_time(args.time)
     parse_slurm_opts(args.slurm_opts)
     if args.launcher == "slurm":
-        import shutil
-
         if shutil.which("sbatch") is None:
             raise ConfigError(
                 "--launcher slurm: sbatch is not on PATH (no Slurm here). Use --launcher local, "
@@ -105,9 +71,3 @@ def check(args) -> None:
 
 def tasks_per_node(args) -> int:
     return args.tasks_per_node or args.gpus_per_node or 1
-
-
-def launch(args, sel, runs, argv: list[str]) -> int:
-    from ablations.launch.submit import submit_runs
-
-    return submit_runs(args, sel, runs, argv)

@@ -2,7 +2,7 @@
 
     run_dir/
       pretrain/   checkpoint-last.pth  log.jsonl  encoder.pth  done.json     (mode mae)
-                  reconstructions.png   (pixel target: input / masked / reconstruction)
+                  reconstructions.npz   (pixel target: input / masked / reconstruction, RGB)
       finetune/   checkpoint-last.pth  log.jsonl  predictions.npz  done.json (mode mae)
       supervised/ checkpoint-last.pth  log.jsonl  predictions.npz  done.json (mode supervised)
 
@@ -11,7 +11,7 @@ checkpoint-last.pth is rewritten (atomically) after every epoch and, with runtim
 per line: step records {phase, epoch, step, loss, lr, throughput} and epoch records {phase, epoch,
 step, train_loss, lr, epoch_time_s, throughput, top1, top5, val_loss, val_samples}. done.json holds
 the phase's final metrics; predictions.npz the final model's per-sample val top-5 and labels
-(ablations/predictions.py), written before done.json. A phase with done.json is never rerun, and an
+(ablations/store/predictions.py), written before done.json. A phase with done.json is never rerun, and an
 interrupted phase resumes from its checkpoint. encoder.pth (MAE encoder weights) is what the
 finetune phase starts from.
 Ctrl-C, SIGTERM or SIGUSR1 (any process count: the ranks agree on the step) lets the update in
@@ -23,126 +23,37 @@ Resume is bit-exact on CPU with data.num_workers = 0 (same data order, RNG strea
 schedule position). With worker processes the data order is still exact but the augmentation
 draws of a resumed epoch differ; on CUDA, non-deterministic kernels can also differ.
 
-`fit` (ablations/loop.py) is the generic epoch loop (any model, dataset, loss); the small `build_*`
-factories below are the only places that touch models / MAE / data.
+`fit` (ablations/train/loop.py) is the generic epoch loop (any model, dataset, loss); the `build_*`
+factories (ablations/train/build.py) are the only places that touch models / MAE / data.
 """
 
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import torch
 
-from ablations.atomic import save_torch_atomic, write_json_atomic
-from ablations.checkpoint import seed_everything
-from ablations.distributed import DistInfo, barrier, init_distributed
-from ablations.engine import evaluate
-from ablations.loop import CKPT, fit, resolve_amp, val_loader  # noqa: F401  (fit, CKPT: the loop's public names)
-from ablations.predictions import FILE as PREDICTIONS
-from ablations.predictions import save_predictions
-from ablations.tblog import write_image
-
-# ---------------------------------------------------------------- factories (the real builders)
-
-
-def data_info(cfg: dict) -> dict:
-    from ablations.data import dataset_info
-
-    return dataset_info(cfg["data"])
-
-
-def phase_data(cfg: dict, phase: str) -> dict:
-    """cfg with the phase's training set size: pretrain.train_size (MAE pretraining on more
-    unlabeled items than finetuning has labels; the built-in sets and capped folders grow from
-    the same first items) replaces data.train_size for that phase only."""
-    size = cfg[phase].get("train_size")
-    return cfg if size is None else {**cfg, "data": {**cfg["data"], "train_size": size}}
-
-
-def build_data(cfg: dict, split: str, aug: dict | None):
-    from ablations.data import build_dataset
-
-    return build_dataset(cfg["data"], split=split, aug=aug)
-
-
-def build_mae_model(cfg: dict) -> torch.nn.Module:
-    from models.mae import build_mae
-
-    return build_mae(cfg["model"], cfg["mae"], drop_path=cfg["pretrain"].get("drop_path", 0.0))
-
-
-def build_classifier(cfg: dict, phase_cfg: dict, num_classes: int) -> torch.nn.Module:
-    import models
-
-    m = cfg["model"]
-    overrides = dict(m.get("overrides") or {})
-    # The phase's regularisation wins over the row's defaults.
-    overrides["drop_path"] = phase_cfg.get("drop_path", 0.0)
-    if phase_cfg.get("head_init_scale") is not None:
-        overrides["head_init_scale"] = phase_cfg["head_init_scale"]
-    if phase_cfg.get("dropout") is not None:
-        overrides["drop_rate"] = phase_cfg["dropout"]  # ModelConfig calls head dropout drop_rate
-    return models.build(
-        m["size"],
-        step=m.get("step", "f"),
-        modality=m.get("modality", "image"),
-        num_classes=num_classes,
-        **overrides,
-    )
-
-
-def load_encoder(model: torch.nn.Module, path: Path) -> None:
-    """Load MAE encoder weights into a classifier; only the head may be missing."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    not_head = [k for k in missing if "head" not in k]
-    if not_head:
-        raise RuntimeError(f"pretrained encoder {path} lacks non-head weights: {not_head[:8]}")
-    if unexpected:
-        warnings.warn(
-            f"ignored {len(unexpected)} unexpected encoder keys, e.g. {unexpected[:4]}", stacklevel=2
-        )
-
-
-def load_init(model: torch.nn.Module, path: Path, sha256: str | None = None) -> dict:
-    """finetune.init: weights from a pretrained checkpoint. Ours (a run's pretrain/encoder.pth or
-    pretrain/checkpoint-last.pth, whose MAE keys sit under "encoder.") or the official Hiera / timm
-    formats (MAE or finetuned, image or video; models/convert.py). Everything but the head must
-    match; a missing head, or one for another number of classes, starts fresh."""
-    from ablations.config import file_sha256
-    from models.convert import load_pretrained
-
-    if sha256 is not None and file_sha256(path) != sha256:
-        raise RuntimeError(f"{path} changed since this run was configured (sha256 differs); rerun ablate.py")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for wrapper in ("model_state", "model", "state_dict"):
-        if isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-            break
-    if any(k.startswith("encoder.") for k in state):  # our MAE: keep the encoder, drop the decoder
-        state = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
-    return load_pretrained(model, state, strict=True)
-
-
-def build_criterion(phase_cfg: dict, num_classes: int):
-    """(criterion, mixup_fn or None): SoftTargetCE under Mixup/CutMix (which also smooths labels),
-    else label-smoothing CE, else plain CE."""
-    from timm.data import Mixup
-    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-
-    mixup, cutmix = phase_cfg.get("mixup") or 0.0, phase_cfg.get("cutmix") or 0.0
-    smoothing = phase_cfg.get("smoothing") or 0.0
-    if mixup > 0 or cutmix > 0:
-        mixup_fn = Mixup(
-            mixup_alpha=mixup, cutmix_alpha=cutmix, label_smoothing=smoothing, num_classes=num_classes
-        )
-        return SoftTargetCrossEntropy(), mixup_fn
-    if smoothing > 0:
-        return LabelSmoothingCrossEntropy(smoothing=smoothing), None
-    return torch.nn.CrossEntropyLoss(), None
-
+from ablations.store.atomic import save_torch_atomic, write_json_atomic
+from ablations.store.predictions import FILE as PREDICTIONS
+from ablations.store.predictions import save_predictions
+from ablations.store.tblog import write_image
+from ablations.train.build import (
+    build_classifier,
+    build_criterion,
+    build_data,
+    build_mae_model,
+    data_info,
+    load_encoder,
+    load_init,
+    phase_data,
+)
+from ablations.train.checkpoint import seed_everything
+from ablations.train.distributed import DistInfo, barrier, init_distributed
+from ablations.train.engine import evaluate
+from ablations.train.loop import CKPT, fit, resolve_amp, val_loader  # noqa: F401  (fit, CKPT: the loop's public names)
+from ablations.train.reconstructions import FILE as RECONSTRUCTIONS
+from ablations.train.reconstructions import grid, reconstruction_arrays, save_reconstruction_arrays
 
 # ---------------------------------------------------------------- the pipeline
 
@@ -227,11 +138,11 @@ def run_phase(phase: str, cfg: dict, phase_dir: Path, dist: DistInfo, progress: 
         if phase == "pretrain":  # before done.json: a finished pretrain phase always has its encoder
             save_torch_atomic(model.encoder_state_dict(), phase_dir / "encoder.pth")
             if hasattr(model, "reconstruct") and cfg.get("mae", {}).get("target") == "pixel":
-                figure = phase_dir / "reconstructions.png"
-                save_pretrain_figure(model, cfg, info, figure)
+                arrays = pretrain_reconstructions(model, cfg, info)
+                save_reconstruction_arrays(arrays, phase_dir / RECONSTRUCTIONS)
                 step = result["epochs"] * result["steps_per_epoch"]
                 tb_on = cfg.get("runtime", {}).get("tensorboard", True)
-                write_image(phase_dir, tb_on, "pretrain/reconstructions", figure, step)
+                write_image(phase_dir, tb_on, "pretrain/reconstructions", grid(arrays), step)
         write_json_atomic(result, done)
     barrier()
     return result
@@ -249,18 +160,16 @@ def final_predictions(
     return out["predictions"]
 
 
-def save_pretrain_figure(mae, cfg: dict, info: dict, path: Path, n: int = 8) -> None:
-    """Input / masked / reconstruction of the first n val items (a figure for the report; the
+def pretrain_reconstructions(mae, cfg: dict, info: dict, n: int = 8) -> dict:
+    """Input / masked / reconstruction of the first n val items, for the report's figure (the
     mask is drawn from a fixed seed so reruns give the same picture)."""
-    from analysis.reconstructions import save_reconstructions
-
     val = build_data(cfg, "val", None)
     images = torch.stack([val[i][0] for i in range(min(n, len(val)))])
     if images.dim() == 6:  # video with several views: (B, V, C, T, H, W) -> the first view
         images = images[:, 0]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg["seed"])
-        save_reconstructions(mae, images, path, n=n, mean=info["mean"], std=info["std"])
+        return reconstruction_arrays(mae, images, info["mean"], info["std"])
 
 
 def summarize(results: dict) -> dict:

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ablations.distributed import all_gather_object, all_reduce_sum
-from ablations.optim import set_lr
+from ablations.train.distributed import all_gather_object, all_reduce_sum
+from ablations.train.optim import set_lr
 
 
 class NonFiniteLossError(RuntimeError):

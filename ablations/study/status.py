@@ -10,7 +10,7 @@
     not started  no folder yet
 
 A dead job is never "running": a lock record counts only while its holder is alive (see
-ablations/lock.py), and a job only while squeue lists it as queued or running.
+ablations/store/lock.py), and a job only while squeue lists it as queued or running.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import platform
 import re
 from pathlib import Path
 
-from ablations import runs as R
-from ablations.identity import run_identity
-from ablations.lock import JOB_ALIVE, describe, holder_alive, read_record, slurm_job_state
+from ablations.store.lock import JOB_ALIVE, describe, holder_alive, read_record, slurm_job_state
+from ablations.study import runs as R
+from ablations.study.identity import run_identity
 
 QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "CONFIGURING"}
 PHASES = ("pretrain", "finetune", "supervised")
@@ -102,7 +102,7 @@ def last_error(folder: Path, record: dict | None) -> str | None:
 
 
 def folder_state(runs_dir: Path, run) -> str:
-    """ablations.runs.status of the run's folder: 'new', 'changed', 'partial' or 'done'."""
+    """ablations.study.runs.status of the run's folder: 'new', 'changed', 'partial' or 'done'."""
     return R.status(R.run_dir(runs_dir, run), run.config, run_identity(run.config), log=lambda *a: None)[0]
 
 

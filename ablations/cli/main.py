@@ -12,76 +12,30 @@ python ablate.py --table 1 --preset in1k-l --plan --device-mem 40   # what fits 
 
 from __future__ import annotations
 
-import argparse
 import errno
 import os
 import sys
 import traceback
 from contextlib import redirect_stdout
 from dataclasses import replace
-from pathlib import Path
 
-import yaml
-
-from ablations import config as C
-from ablations import distributed as D
-from ablations import launch
-from ablations import runs as R
+from ablations.cli.launch.options import check as check_launch
+from ablations.cli.launch.submit import submit_runs
+from ablations.cli.output import bench, dry_run_text, print_table, print_trends, show_list
+from ablations.cli.parser import parser
+from ablations.data import check_data
+from ablations.data.common import repeats
 from ablations.errors import RunError
-from ablations.identity import files_fingerprint
-from ablations.interrupt import INTERRUPTED_EXIT, Stopped, StopRequest, exit_code
-
-EPILOG = "Rows: models/rows.yaml. Presets: ablations/presets/. Tables: ablations/tables/. --list shows all."
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="ablate.py",
-        description="Recreate the Hiera paper's Table 1, Table 3 and Fig. 8.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    what = p.add_mutually_exclusive_group()
-    what.add_argument("--step", metavar="ROW", help="one Table 1 row: mvitv2, a..f")
-    what.add_argument("--table", metavar="N", help="1 (Table 1: all rows) or 3 (Table 3: MAE ablations)")
-    what.add_argument("--fig", metavar="N", help="8 (Fig. 8: the rows trained supervised from scratch)")
-    p.add_argument(
-        "--mode", help="mae (pretrain + finetune) or supervised (from scratch); default: the table's"
-    )
-    p.add_argument("--modality", help="image or video (default: the preset's first; image for cpu)")
-    p.add_argument(
-        "--preset", default="cpu", help="cpu (default), tiny, gpu-cifar, in1k-b, in1k-l, k400-b, k400-l"
-    )
-    p.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                   help="override config values (dotted keys; values parsed as YAML): "
-                        "--set a=1 b=2, or --set a=1 --set b=2")  # fmt: skip
-    p.add_argument("--seeds", type=int, default=1, help="repeat with N seeds; tables show mean ± std")
-    p.add_argument("--runs-dir", default="runs", type=Path, help="where run folders go (default: runs/)")
-    p.add_argument("--force", action="store_true", help="retrain runs that already finished")
-    p.add_argument("--list", action="store_true", help="show rows, tables and presets, then exit")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved configs as YAML; train nothing")
-    p.add_argument(
-        "--bench", action="store_true", help="measure params, MACs and throughput only; no training"
-    )
-    p.add_argument(
-        "--attn-backend", choices=["math", "auto", "both"], default=None,
-        help="--bench only: time attention as plain matmuls (math, default: the paper's protocol, no "
-        "FlashAttention), with PyTorch's fused kernel choice (auto), or both",
-    )  # fmt: skip
-    p.add_argument("--report", action="store_true", help="only regenerate runs/report/ from finished runs")
-    p.add_argument(
-        "--plan", action="store_true",
-        help="print each run's memory plan (per-device batch, accumulation, checkpointing, peak memory); "
-        "no training",
-    )  # fmt: skip
-    p.add_argument("--device-mem", type=float, metavar="GIB",
-                   help="plan for devices with this much memory (GiB; --plan default 80); with training or "
-                   "--dry-run the plan is applied and recorded in runtime.plan")  # fmt: skip
-    p.add_argument("--devices", type=int, help="devices the plan splits the global batch over "
-                   "(default: 8 for --plan, this launch's processes otherwise)")  # fmt: skip
-    p.add_argument("--quiet", action="store_true", help="no progress bars: plain log lines, as in log files")
-    launch.add_arguments(p)
-    return p
+from ablations.study import config as C
+from ablations.study import runs as R
+from ablations.study.identity import files_fingerprint
+from ablations.study.status import status_text
+from ablations.train import distributed as D
+from ablations.train import memory_plan as M
+from ablations.train.batching import plan_batch
+from ablations.train.interrupt import INTERRUPTED_EXIT, Stopped, StopRequest, exit_code
+from ablations.train.memory_plan import phase_runtime
+from analysis.report import write_report
 
 
 def selection(args) -> C.Selection:
@@ -109,78 +63,8 @@ def only(runs: list[C.Run], name: str) -> list[C.Run]:
     return picked
 
 
-def show_list() -> str:
-    from models.steps import row_changes
-
-    rows = row_changes()
-    paper = yaml.safe_load((Path(__file__).parent.parent / "analysis" / "paper_numbers.yaml").read_text())
-    lines = ["Rows (--step; models/rows.yaml, each = previous + one change):"]
-    for row in C.list_rows():
-        label = paper["table1"]["rows"].get(row, {}).get("label", "")
-        changes = ", ".join(f"{k}={v}" for k, v in (rows.get(row) or {}).items())
-        lines.append(f"  {row:8s} {label}  [{changes}]")
-    lines.append("\nTables (--table 1, --table 3, --fig 8):")
-    for t in C.list_tables():
-        spec = C.load_table(t)
-        n = {m: len(C.table_entries(t, m)) for m in C.MODALITIES}
-        lines.append(f"  {t:8s} {spec.get('title', '')}  ({n['image']} image / {n['video']} video runs)")
-    lines.append("\nPresets (--preset):")
-    for p in C.list_presets():
-        meta = C.load_preset(p).get("preset", {})
-        lines.append(f"  {p:10s} {meta.get('description', '')}  [{', '.join(meta.get('modalities', []))}]")
-    lines.append("\nModes: mae, supervised.  Modalities: image, video.")
-    return "\n".join(lines)
-
-
-def dry_run_text(runs: list[C.Run]) -> str:
-    """Each run's resolved config as YAML, headed by comments: its folder, and how each phase's
-    global batch splits over this launch's processes (WORLD_SIZE; runtime.max_batch_per_device)."""
-    from ablations.batching import describe
-    from ablations.memory_plan import phase_runtime
-
-    world = D.env_world()[1]
-    docs = []
-    for run in runs:
-        phases = C.PHASES[run.config["mode"]]
-        caps = {p: phase_runtime(run.config["runtime"], p)[0] for p in phases}  # the memory plan's, if any
-        batches = "".join(f"# {p}: {describe(run.config[p], world, caps[p])}\n" for p in phases)
-        docs.append(f"# run: {run.name}\n{batches}" + yaml.safe_dump(run.config, sort_keys=False))
-    return "---\n".join(docs)
-
-
-def bench(runs: list[C.Run], attn_backend: str = "math") -> str:
-    """Params, MACs and throughput of each run's classifier on this machine (no training), timed
-    side by side (analysis.speed_table), beside the paper's Table 1 ratios (A100 fp16, size L)."""
-    from analysis.speed_table import bench_text
-
-    return bench_text({run.entry: run.config for run in runs}, attn_backend)
-
-
-def print_table(sel: C.Selection, runs: list[C.Run], runs_dir: Path) -> None:
-    """The table that was asked for (for --step: its header and that row), ours beside the paper's."""
-    from analysis.report import table_text
-
-    name = C.selected_table(sel)
-    text = table_text(runs_dir, runs[0].variant, name)
-    if sel.step is not None:
-        lines = text.splitlines()
-        text = "\n".join(lines[:2] + [ln for ln in lines[2:] if ln.startswith(f"| {sel.step} |")]) + "\n"
-    print(f"\n{name} ({runs[0].variant}, {runs[0].modality}), ours beside the paper's:\n")
-    print(text)
-
-
-def print_trends(sel: C.Selection, trends_md: Path) -> None:
-    """After --table 1 / --fig 8: whether the paper's three trends hold (the report's trends.md)."""
-    from analysis.trends import verdicts
-
-    if sel.step is None and C.selected_table(sel) in ("table1", "fig8") and trends_md.exists():
-        print(f"\nThe paper's trends at this scale ({trends_md}):\n{verdicts(trends_md.read_text())}", end="")
-
-
 def check_data_once(runs: list[C.Run]) -> None:
     """The data of every run checked before any training (each distinct data config once)."""
-    from ablations.data import check_data
-
     seen = []
     for run in runs:
         if run.config["data"] not in seen:
@@ -209,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         sel, runs = None, []  # --report reads every finished run; it needs no selection
         try:
-            launch.check(args)
+            check_launch(args)
             if args.attn_backend is not None and not args.bench:
                 raise C.ConfigError("--attn-backend applies to --bench only; add --bench or drop it.")
             if not args.report:
@@ -232,12 +116,10 @@ def main(argv: list[str] | None = None) -> int:
             print(dry_run_text(runs))
             return 0
         if args.status:
-            from ablations.status import status_text
-
             print(status_text(runs, args.runs_dir))
             return 0
         if args.launcher:  # submits jobs and returns; each job runs this command with --only <run>
-            return launch.launch(args, sel, runs, sys.argv[1:] if argv is None else argv)
+            return submit_runs(args, sel, runs, sys.argv[1:] if argv is None else argv, main)
         D.init_distributed()  # once, before any work: every rank joins here or fails here
         try:
             return run_command(args, sel, runs)
@@ -247,8 +129,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def planned(args, runs: list[C.Run]) -> tuple[list[C.Run], int]:
     """(runs with runtime.plan, --plan's exit status after printing the plans: 0 all fit, 1 not)."""
-    from ablations import memory_plan as M
-
     mem = 80.0 if args.device_mem is None else args.device_mem
     devices = args.devices or (8 if args.plan else D.env_world()[1])
     try:
@@ -264,10 +144,6 @@ def planned(args, runs: list[C.Run]) -> tuple[list[C.Run], int]:
 
 def check_batches(run: C.Run, world_size: int) -> None:
     """Every phase's global batch splits over this launch's processes (before any work)."""
-    from ablations.batching import plan_batch
-    from ablations.data.common import repeats
-    from ablations.memory_plan import phase_runtime
-
     for phase in C.PHASES[run.config["mode"]]:
         pc, cap = run.config[phase], run.config["runtime"].get("max_batch_per_device")
         try:
@@ -279,8 +155,6 @@ def check_batches(run: C.Run, world_size: int) -> None:
 
 def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
     """--report, --bench or training, the same on every rank (rank 0 writes and prints)."""
-    from analysis.report import write_report
-
     if args.report:
         try:
             print(f"report written to {D.main_only(write_report, args.runs_dir)}")

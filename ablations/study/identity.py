@@ -22,13 +22,13 @@ from pathlib import Path
 # Where and how a run trains, not what it trains: a run started on one machine (or with other
 # workers, threads, logging) is the same run. Keys derived from the world size (per-device batch,
 # accumulation) belong here too: a run started on 8 GPUs resumes on 16.
-# runtime.max_batch_per_device only splits the global batch (ablations/batching.py); <phase>.accum_iter
+# runtime.max_batch_per_device only splits the global batch (ablations/train/batching.py); <phase>.accum_iter
 # is derived from it now, and is ignored where older config.yaml files still record it.
 NEUTRAL_KEYS = (
     "data.num_workers", "data.download",
     "runtime.device", "runtime.log_every", "runtime.threads", "runtime.ckpt_every_steps",
     "runtime.max_batch_per_device", "pretrain.accum_iter", "finetune.accum_iter", "supervised.accum_iter",
-    # how the memory is spent, not what is learned (ablations/memory_plan.py)
+    # how the memory is spent, not what is learned (ablations/train/memory_plan.py)
     "runtime.grad_ckpt", "runtime.compile", "runtime.plan",
     "finetune.init",  # where the init checkpoint lies; its content (finetune.init_sha256) is identity
     "runtime.tensorboard",

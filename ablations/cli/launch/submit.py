@@ -15,23 +15,24 @@ from pathlib import Path
 
 import submitit
 
-from ablations import runs as R
-from ablations.atomic import write_json_atomic
-from ablations.identity import run_identity
-from ablations.launch import parse_slurm_opts, parse_time, tasks_per_node
-from ablations.launch.job import RunJob
-from ablations.lock import RunLocked, exclusive
-from ablations.status import active_job, folder_state, jobs_record, status_text
+from ablations.cli.launch.job import RunJob
+from ablations.cli.launch.options import parse_slurm_opts, parse_time, tasks_per_node
+from ablations.cli.output import print_table
+from ablations.cli.parser import parser
+from ablations.store.atomic import write_json_atomic
+from ablations.store.lock import RunLocked, exclusive
+from ablations.study import runs as R
+from ablations.study.identity import run_identity
+from ablations.study.status import active_job, folder_state, jobs_record, status_text
+from analysis.report import write_report
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # the local launcher kills a job at its time limit: default a week
 
 
 def job_argv(argv: list[str], runs_dir: Path) -> list[str]:
     """The user's selection without the launcher's flags (and without --force: the submitter clears
     the folder, so a requeued job resumes instead of starting over)."""
-    from ablations.cli import parser
-
     p = parser()
     own = {"launcher", "nodes", "gpus_per_node", "tasks_per_node", "cpus_per_task", "partition", "account",
            "time", "slurm_opts", "signal_delay", "wait", "force", "runs_dir", "quiet"}  # fmt: skip
@@ -122,7 +123,7 @@ def needs_job(args, run, head: str) -> bool:
         return False
 
 
-def submit_runs(args, sel, runs, argv: list[str]) -> int:
+def submit_runs(args, sel, runs, argv: list[str], entry) -> int:
     base = job_argv(argv, args.runs_dir)
     submitted = {}
     for i, run in enumerate(runs, 1):
@@ -130,7 +131,9 @@ def submit_runs(args, sel, runs, argv: list[str]) -> int:
         if not needs_job(args, run, head):
             continue
         jobs = R.run_dir(args.runs_dir, run) / R.JOBS
-        job = make_executor(args, jobs, name=f"ablate:{run.name}").submit(RunJob(base + ["--only", run.name]))
+        job = make_executor(args, jobs, name=f"ablate:{run.name}").submit(
+            RunJob(base + ["--only", run.name], entry)
+        )
         record = {"launcher": args.launcher, "job_id": str(job.job_id), "host": platform.node(),
                   "tasks": args.nodes * tasks_per_node(args), "nodes": args.nodes,
                   "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
@@ -151,9 +154,6 @@ def wait_and_report(args, sel, runs, submitted: dict, poll_s: float = 3.0) -> in
     while any(_active(args, job, folders[name]) for name, job in submitted.items()):
         time.sleep(poll_s)
     print(status_text(runs, args.runs_dir))
-    from ablations.cli import print_table
-    from analysis.report import write_report
-
     report = write_report(args.runs_dir)
     finished = [r for r in runs if folder_state(args.runs_dir, r) == "done"]
     if finished:

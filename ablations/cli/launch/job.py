@@ -4,7 +4,7 @@ torch.distributed process, and the requeue when the cluster asks the job to stop
 Slurm tasks replace torchrun: submitit's TorchDistributedEnvironment turns SLURM_PROCID,
 SLURM_NTASKS, SLURM_LOCALID and the first host of SLURM_JOB_NODELIST into the RANK, WORLD_SIZE,
 LOCAL_RANK, MASTER_ADDR (and a MASTER_PORT derived from the job id) that
-ablations.distributed.init_distributed reads, so the job runs exactly the code `torchrun ablate.py`
+ablations.train.distributed.init_distributed reads, so the job runs exactly the code `torchrun ablate.py`
 runs.
 
 Stopping. submitit installs a SIGUSR1 handler in the job that checkpoints the callable and
@@ -23,26 +23,27 @@ from __future__ import annotations
 
 import submitit
 
-from ablations.interrupt import INTERRUPTED_EXIT, PREEMPTED_EXIT
-from ablations.lock import slurm_job_state
+from ablations.store.lock import slurm_job_state
+from ablations.train.interrupt import INTERRUPTED_EXIT, PREEMPTED_EXIT
 
 
 class RunJob(submitit.helpers.Checkpointable):
-    """Callable pickled by submitit: runs ablations.cli.main(argv) in this task.
+    """Callable pickled by submitit: runs entry(argv) in this task, entry = ablations.cli.main.main
+    (given by the submitter, so this layer needs no import of the command above it; submitit
+    pickles a function by its module and name).
 
     Checkpointable's default `checkpoint` resubmits this same call: all state lives in the run
     folder's checkpoints, so a requeued job needs nothing else."""
 
-    def __init__(self, argv: list[str]):
+    def __init__(self, argv: list[str], entry):
         self.argv = list(argv)
+        self.entry = entry
 
     def __call__(self) -> int:
-        from ablations import cli
-
         env = submitit.JobEnvironment()
         # Node-local ranks index the GPUs; Slurm shows each task all GPUs of its node.
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
-        rc = cli.main(self.argv)
+        rc = self.entry(self.argv)
         if rc == PREEMPTED_EXIT:
             if env.global_rank == 0 and still_running(env):
                 print(f"[requeue] checkpoint saved; requeueing job {env.job_id}", flush=True)

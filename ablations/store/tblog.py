@@ -6,7 +6,7 @@ Tags (x axis: the record's global data step):
     step records  -> step/loss, step/lr, step/items_per_s
     epoch records -> epoch/train_loss, epoch/lr, epoch/items_per_s, epoch/time_s,
                      val/top1, val/top5, val/loss
-    pretraining   -> pretrain/reconstructions (the reconstructions.png figure, as an image)
+    pretraining   -> pretrain/reconstructions (input / masked / reconstruction rows, as one image)
 
 `runtime.tensorboard: true` (the presets' default) writes them when the optional `tensorboard`
 package is installed (pip install -e '.[tb]'); without it a one-line warning says so and
@@ -62,13 +62,10 @@ def write_record(tb, record: dict) -> None:
     tb.flush()
 
 
-def write_image(log_dir: Path, enabled: bool, tag: str, png: Path, step: int) -> None:
-    """One PNG figure (e.g. the MAE reconstructions) as an image event in log_dir."""
+def write_image(log_dir: Path, enabled: bool, tag: str, image: np.ndarray, step: int) -> None:
+    """One picture, uint8 (H, W, 3) (e.g. the MAE reconstructions), as an image event in log_dir."""
     tb = writer(log_dir, enabled)
     if tb is None:
         return
-    from PIL import Image
-
-    with Image.open(png) as img:
-        tb.add_image(tag, np.asarray(img.convert("RGB")), step, dataformats="HWC")
+    tb.add_image(tag, image, step, dataformats="HWC")
     tb.close()

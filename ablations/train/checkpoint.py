@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ablations.atomic import atomic_path
 from ablations.errors import RunError
+from ablations.store.atomic import atomic_path
 
 
 def prev_path(path: Path) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ablations.atomic import write_atomic
+from ablations.store.atomic import write_atomic
 
 FILE = "predictions.npz"
 

@@ -18,6 +18,9 @@ import sys
 import threading
 
 import torch
+import torch.distributed as dist
+
+from ablations.train.distributed import control_group, is_dist
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: stopped for the batch system; requeue and rerun to resume
@@ -85,10 +88,6 @@ class StopRequest:
     def agreed(self) -> str | None:
         """The signal any rank received (the highest-priority one), the same on every rank; None if
         none did. A collective under DDP: every rank calls it at the same update."""
-        import torch.distributed as dist
-
-        from ablations.distributed import control_group, is_dist
-
         if not is_dist():
             return self.signal
         code = torch.tensor([SIGNALS.get(self.signal, 0)], dtype=torch.int32)

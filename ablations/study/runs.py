@@ -1,12 +1,12 @@
 """Run folders: runs/<table>/<entry>/<modality>/<variant>/seed<k>/.
 
 Each holds config.yaml (the resolved config), identity.json (what the result depends on:
-ablations/identity.py), the engine's <phase>/ folders (logs, resumable checkpoints, done.json),
+ablations/study/identity.py), the engine's <phase>/ folders (logs, resumable checkpoints, done.json),
 wall_time.json (the wall-clock segments of every invocation that worked on it) and metrics.json,
 written atomically once the run has finished. A run is finished when metrics.json exists and
 identity.json equals the identity asked for; a run whose identity changed is never reused or
-resumed (--force retrains it). A folder is trained by one process at a time (ablations/lock.py).
-train.log (ablations/runlog.py) has everything printed while the run trained, across resumes.
+resumed (--force retrains it). A folder is trained by one process at a time (ablations/store/lock.py).
+train.log (ablations/store/runlog.py) has everything printed while the run trained, across resumes.
 """
 
 from __future__ import annotations
@@ -20,18 +20,23 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+import timm
+import torch
 import yaml
 
-from ablations import distributed as D
-from ablations.atomic import write_atomic, write_json_atomic
-from ablations.config import Run
-from ablations.identity import identity_diff, run_identity
-from ablations.lock import RunLocked, exclusive
-from ablations.runlog import tee_output
+from ablations.store.atomic import write_atomic, write_json_atomic
+from ablations.store.lock import RunLocked, exclusive
+from ablations.store.runlog import tee_output
+from ablations.study.config import Run
+from ablations.study.identity import identity_diff, run_identity
+from ablations.train import distributed as D
+from ablations.train.phases import run_training as train
+from models.model_stats import build_model, input_shape, model_summary
+from models.throughput import default_dtypes, measure_throughput
 
 LOCK, CONFIG, IDENTITY, METRICS = ".lock", "config.yaml", "identity.json", "metrics.json"
 WALL = "wall_time.json"
-JOBS = "slurm"  # cluster jobs' records and logs (ablations/launch): not part of the run, kept by --force
+JOBS = "slurm"  # cluster jobs' records and logs (ablations/cli/launch): not part of the run, kept by --force
 MISSING = "missing"
 
 
@@ -132,23 +137,16 @@ def close_segment(folder: Path) -> list:
 
 
 # ----------------------------------------------------------------------------- the call sites
-# Tests replace these two with fast fakes (monkeypatch ablations.runs.run_training / measure_model).
+# Tests replace these two with fast fakes (monkeypatch ablations.study.runs.run_training / measure_model).
 
 
 def run_training(cfg: dict, folder: Path, progress: bool | str = True) -> dict:
-    from ablations.train import run_training as train
-
     return train(cfg, folder, progress=progress)
 
 
 def measure_model(cfg: dict, attn_backend: str = "math") -> dict:
     """Params, MACs (one sample) and inference throughput of the run's classifier on this machine;
     attention timed with attn_backend ("math": the paper's protocol, or "auto": PyTorch's pick)."""
-    import torch
-
-    from analysis.model_stats import build_model, input_shape, model_summary
-    from analysis.throughput import default_dtypes, measure_throughput
-
     model = build_model(cfg)
     shape = input_shape(model)
     out = model_summary(cfg, model)
@@ -175,14 +173,10 @@ def set_threads(cfg: dict) -> None:
     """runtime.threads: CPU threads for torch (null: torch's default, one per core)."""
     threads = cfg["runtime"].get("threads")
     if threads:
-        import torch
-
         torch.set_num_threads(int(threads))
 
 
 def device_name(device=None) -> str:
-    import torch
-
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
@@ -192,9 +186,6 @@ def device_name(device=None) -> str:
 
 
 def environment() -> dict:
-    import timm
-    import torch
-
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,

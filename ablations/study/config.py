@@ -1,7 +1,7 @@
 """Resolve a preset + a table selection + ``--set`` overrides into a list of run configs.
 
-A preset (``ablations/presets/<name>.yaml``) holds the full config tree of CONTRACTS.md plus
-an optional overlay per modality (``video:`` / ``image:``). A table (``ablations/tables/``)
+A preset (``ablations/study/presets/<name>.yaml``) holds the full config tree of CONTRACTS.md plus
+an optional overlay per modality (``video:`` / ``image:``). A table (``ablations/study/tables/``)
 names the runs: Table 1 and Fig. 8 list rows of ``models/rows.yaml`` (the model's
 definitions), Table 3 lists one-key changes to row f. Every value is checked before any work.
 """
@@ -18,8 +18,9 @@ from pathlib import Path
 import yaml
 
 from ablations.errors import ConfigError
-from ablations.identity import NEUTRAL_KEYS
-from ablations.validate import MODES, PHASES, check_config  # noqa: F401  (PHASES: C.PHASES)
+from ablations.store.hashing import file_sha256
+from ablations.study.identity import NEUTRAL_KEYS
+from ablations.study.validate import MODES, PHASES, check_config  # noqa: F401  (PHASES: C.PHASES)
 from models import steps
 from models.hints import did_you_mean
 
@@ -32,7 +33,7 @@ PRESET_META_KEYS = ("preset", "image", "video", "coupled")  # keys of a preset f
 # Keys the selection flags own: setting them with --set would make a run's name lie.
 SELECTION_KEYS = {"mode": "--mode", "model.step": "--step", "model.modality": "--modality", "seed": "--seeds"}
 # Left out of run names (folder variants): how a run trains (identity.NEUTRAL_KEYS), and where its
-# data lies. data.root does belong to a run's identity (ablations/identity.py): a run folder
+# data lies. data.root does belong to a run's identity (ablations/study/identity.py): a run folder
 # trained on other data is reported as changed, never reused.
 NAME_NEUTRAL_KEYS = (*NEUTRAL_KEYS, "data.root")
 # Keys whose value may be a bool or another type (grad_ckpt: bool or N blocks; compile: bool or
@@ -43,7 +44,7 @@ DEFAULTS = {
     "runtime": {
         "grad_ckpt": False,  # activation checkpointing: true (every block), false, or N (the first N blocks)
         "compile": False,  # torch.compile (inductor): true/"model" the whole model, "blocks" each block
-        "plan": None,  # written by --device-mem (ablations/memory_plan.py): per-phase cap, checkpointing
+        "plan": None,  # written by --device-mem (train/memory_plan.py): per-phase cap, checkpointing
     },
     "pretrain": {
         "train_size": None,  # items for MAE pretraining (unlabeled); null: data.train_size
@@ -339,27 +340,6 @@ def build_config(preset: str, modality: str, entry: dict, sets: dict, seed: int)
             )
         cfg["finetune"]["init_sha256"] = file_sha256(init)
     return cfg
-
-
-def file_sha256(path) -> str:
-    """sha256 of a checkpoint file (read once per process per file version)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ConfigError(
-            f"finetune.init={str(path)!r}: no such file. Give a .pth checkpoint (ours: "
-            "<run>/pretrain/encoder.pth; or an official Hiera MAE / finetuned checkpoint)."
-        )
-    stat = path.stat()
-    return _sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.cache
-def _sha256(path: Path, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def apply_coupled(cfg: dict, rules: list, keep=(), name: str = "preset") -> None:

@@ -11,14 +11,14 @@
     return phase_result(...)      the metrics written to done.json
 
 phase_cfg["batch_size"] is the GLOBAL batch per optimizer update; `setup` splits it into a per-process
-batch and gradient accumulation (ablations.batching.plan_batch, capped by
+batch and gradient accumulation (ablations.train.batching.plan_batch, capped by
 runtime.max_batch_per_device). The position a checkpoint stores is (epoch, optimizer updates done
 inside the epoch); the data order depends only on (seed, epoch) and update u always trains on
 positions [u*G, (u+1)*G) of it (distributed.ShardedSampler), so a resumed run skips exactly the
 samples it already trained on, with the same or another number of processes. With repeated
 sampling (aug.repeated = R) the batch still counts clips; positions are items, R clips each.
 
-Every log record also goes to TensorBoard (ablations/tblog.py, rank 0, runtime.tensorboard).
+Every log record also goes to TensorBoard (ablations/store/tblog.py, rank 0, runtime.tensorboard).
 
 Stopping (interrupt.StopRequest: SIGINT, SIGTERM, SIGUSR1): after every update all ranks agree
 whether any of them was signalled; if so they checkpoint that update and raise interrupt.Stopped.
@@ -36,21 +36,21 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from ablations import tblog
-from ablations.batching import plan_batch
-from ablations.checkpoint import (
+from ablations.data.common import flatten_repeated, repeats
+from ablations.store import tblog
+from ablations.train.batching import plan_batch
+from ablations.train.checkpoint import (
     get_rng_state,
     load_checkpoint,
     restore_training_state,
     save_checkpoint,
     training_state,
 )
-from ablations.data.common import flatten_repeated, repeats
-from ablations.distributed import DistInfo, ShardedSampler, all_gather_object, barrier, init_distributed
-from ablations.engine import LossMeter, eta_text, evaluate, train_one_epoch
-from ablations.interrupt import Stopped, StopRequest
-from ablations.memory_plan import phase_runtime
-from ablations.optim import build_optimizer, lr_at, resolve_lr
+from ablations.train.distributed import DistInfo, ShardedSampler, all_gather_object, barrier, init_distributed
+from ablations.train.engine import LossMeter, eta_text, evaluate, train_one_epoch
+from ablations.train.interrupt import Stopped, StopRequest
+from ablations.train.memory_plan import phase_runtime
+from ablations.train.optim import build_optimizer, lr_at, resolve_lr
 from models.compile import compile_for_training
 
 CKPT = "checkpoint-last.pth"

@@ -17,7 +17,7 @@ Two layers, because each alone is not enough:
   is stale and taken over, with a `[stale lock]` line.
 The record is rewritten in place (truncate + write), never renamed: a rename would replace the
 inode the flock is on. The holder empties it on release, so a record only outlives a holder that
-died. `--status` (ablations/status.py) reads the same records.
+died. `--status` (ablations/study/status.py) reads the same records.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ guessed: the phase's real model (MAE for pretraining, the classifier otherwise) 
 under autocast with the run's dtype at batch 1 and 2, and the bytes of every unique storage that
 autograd saves for backward are summed (``torch.autograd.graph.saved_tensors_hooks``), per
 block, with each block's input (what a checkpointed block keeps instead). The model, its input
-and every activation are fake tensors (``ablations/fake_tensors.py``): shapes, dtypes and
+and every activation are fake tensors (``ablations/train/fake_tensors.py``): shapes, dtypes and
 storages without memory or compute, so a Hiera-L clip at 16x224x224 is measured in seconds; a
 test checks that they give the same bytes as real tensors. The two batches give a per-sample
 slope and a fixed part (e.g. autocast's low-precision weight copies); both are cached in
@@ -38,8 +38,10 @@ from pathlib import Path
 
 import torch
 
-from ablations.batching import plan_batch
-from ablations.fake_tensors import fake_tensors
+from ablations.store.atomic import write_atomic
+from ablations.train.batching import plan_batch
+from ablations.train.build import build_classifier, build_mae_model
+from ablations.train.fake_tensors import fake_tensors
 
 GIB = 2**30
 BYTES_PER_PARAM = {"weights": 4, "grads": 4, "adamw": 8, "ddp_buckets": 4}
@@ -142,8 +144,6 @@ class Activations:
 
 def phase_model(cfg: dict, phase: str) -> tuple[torch.nn.Module, object]:
     """(model, loss_fn(model) on a batch to be set) for one phase, built as training builds it."""
-    from ablations.train import build_classifier, build_mae_model
-
     if phase == "pretrain":
         return build_mae_model(cfg), lambda m, x: m(x)[0]
     model = build_classifier(cfg, cfg[phase], int(cfg["data"]["num_classes"]))
@@ -198,8 +198,6 @@ def measurement_key(cfg: dict, phase: str, amp: str) -> str:
 
 def activations(cfg: dict, phase: str, amp: str | None = None, cache: Path | None = None) -> Activations:
     """The phase's measured Activations, from the cache when this key was measured before."""
-    from ablations.atomic import write_atomic
-
     amp = run_amp(cfg, amp)
     if amp not in AMP_DTYPES:
         raise PlanError(f"runtime.amp must be one of {sorted(AMP_DTYPES)}, got {amp!r}")

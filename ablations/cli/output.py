@@ -1,0 +1,79 @@
+"""What ablate.py prints: --list, --dry-run, --bench, and the table and trends after training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ablations.study import config as C
+from ablations.train import distributed as D
+from ablations.train.batching import describe
+from ablations.train.memory_plan import phase_runtime
+from analysis.collect import paper_numbers
+from analysis.report import table_text
+from analysis.speed_table import bench_text
+from analysis.trends import verdicts
+from models.steps import row_changes
+
+
+def show_list() -> str:
+
+    rows = row_changes()
+    paper = paper_numbers()
+    lines = ["Rows (--step; models/rows.yaml, each = previous + one change):"]
+    for row in C.list_rows():
+        label = paper["table1"]["rows"].get(row, {}).get("label", "")
+        changes = ", ".join(f"{k}={v}" for k, v in (rows.get(row) or {}).items())
+        lines.append(f"  {row:8s} {label}  [{changes}]")
+    lines.append("\nTables (--table 1, --table 3, --fig 8):")
+    for t in C.list_tables():
+        spec = C.load_table(t)
+        n = {m: len(C.table_entries(t, m)) for m in C.MODALITIES}
+        lines.append(f"  {t:8s} {spec.get('title', '')}  ({n['image']} image / {n['video']} video runs)")
+    lines.append("\nPresets (--preset):")
+    for p in C.list_presets():
+        meta = C.load_preset(p).get("preset", {})
+        lines.append(f"  {p:10s} {meta.get('description', '')}  [{', '.join(meta.get('modalities', []))}]")
+    lines.append("\nModes: mae, supervised.  Modalities: image, video.")
+    return "\n".join(lines)
+
+
+def dry_run_text(runs: list[C.Run]) -> str:
+    """Each run's resolved config as YAML, headed by comments: its folder, and how each phase's
+    global batch splits over this launch's processes (WORLD_SIZE; runtime.max_batch_per_device)."""
+
+    world = D.env_world()[1]
+    docs = []
+    for run in runs:
+        phases = C.PHASES[run.config["mode"]]
+        caps = {p: phase_runtime(run.config["runtime"], p)[0] for p in phases}  # the memory plan's, if any
+        batches = "".join(f"# {p}: {describe(run.config[p], world, caps[p])}\n" for p in phases)
+        docs.append(f"# run: {run.name}\n{batches}" + yaml.safe_dump(run.config, sort_keys=False))
+    return "---\n".join(docs)
+
+
+def bench(runs: list[C.Run], attn_backend: str = "math") -> str:
+    """Params, MACs and throughput of each run's classifier on this machine (no training), timed
+    side by side (analysis.speed_table), beside the paper's Table 1 ratios (A100 fp16, size L)."""
+
+    return bench_text({run.entry: run.config for run in runs}, attn_backend)
+
+
+def print_table(sel: C.Selection, runs: list[C.Run], runs_dir: Path) -> None:
+    """The table that was asked for (for --step: its header and that row), ours beside the paper's."""
+
+    name = C.selected_table(sel)
+    text = table_text(runs_dir, runs[0].variant, name)
+    if sel.step is not None:
+        lines = text.splitlines()
+        text = "\n".join(lines[:2] + [ln for ln in lines[2:] if ln.startswith(f"| {sel.step} |")]) + "\n"
+    print(f"\n{name} ({runs[0].variant}, {runs[0].modality}), ours beside the paper's:\n")
+    print(text)
+
+
+def print_trends(sel: C.Selection, trends_md: Path) -> None:
+    """After --table 1 / --fig 8: whether the paper's three trends hold (the report's trends.md)."""
+
+    if sel.step is None and C.selected_table(sel) in ("table1", "fig8") and trends_md.exists():
+        print(f"\nThe paper's trends at this scale ({trends_md}):\n{verdicts(trends_md.read_text())}", end="")

@@ -1,0 +1,83 @@
+"""ablate.py's flags (argparse): the selection, what to do with it, and the cluster launchers."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+LAUNCHERS = ("slurm", "local")
+
+EPILOG = (
+    "Rows: models/rows.yaml. Presets: ablations/study/presets/. Tables: ablations/study/tables/. "
+    "--list shows all."
+)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ablate.py",
+        description="Recreate the Hiera paper's Table 1, Table 3 and Fig. 8.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--step", metavar="ROW", help="one Table 1 row: mvitv2, a..f")
+    what.add_argument("--table", metavar="N", help="1 (Table 1: all rows) or 3 (Table 3: MAE ablations)")
+    what.add_argument("--fig", metavar="N", help="8 (Fig. 8: the rows trained supervised from scratch)")
+    p.add_argument(
+        "--mode", help="mae (pretrain + finetune) or supervised (from scratch); default: the table's"
+    )
+    p.add_argument("--modality", help="image or video (default: the preset's first; image for cpu)")
+    p.add_argument(
+        "--preset", default="cpu", help="cpu (default), tiny, gpu-cifar, in1k-b, in1k-l, k400-b, k400-l"
+    )
+    p.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override config values (dotted keys; values parsed as YAML): "
+                        "--set a=1 b=2, or --set a=1 --set b=2")  # fmt: skip
+    p.add_argument("--seeds", type=int, default=1, help="repeat with N seeds; tables show mean ± std")
+    p.add_argument("--runs-dir", default="runs", type=Path, help="where run folders go (default: runs/)")
+    p.add_argument("--force", action="store_true", help="retrain runs that already finished")
+    p.add_argument("--list", action="store_true", help="show rows, tables and presets, then exit")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved configs as YAML; train nothing")
+    p.add_argument(
+        "--bench", action="store_true", help="measure params, MACs and throughput only; no training"
+    )
+    p.add_argument(
+        "--attn-backend", choices=["math", "auto", "both"], default=None,
+        help="--bench only: time attention as plain matmuls (math, default: the paper's protocol, no "
+        "FlashAttention), with PyTorch's fused kernel choice (auto), or both",
+    )  # fmt: skip
+    p.add_argument("--report", action="store_true", help="only regenerate runs/report/ from finished runs")
+    p.add_argument(
+        "--plan", action="store_true",
+        help="print each run's memory plan (per-device batch, accumulation, checkpointing, peak memory); "
+        "no training",
+    )  # fmt: skip
+    p.add_argument("--device-mem", type=float, metavar="GIB",
+                   help="plan for devices with this much memory (GiB; --plan default 80); with training or "
+                   "--dry-run the plan is applied and recorded in runtime.plan")  # fmt: skip
+    p.add_argument("--devices", type=int, help="devices the plan splits the global batch over "
+                   "(default: 8 for --plan, this launch's processes otherwise)")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bars: plain log lines, as in log files")
+    add_launcher_arguments(p)
+    return p
+
+
+def add_launcher_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("clusters (one submitit job per run; README: Running on GPUs and clusters)")
+    arg = g.add_argument
+    arg("--launcher", choices=LAUNCHERS, help="submit one job per run and return: slurm (sbatch), local")
+    arg("--nodes", type=int, default=1, help="nodes per job (slurm; default 1)")
+    arg("--gpus-per-node", type=int, default=0, help="GPUs per node (0: CPU-only, gloo)")
+    arg("--tasks-per-node", type=int, help="processes per node (default: --gpus-per-node, or 1)")
+    arg("--cpus-per-task", type=int, help="CPU cores per process")
+    arg("--partition", help="Slurm partition")
+    arg("--account", help="Slurm account")
+    arg("--time", help="time limit per job, [D-]HH:MM:SS or minutes; jobs requeue at the limit")
+    arg("--slurm-opt", dest="slurm_opts", action="append", default=[], metavar="KEY=VALUE",
+        help="any other sbatch option, e.g. --slurm-opt mem=64G --slurm-opt constraint=a100")  # fmt: skip
+    arg("--signal-delay", type=int, default=90, metavar="S",
+        help="Slurm sends SIGUSR1 S seconds before the time limit (default 90)")  # fmt: skip
+    arg("--wait", action="store_true", help="with --launcher: block until every job ended, then report")
+    arg("--status", action="store_true", help="each run: finished, running, queued, failed, not started")
+    arg("--only", metavar="RUN", help="train only this run of the selection (what each job runs)")
