@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ablations.cli import main as cli
-from ablations.cli.launch import parse_slurm_opts, parse_time
+from ablations.cli.launch.options import parse_slurm_opts, parse_time
 from ablations.cli.launch.submit import job_argv
 from ablations.store.atomic import write_json_atomic
 from ablations.store.lock import RunLocked, exclusive, read_record
