@@ -1,6 +1,6 @@
 """Is an accuracy difference between two runs more than noise? A paired bootstrap 95% interval.
 
-Method (the report and README cite this docstring):
+Method (the report and docs/results.md cite this docstring):
 - Both runs are evaluated on the same validation samples, so the difference is paired per
   sample: d_i = correct_B(i) - correct_A(i), in {-1, 0, 1}; the difference in top-1 is
   100 * mean(d) percentage points (B minus A).

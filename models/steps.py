@@ -145,7 +145,8 @@ def rows_first() -> str:
 
 
 # Conventions that switch from MViTv2's to Hiera's at row a although no Table 1 row ablates them
-# (README, "Row conventions"): where channels double, and the head's norm/mean order.
+# (docs/model.md, "Conventions MViTv2 and Hiera differ in"): where channels double, and the
+# head's norm/mean order.
 CONVENTION_KEYS = ("expand", "head_order")
 
 

@@ -13,7 +13,7 @@ Interpolation: swscale's bilinear widens its kernel when it shrinks (antialiased
 torchvision's `antialias=True`). Grey frames stay within a few levels of the reference; colour
 differs more because the reference converts 4:2:0 chroma at full size by repeating each chroma
 sample (2x2 nearest) before resizing, where swscale interpolates chroma from its own plane (the
-measured differences are in README "Video loading"). FFmpeg's crop rounds the box down to the
+measured differences are in docs/scale.md, "Video loading"). FFmpeg's crop rounds the box down to the
 chroma grid (4:2:0: even top, left, height and width; at most 1 px of 256 each): cut at an odd
 offset, the cropped frame would pair each chroma sample with other luma pixels than the whole
 frame does (measured: 3-6 levels mean, 52 max, against 0 for an even box, on a colour sinusoid).
