@@ -18,24 +18,25 @@ from models.steps import row_changes
 
 
 def show_list() -> str:
-
+    """Rows, tables and presets, each list read from its files (the lists --help shows)."""
     rows = row_changes()
     paper = paper_numbers()
-    lines = ["Rows (--step; models/rows.yaml, each = previous + one change):"]
+    lines = [f"Rows (--step; from {C.source('rows')}, each = previous + one change):"]
     for row in C.list_rows():
         label = paper["table1"]["rows"].get(row, {}).get("label", "")
         changes = ", ".join(f"{k}={v}" for k, v in (rows.get(row) or {}).items())
         lines.append(f"  {row:8s} {label}  [{changes}]")
-    lines.append("\nTables (--table 1, --table 3, --fig 8):")
+    lines.append(f"\nTables (--table N / --fig N; from {C.source('tables')}):")
     for t in C.list_tables():
         spec = C.load_table(t)
         n = {m: len(C.table_entries(t, m)) for m in C.MODALITIES}
-        lines.append(f"  {t:8s} {spec.get('title', '')}  ({n['image']} image / {n['video']} video runs)")
-    lines.append("\nPresets (--preset):")
+        runs = f"{n['image']} image / {n['video']} video runs"
+        lines.append(f"  {t:8s} {C.table_flag(t):10s} {spec.get('title', '')}  ({runs})")
+    lines.append(f"\nPresets (--preset; from {C.source('presets')}):")
     for p in C.list_presets():
         meta = C.load_preset(p).get("preset", {})
         lines.append(f"  {p:10s} {meta.get('description', '')}  [{', '.join(meta.get('modalities', []))}]")
-    lines.append("\nModes: mae, supervised.  Modalities: image, video.")
+    lines.append(f"\nModes: {', '.join(C.MODES)}.  Modalities: {', '.join(C.MODALITIES)}.")
     return "\n".join(lines)
 
 
