@@ -62,10 +62,12 @@ def bench(runs: list[C.Run], attn_backend: str = "math") -> str:
 
 
 def print_table(sel: C.Selection, runs: list[C.Run], runs_dir: Path) -> None:
-    """The table that was asked for (for --step: its header and that row), ours beside the paper's."""
+    """The table that was asked for (for --step: its header and that row), ours beside the paper's,
+    with columns for the modality the selection ran only."""
 
     name = C.selected_table(sel)
-    text = table_text(runs_dir, runs[0].variant, name)
+    ran = {run.modality for run in runs}
+    text = table_text(runs_dir, runs[0].variant, name, tuple(m for m in C.MODALITIES if m in ran))
     if sel.step is not None:
         lines = text.splitlines()
         text = "\n".join(lines[:2] + [ln for ln in lines[2:] if ln.startswith(f"| {sel.step} |")]) + "\n"
