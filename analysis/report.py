@@ -214,8 +214,7 @@ def table_text(runs_dir, variant: str, name: str, modalities: tuple[str, ...] = 
     """The Markdown of one table for one variant, with columns for `modalities` only (what the CLI
     prints after a run; Table 1 with the side-by-side speeds the report cached)."""
     df = load_runs(runs_dir)
-    paper = paper_numbers()
     if name == "table1":
         speeds = table1_speeds(df, runs_dir, variant, False)
-        return tables.table1(df, variant, paper, speeds, modalities=modalities)[1]
-    return {"table3": tables.table3, "fig8": tables.fig8}[name](df, variant, paper, modalities=modalities)[1]
+        return tables.table1(df, variant, paper_numbers(), speeds, modalities=modalities)[1]
+    return tables.__dict__[name](df, variant, paper_numbers(), modalities=modalities)[1]
