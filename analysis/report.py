@@ -39,6 +39,14 @@ def build_tables(
     }
 
 
+def tables_with_runs(df: pd.DataFrame, variant: str) -> list[str]:
+    """The tables (in TITLES order) with a finished run of their own in this variant: the report
+    writes only these. Runs a table shares with Table 1 (Table 3's defaults are row f's folder,
+    Fig. 8's mvitv2 is Table 1's) do not count for it, so `--step f` writes Table 1 alone."""
+    own = set(df.loc[df["variant"] == variant, "table"]) if len(df) else set()
+    return [name for name in TITLES if name in own]
+
+
 def render(name: str, variant: str, md: str, extra: str = "") -> str:
     note = "Paper: Hiera-L (Table 1, 3), Hiera-B (Fig. 8)."
     return f"# {TITLES[name]}\n\nRuns: `{variant}`. {note}\n\n{md}{extra}"
@@ -51,7 +59,9 @@ def speed_cache(runs_dir: Path, variant: str, table: str, modality: str) -> Path
 
 def table1_speeds(df: pd.DataFrame, runs_dir: Path, variant: str, measure: bool = True) -> dict:
     """{modality: speed_table record} for the Table 1 rows with finished runs, timed side by side
-    (cached; with measure=False only what is cached already)."""
+    (cached; with measure=False only what is cached already). A modality with fewer than two such
+    rows has nothing to compare: it is not timed (its runs' own throughput stands; `ablate.py
+    --bench` still times a single row)."""
     out = {}
     for m in MODALITIES:
         runs = df[(df["table"] == "table1") & (df["modality"] == m) & (df["variant"] == variant)]
@@ -61,10 +71,14 @@ def table1_speeds(df: pd.DataFrame, runs_dir: Path, variant: str, measure: bool 
             if row in set(runs["entry"])
         }
         path = speed_cache(runs_dir, variant, "table1", m)
-        if configs and measure:
+        if len(configs) < 2:
+            continue
+        if measure:
             out[m] = speed_table.cached_table_speeds(configs, path)
-        elif path.exists() and not measure:
-            out[m] = json.loads(path.read_text())
+        elif path.exists():
+            cached = json.loads(path.read_text())
+            if set(cached.get("rows", {})) == set(configs):  # timed for these rows, not others
+                out[m] = cached
     return out
 
 
@@ -103,14 +117,17 @@ def write_report(runs_dir, out: Path | None = None, measure_speed: bool = True) 
     for variant in sorted(df["variant"].dropna().unique()):
         vdir = out / variant
         vdir.mkdir(parents=True, exist_ok=True)
-        speeds = table1_speeds(df, runs_dir, variant, measure_speed)
+        written = tables_with_runs(df, variant)
+        speeds = table1_speeds(df, runs_dir, variant, measure_speed) if "table1" in written else {}
         built = build_tables(df, variant, paper, speeds)
-        diffs = {
-            "table1": differences.table1_differences(df, runs_dir, variant),
-            "fig8": differences.fig8_differences(df, runs_dir, variant),
-            "table3": differences.table3_differences(df, runs_dir, variant),
+        diff_of = {
+            "table1": differences.table1_differences,
+            "fig8": differences.fig8_differences,
+            "table3": differences.table3_differences,
         }
-        for name, (frame, md) in built.items():
+        diffs = {name: diff_of[name](df, runs_dir, variant) for name in written}
+        for name in written:
+            frame, md = built[name]
             extra = ""
             if name == "table1":
                 md = speed_note(speeds) + md
@@ -131,29 +148,36 @@ def write_report(runs_dir, out: Path | None = None, measure_speed: bool = True) 
             write_atomic(vdir / f"{name}.csv", csv)
         t1, f8 = built["table1"][0], built["fig8"][0]
         nr = no_recipe(df, variant)
-        plots.table1_accuracy(t1, vdir, f"Table 1 accuracy per row ({variant})", nr)
-        plots.table1_speed(t1, vdir, f"Table 1 speed per row ({variant})", nr)
-        plots.fig8(f8, vdir, f"Fig. 8: MAE vs supervised ({variant})", nr)
-        plots.acc_vs_speed(t1, f8, vdir, f"Accuracy vs throughput ({variant})", nr)
-        plots.differences(
-            diffs["table1"],
-            vdir,
-            "table1_differences",
-            f"Table 1: each row minus the one before ({variant})",
-            nr,
-        )
-        plots.differences(
-            diffs["fig8"], vdir, "fig8_differences", f"Fig. 8: MAE minus supervised ({variant})", nr
-        )
-        table3_plot.table3(built["table3"][0], vdir, f"Table 3: MAE ablations on row f ({variant})")
-        plots.differences(
-            diffs["table3"], vdir, "table3_differences", f"Table 3: each entry minus its default ({variant})"
-        )
-        write_atomic(vdir / "trends.md", trends.trends_markdown(df, runs_dir, variant))
+        if "table1" in written:
+            plots.table1_accuracy(t1, vdir, f"Table 1 accuracy per row ({variant})", nr)
+            plots.table1_speed(t1, vdir, f"Table 1 speed per row ({variant})", nr)
+            plots.acc_vs_speed(t1, f8, vdir, f"Accuracy vs throughput ({variant})", nr)
+            plots.differences(
+                diffs["table1"],
+                vdir,
+                "table1_differences",
+                f"Table 1: each row minus the one before ({variant})",
+                nr,
+            )
+        if "fig8" in written:
+            plots.fig8(f8, vdir, f"Fig. 8: MAE vs supervised ({variant})", nr)
+            plots.differences(
+                diffs["fig8"], vdir, "fig8_differences", f"Fig. 8: MAE minus supervised ({variant})", nr
+            )
+        if "table3" in written:
+            table3_plot.table3(built["table3"][0], vdir, f"Table 3: MAE ablations on row f ({variant})")
+            plots.differences(
+                diffs["table3"],
+                vdir,
+                "table3_differences",
+                f"Table 3: each entry minus its default ({variant})",
+            )
         index += [f"## {variant}", ""] + [
-            f"- [{n}]({variant}/{n}.md) ([csv]({variant}/{n}.csv))" for n in built
+            f"- [{n}]({variant}/{n}.md) ([csv]({variant}/{n}.csv))" for n in written
         ]
-        index += [f"- [trends: do the paper's three trends hold?]({variant}/trends.md)"]
+        if {"table1", "fig8"} & set(written):  # the trends read Table 1's and Fig. 8's runs
+            write_atomic(vdir / "trends.md", trends.trends_markdown(df, runs_dir, variant))
+            index += [f"- [trends: do the paper's three trends hold?]({variant}/trends.md)"]
         figures = copy_reconstructions(runs_dir, df[df["variant"] == variant], vdir)
         index += [f"- plots: `{variant}/*.png`, `{variant}/*.pdf`"]
         index += [f"- MAE reconstructions: [{f.stem}]({variant}/{f.name})" for f in figures] + [""]
@@ -186,10 +210,11 @@ def copy_reconstructions(runs_dir: Path, runs: pd.DataFrame, vdir: Path) -> list
     return out
 
 
-def table_text(runs_dir, variant: str, name: str) -> str:
-    """The Markdown of one table for one variant (what the CLI prints after a run; Table 1 with
-    the side-by-side speeds the report cached)."""
+def table_text(runs_dir, variant: str, name: str, modalities: tuple[str, ...] = MODALITIES) -> str:
+    """The Markdown of one table for one variant, with columns for `modalities` only (what the CLI
+    prints after a run; Table 1 with the side-by-side speeds the report cached)."""
     df = load_runs(runs_dir)
     if name == "table1":
-        return tables.table1(df, variant, paper_numbers(), table1_speeds(df, runs_dir, variant, False))[1]
-    return tables.__dict__[name](df, variant, paper_numbers())[1]
+        speeds = table1_speeds(df, runs_dir, variant, False)
+        return tables.table1(df, variant, paper_numbers(), speeds, modalities=modalities)[1]
+    return tables.__dict__[name](df, variant, paper_numbers(), modalities=modalities)[1]

@@ -58,6 +58,16 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def modality_markdown(header: list[str], rows: list[list[str]], fixed: int, modalities) -> str:
+    """markdown() with only the column blocks of `modalities`: each line is `fixed` leading
+    cells, then one equal block per modality of MODALITIES, in that order."""
+    per = (len(header) - fixed) // len(MODALITIES)
+    keep = list(range(fixed)) + [
+        fixed + i * per + j for i, m in enumerate(MODALITIES) if m in modalities for j in range(per)
+    ]
+    return markdown([header[k] for k in keep], [[r[k] for k in keep] for r in rows])
+
+
 def _paper(d: dict | None, *keys):
     for k in keys:
         d = (d or {}).get(k)
@@ -68,10 +78,15 @@ def _paper(d: dict | None, *keys):
 
 
 def table1(
-    df: pd.DataFrame, variant: str, paper: dict, speeds: dict | None = None
+    df: pd.DataFrame,
+    variant: str,
+    paper: dict,
+    speeds: dict | None = None,
+    modalities: tuple[str, ...] = MODALITIES,
 ) -> tuple[pd.DataFrame, str]:
     """speeds: {modality: analysis.speed_table record} timed side by side; a modality without one
-    falls back to the runs' own throughput (timed at the end of each run, minutes apart)."""
+    falls back to the runs' own throughput (timed at the end of each run, minutes apart). The
+    Markdown has columns for `modalities` only; the DataFrame has every modality's."""
     rows, md, speeds = [], [], speeds or {}
     base = {m: stat(select(df, "table1", "mvitv2", m, variant), "throughput")[0] for m in MODALITIES}
     for row in list_rows():
@@ -107,7 +122,7 @@ def table1(
     for m in MODALITIES:
         u = UNITS[m]
         header += [f"{m} top-1", "paper", u, "x mvitv2", f"paper {u}", "paper x"]
-    return pd.DataFrame(rows), markdown(header, md)
+    return pd.DataFrame(rows), modality_markdown(header, md, 2, modalities)
 
 
 CONVENTIONS_LABEL = "mvitv2 with Hiera conventions"
@@ -173,7 +188,9 @@ def table3_runs(
     return runs, default
 
 
-def table3(df: pd.DataFrame, variant: str, paper: dict) -> tuple[pd.DataFrame, str]:
+def table3(
+    df: pd.DataFrame, variant: str, paper: dict, modalities: tuple[str, ...] = MODALITIES
+) -> tuple[pd.DataFrame, str]:
     """Per group and value: ours (its own run, or Table 1's row f where the value is the preset's
     default, marked with *) beside the paper's (its default marked with *). {m}_applies: the entry
     exists for modality m (the mask ratios differ between image and video)."""
@@ -195,8 +212,8 @@ def table3(df: pd.DataFrame, variant: str, paper: dict) -> tuple[pd.DataFrame, s
             cells += [fmt(acc, sd, n) + " *" * default, fmt(p_acc, digits=1) + " *" * (pdef == value)]
         rows.append(rec)
         md.append(cells)
-    header = ["ablation", "value", "image top-1", "paper", "video top-1", "paper"]
-    return pd.DataFrame(rows), markdown(header, md)
+    header = ["ablation", "value"] + [h for m in MODALITIES for h in (f"{m} top-1", "paper")]
+    return pd.DataFrame(rows), modality_markdown(header, md, 2, modalities)
 
 
 # ----------------------------------------------------------------------------- Fig. 8
@@ -215,7 +232,9 @@ def mae_runs(df: pd.DataFrame, row: str, m: str, variant: str) -> pd.DataFrame:
     return t1[t1["mode"] == "mae"]
 
 
-def fig8(df: pd.DataFrame, variant: str, paper: dict) -> tuple[pd.DataFrame, str]:
+def fig8(
+    df: pd.DataFrame, variant: str, paper: dict, modalities: tuple[str, ...] = MODALITIES
+) -> tuple[pd.DataFrame, str]:
     rows, md = [], []
     p1, p8 = paper["table1"]["rows"], paper["fig8"]["rows"]
     for row in list_rows():
@@ -237,4 +256,4 @@ def fig8(df: pd.DataFrame, variant: str, paper: dict) -> tuple[pd.DataFrame, str
     header = ["row"]
     for m in MODALITIES:
         header += [f"{m} supervised", f"{m} MAE", "MAE - sup.", "paper sup. (B)", "paper MAE (L, Tab. 1)"]
-    return pd.DataFrame(rows), markdown(header, md)
+    return pd.DataFrame(rows), modality_markdown(header, md, 1, modalities)

@@ -10,7 +10,12 @@ from ablations.cli import main as cli
 from ablations.data import build_dataset
 
 
-def test_step_f_tiny_end_to_end(tmp_path, capsys, one_thread):
+def no_timing(*a, **k):
+    raise AssertionError("one row has nothing to time side by side")
+
+
+def test_step_f_tiny_end_to_end(tmp_path, capsys, one_thread, monkeypatch):
+    monkeypatch.setattr("analysis.speed_table.table_speeds", no_timing)
     runs = tmp_path / "runs"
     assert cli.main(["--step", "f", "--preset", "tiny", "--runs-dir", str(runs), "--quiet"]) == 0
     folder = runs / "table1/f/image/tiny/seed0"
@@ -24,7 +29,11 @@ def test_step_f_tiny_end_to_end(tmp_path, capsys, one_thread):
     assert (folder / "pretrain" / "reconstructions.npz").exists()
     png = (runs / "report/tiny/reconstructions_table1_f_image_seed0.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| f | f. replace KV pooling" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| f | f. replace KV pooling" in out
+    assert "| row | setting | image top-1 | paper | im/s | x mvitv2 | paper im/s | paper x |\n" in out
+    report = {p.name for p in (runs / "report/tiny").iterdir()}
+    assert not {n for n in report if n.startswith(("table3", "fig8", "speed_"))}, report
     # per-sample val predictions, in dataset order, written beside done.json
     pred = np.load(folder / "finetune" / "predictions.npz")
     val = build_dataset(yaml.safe_load((folder / "config.yaml").read_text())["data"], split="val")

@@ -42,12 +42,13 @@ def selection(args) -> C.Selection:
     table = None
     if args.table is not None:
         table = C.table_name(args.table)
-        if table == "fig8":
-            raise C.ConfigError("Fig. 8 is --fig 8, not --table 8.")
+        if C.is_figure(table):
+            raise C.ConfigError(f"{table} is {C.table_flag(table)}, not --table {args.table}.")
     if args.fig is not None:
-        if str(args.fig) != "8":
-            raise C.ConfigError(f"Unknown figure {args.fig!r}. Valid: 8.")
-        table = "fig8"
+        figures = {C.table_flag(t).split()[-1]: t for t in C.list_tables() if C.is_figure(t)}
+        if str(args.fig) not in figures:
+            raise C.ConfigError(f"Unknown figure {args.fig!r}. Valid: {', '.join(figures)}.")
+        table = figures[str(args.fig)]
     return C.Selection(
         table=table, step=args.step, mode=args.mode, modality=args.modality, preset=args.preset,
         sets=C.parse_sets(args.sets), seeds=args.seeds,

@@ -18,24 +18,25 @@ from models.steps import row_changes
 
 
 def show_list() -> str:
-
+    """Rows, tables and presets, each list read from its files (the lists --help shows)."""
     rows = row_changes()
     paper = paper_numbers()
-    lines = ["Rows (--step; models/rows.yaml, each = previous + one change):"]
+    lines = [f"Rows (--step; from {C.source('rows')}, each = previous + one change):"]
     for row in C.list_rows():
         label = paper["table1"]["rows"].get(row, {}).get("label", "")
         changes = ", ".join(f"{k}={v}" for k, v in (rows.get(row) or {}).items())
         lines.append(f"  {row:8s} {label}  [{changes}]")
-    lines.append("\nTables (--table 1, --table 3, --fig 8):")
+    lines.append(f"\nTables (--table N / --fig N; from {C.source('tables')}):")
     for t in C.list_tables():
         spec = C.load_table(t)
         n = {m: len(C.table_entries(t, m)) for m in C.MODALITIES}
-        lines.append(f"  {t:8s} {spec.get('title', '')}  ({n['image']} image / {n['video']} video runs)")
-    lines.append("\nPresets (--preset):")
+        runs = f"{n['image']} image / {n['video']} video runs"
+        lines.append(f"  {t:8s} {C.table_flag(t):10s} {spec.get('title', '')}  ({runs})")
+    lines.append(f"\nPresets (--preset; from {C.source('presets')}):")
     for p in C.list_presets():
         meta = C.load_preset(p).get("preset", {})
         lines.append(f"  {p:10s} {meta.get('description', '')}  [{', '.join(meta.get('modalities', []))}]")
-    lines.append("\nModes: mae, supervised.  Modalities: image, video.")
+    lines.append(f"\nModes: {', '.join(C.MODES)}.  Modalities: {', '.join(C.MODALITIES)}.")
     return "\n".join(lines)
 
 
@@ -61,10 +62,12 @@ def bench(runs: list[C.Run], attn_backend: str = "math") -> str:
 
 
 def print_table(sel: C.Selection, runs: list[C.Run], runs_dir: Path) -> None:
-    """The table that was asked for (for --step: its header and that row), ours beside the paper's."""
+    """The table that was asked for (for --step: its header and that row), ours beside the paper's,
+    with columns for the modality the selection ran only."""
 
     name = C.selected_table(sel)
-    text = table_text(runs_dir, runs[0].variant, name)
+    ran = {run.modality for run in runs}
+    text = table_text(runs_dir, runs[0].variant, name, tuple(m for m in C.MODALITIES if m in ran))
     if sel.step is not None:
         lines = text.splitlines()
         text = "\n".join(lines[:2] + [ln for ln in lines[2:] if ln.startswith(f"| {sel.step} |")]) + "\n"

@@ -5,32 +5,57 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-LAUNCHERS = ("slurm", "local")
+from ablations.study import config as C
 
-EPILOG = (
-    "Rows: models/rows.yaml. Presets: ablations/study/presets/. Tables: ablations/study/tables/. "
-    "--list shows all."
-)
+LAUNCHERS = ("slurm", "local")
+DEFAULT_PRESET = "cpu"
+
+
+def epilog() -> str:
+    return (
+        f"Rows: {C.source('rows')}. Presets: {C.source('presets')}. Tables: {C.source('tables')}. "
+        "--list shows all."
+    )
+
+
+def tables_help(figures: bool) -> str:
+    """--table's or --fig's choices, read from the table files (as --list reads them)."""
+    names = [t for t in C.list_tables() if C.is_figure(t) == figures]
+    choices = [f"{C.table_flag(t).split()[-1]} = {t} ({C.load_table(t).get('title', t)})" for t in names]
+    return f"{' or '.join(choices)}; files: {C.source('tables')}"
+
+
+def presets_help() -> str:
+    """--preset's choices, read from the preset files (as --list reads them)."""
+    names = [f"{p} (default)" if p == DEFAULT_PRESET else p for p in C.list_presets()]
+    return f"{', '.join(names)}; files: {C.source('presets')}"
+
+
+def rows_help() -> str:
+    """--step's choices, the rows of models/rows.yaml (as --list reads them)."""
+    return f"one Table 1 row: {', '.join(C.list_rows())}; file: {C.source('rows')}"
+
+
+def escaped(text: str) -> str:
+    return text.replace("%", "%%")  # argparse formats help strings with %
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ablate.py",
         description="Recreate the Hiera paper's Table 1, Table 3 and Fig. 8.",
-        epilog=EPILOG,
+        epilog=epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = p.add_mutually_exclusive_group()
-    what.add_argument("--step", metavar="ROW", help="one Table 1 row: mvitv2, a..f")
-    what.add_argument("--table", metavar="N", help="1 (Table 1: all rows) or 3 (Table 3: MAE ablations)")
-    what.add_argument("--fig", metavar="N", help="8 (Fig. 8: the rows trained supervised from scratch)")
+    what.add_argument("--step", metavar="ROW", help=escaped(rows_help()))
+    what.add_argument("--table", metavar="N", help=escaped(tables_help(figures=False)))
+    what.add_argument("--fig", metavar="N", help=escaped(tables_help(figures=True)))
     p.add_argument(
         "--mode", help="mae (pretrain + finetune) or supervised (from scratch); default: the table's"
     )
     p.add_argument("--modality", help="image or video (default: the preset's first; image for cpu)")
-    p.add_argument(
-        "--preset", default="cpu", help="cpu (default), tiny, gpu-cifar, in1k-b, in1k-l, k400-b, k400-l"
-    )
+    p.add_argument("--preset", default=DEFAULT_PRESET, help=escaped(presets_help()))
     p.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override config values (dotted keys; values parsed as YAML): "
                         "--set a=1 b=2, or --set a=1 --set b=2")  # fmt: skip

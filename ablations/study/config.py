@@ -23,8 +23,10 @@ from ablations.study.identity import NEUTRAL_KEYS
 from ablations.study.validate import MODES, PHASES, check_config  # noqa: F401  (PHASES: C.PHASES)
 from models import steps
 from models.hints import did_you_mean
+from models.steps import ROWS_FILE
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]  # the repository (where ablate.py is)
 PRESET_DIR = HERE / "presets"
 TABLE_DIR = HERE / "tables"
 
@@ -81,6 +83,32 @@ def list_tables() -> list[str]:
 def list_rows() -> list[str]:
     """Table 1 rows in order, as the model defines them in models/rows.yaml."""
     return steps()
+
+
+def source(what: str) -> str:
+    """Where a list comes from, relative to the repository: "rows" (models/rows.yaml), "tables"
+    (ablations/study/tables/) or "presets" (ablations/study/presets/). --help, --list and the docs
+    say it from here."""
+    path = {"rows": ROWS_FILE, "tables": TABLE_DIR, "presets": PRESET_DIR}[what]
+    return path.relative_to(ROOT).as_posix() + ("/" if path.is_dir() else "")
+
+
+FIGURE_PREFIX = "fig"  # a table named fig<N> is a figure, chosen with --fig <N>; the others with --table
+
+
+def table_flag(name: str) -> str:
+    """The command line that selects a table: table1 -> "--table 1", fig8 -> "--fig 8", any other
+    table file <name>.yaml -> "--table <name>"."""
+    for prefix, flag in (("table", "--table"), (FIGURE_PREFIX, "--fig")):
+        number = name.removeprefix(prefix)
+        if name.startswith(prefix) and number.isdigit():
+            return f"{flag} {number}"
+    return f"--table {name}"
+
+
+def is_figure(name: str) -> bool:
+    """A table chosen with --fig (fig8), not --table."""
+    return table_flag(name).startswith("--fig ")
 
 
 def load_preset(name: str, _children: tuple[str, ...] = ()) -> dict:
@@ -285,10 +313,11 @@ class Selection:
 
 def table_name(arg: str) -> str:
     """'1' -> 'table1', '3' -> 'table3', '8' (with --fig) -> 'fig8'; table names pass through."""
-    names = {"1": "table1", "3": "table3", "8": "fig8"}
+    names = {table_flag(t).split()[-1]: t for t in list_tables()}
     name = names.get(str(arg), str(arg))
     if name not in list_tables():
-        raise ConfigError(f"Unknown table {arg!r}. Valid: --table 1, --table 3, --fig 8.")
+        valid = ", ".join(table_flag(t) for t in sorted(list_tables(), key=is_figure))
+        raise ConfigError(f"Unknown table {arg!r}. Valid: {valid}.")
     return name
 
 
