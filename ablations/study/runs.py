@@ -11,6 +11,7 @@ train.log (ablations/store/runlog.py) has everything printed while the run train
 
 from __future__ import annotations
 
+import errno
 import json
 import platform
 import shutil
@@ -24,7 +25,7 @@ import timm
 import torch
 import yaml
 
-from ablations.store.atomic import write_atomic, write_json_atomic
+from ablations.store.atomic import remove_orphans, write_atomic, write_json_atomic
 from ablations.store.lock import RunLocked, exclusive
 from ablations.store.runlog import tee_output
 from ablations.study.config import Run
@@ -38,6 +39,7 @@ LOCK, CONFIG, IDENTITY, METRICS = ".lock", "config.yaml", "identity.json", "metr
 WALL = "wall_time.json"
 JOBS = "slurm"  # cluster jobs' records and logs (ablations/cli/launch): not part of the run, kept by --force
 MISSING = "missing"
+READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def run_dir(runs_dir: Path, run: Run) -> Path:
@@ -235,8 +237,22 @@ def claim(held: ExitStack, run: Run, runs_dir: Path, force: bool, log=print) -> 
     try:
         held.enter_context(exclusive(folder / LOCK, holder="another process training it", log=log))
     except RunLocked as e:
-        log(f"[busy] {run.name}: being trained by another process ({e}); skipped")
+        log(
+            f"[busy] {run.name}: being trained by another process ({e}); skipped. Rerun the same "
+            "command once it has finished to report it."
+        )
         return "locked", None
+    except OSError as e:  # a read-only disk: a finished run needs no lock to be reported
+        if e.errno not in READ_ONLY or force or status(folder, run.config, ident, log)[0] != "done":
+            raise
+        log(f"[skip] {run.name}: finished (metrics.json; its folder is read-only: {e.strerror})")
+        return "skipped", read_metrics(folder)
+    orphans = remove_orphans(folder)  # we hold the lock: no live process writes here
+    if orphans:
+        log(
+            f"[repair] {run.name}: removed {len(orphans)} temporary file(s) a killed process left: "
+            f"{', '.join(str(p.relative_to(folder)) for p in orphans[:3])}"
+        )
     state, reasons = status(folder, run.config, ident, log)
     if state == "done" and not force:
         log(f"[skip] {run.name}: finished (metrics.json); --force retrains it")

@@ -22,6 +22,7 @@ Every log record also goes to TensorBoard (ablations/store/tblog.py, rank 0, run
 
 Stopping (interrupt.StopRequest: SIGINT, SIGTERM, SIGUSR1): after every update all ranks agree
 whether any of them was signalled; if so they checkpoint that update and raise interrupt.Stopped.
+Only the epoch loop listens: a signal during setup or resume stops at once (interrupt.py).
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def fit(
     """
     loop = setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime, num_workers)
     state = resume(loop)
-    with StopRequest() as stop:
+    with StopRequest() as stop, stop.listening():  # a signal waits for the update in flight
         for epoch in range(state["epoch"], loop.epochs):
             start_step = state["step"] if epoch == state["epoch"] else 0
             meter = dict(state["meter"]) if epoch == state["epoch"] else fresh_meter()
