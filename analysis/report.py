@@ -67,7 +67,8 @@ def table1_speeds(df: pd.DataFrame, runs_dir: Path, variant: str, measure: bool 
             elif path.exists() and not measure:
                 out[m] = json.loads(path.read_text())
         except (RuntimeError, ValueError, KeyError, TypeError) as e:  # a failed timing, a damaged cache
-            say_damaged(f"{m} side-by-side speeds ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]})",
+            why = (str(e).splitlines() or [""])[0][:120]
+            say_damaged(f"{m} side-by-side speeds ({type(e).__name__}: {why})",
                         "the table shows each run's own throughput")  # fmt: skip
     return out
 
