@@ -258,11 +258,8 @@ def claim(held: ExitStack, run: Run, runs_dir: Path, force: bool, log=print) -> 
         )
         return "locked", None
     except OSError as e:  # a read-only disk: a finished run needs no lock to be reported
-        if (
-            e.errno not in READ_ONLY
-            or force
-            or status(folder, run.config, ident, log, repair=False)[0] != "done"
-        ):
+        finished = e.errno in READ_ONLY and status(folder, run.config, ident, log, repair=False)[0] == "done"
+        if force or not finished:
             raise
         log(f"[skip] {run.name}: finished (metrics.json; its folder is read-only: {e.strerror})")
         return "skipped", read_metrics(folder)

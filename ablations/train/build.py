@@ -76,12 +76,12 @@ def load_encoder(model: torch.nn.Module, path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict):
             raise TypeError(f"holds a {type(state).__name__}, not a state dict")
-    except Exception as e:  # a truncated zip, a bad pickle, a missing file: all mean "write it again"
+        missing, unexpected = model.load_state_dict(state, strict=False)  # wrong shapes: RuntimeError
+        not_head = [k for k in missing if "head" not in k]
+        if not_head:
+            raise KeyError(f"lacks non-head weights: {not_head[:8]}")
+    except Exception as e:  # truncated, a bad pickle, missing, another model's: all mean "write it again"
         raise DamagedArtifact(path, "pretrain", e) from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    not_head = [k for k in missing if "head" not in k]
-    if not_head:
-        raise RuntimeError(f"pretrained encoder {path} lacks non-head weights: {not_head[:8]}")
     if unexpected:
         warnings.warn(
             f"ignored {len(unexpected)} unexpected encoder keys, e.g. {unexpected[:4]}", stacklevel=2
