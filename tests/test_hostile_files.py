@@ -263,11 +263,12 @@ def test_a_phase_killed_before_its_first_checkpoint_restarts_its_log(tmp_path, m
     def killed(*a, **k):  # the first checkpoint never lands (kill -9 before it)
         raise KeyboardInterrupt("killed")
 
+    real = loop.save_checkpoint
     monkeypatch.setattr(loop, "save_checkpoint", killed)
     assert tiny(tmp_path) == 130
     log = run_folder(tmp_path) / "pretrain" / "log.jsonl"
     assert log.read_text().strip()  # the discarded attempt logged its steps
-    monkeypatch.undo()
+    monkeypatch.setattr(loop, "save_checkpoint", real)
     assert tiny(tmp_path) == 0
     lines = log.read_text().splitlines()
     key = [(json.loads(s)["epoch"], json.loads(s)["step"], json.loads(s).get("loss")) for s in straight]
