@@ -83,9 +83,10 @@ def os_fix(e: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """ablate.py's exit status: 0 all done, 1 a run failed or changed, 2 a bad command line or
-    config (before any work), INTERRUPTED_EXIT (130) after Ctrl-C, PREEMPTED_EXIT (75) after
-    SIGTERM/SIGUSR1. Under torchrun every rank runs this; only rank 0 prints to stdout."""
+    """ablate.py's exit status: 0 all done, 1 a run failed, changed or is held by another
+    process, 2 a bad command line or config (before any work), INTERRUPTED_EXIT (130) after
+    Ctrl-C, PREEMPTED_EXIT (75) after SIGTERM/SIGUSR1, in any phase (interrupt.py). Under torchrun
+    every rank runs this; only rank 0 prints to stdout."""
     args = parser().parse_args(argv)
     rank = D.env_world()[0]
     with open(os.devnull, "w") as devnull, redirect_stdout(devnull if rank else sys.stdout):
