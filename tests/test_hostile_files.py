@@ -69,7 +69,8 @@ def test_a_linked_frame_folder_in_a_video_class_is_refused(tmp_path, capsys, fak
     root = tmp_path / "v"
     _write_video_tree(root, frames_folders=True)
     (root / "train" / "jump" / "clip1").symlink_to(root / "train" / "run" / "clip0")
-    args = ["--modality", "video", "--set", "data.name=video_folder", f"data.root={root}", "data.num_classes=2"]
+    args = ["--modality", "video", "--set", "data.name=video_folder", f"data.root={root}"]
+    args += ["data.num_classes=2"]
     assert tiny(tmp_path, *args) == 2
     assert f"{root}/train/jump/clip1 is a link to a folder" in capsys.readouterr().err
     assert not fake.calls
@@ -240,7 +241,8 @@ def test_a_damaged_encoder_redoes_pretraining(tmp_path, capsys, one_thread):
 
 @pytest.mark.parametrize(
     "value, words",
-    [("[1,", "expected the node content"), ("!!python/object:os.system x", "could not determine a constructor"),
+    [("[1,", "expected the node content"),
+     ("!!python/object:os.system x", "could not determine a constructor"),
      ("&a [*a]", "refers to itself")],
     ids=["unclosed", "tag", "circular"],
 )  # fmt: skip
