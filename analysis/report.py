@@ -65,7 +65,10 @@ def table1_speeds(df: pd.DataFrame, runs_dir: Path, variant: str, measure: bool 
             if configs and measure:
                 out[m] = speed_table.cached_table_speeds(configs, path)
             elif path.exists() and not measure:
-                out[m] = json.loads(path.read_text())
+                cached = json.loads(path.read_text())
+                if not speed_table.usable(cached):
+                    raise ValueError(f"{path} is not a speed table")
+                out[m] = cached
         except (RuntimeError, ValueError, KeyError, TypeError) as e:  # a failed timing, a damaged cache
             why = (str(e).splitlines() or [""])[0][:120]
             say_damaged(f"{m} side-by-side speeds ({type(e).__name__}: {why})",
