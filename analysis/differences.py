@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ablations.store.predictions import correct, load_predictions, predictions_path
+from ablations.store.predictions import DamagedPredictions, correct, load_predictions, predictions_path
 from ablations.study.config import MODALITIES, list_rows
+from analysis.collect import say_damaged
 from analysis.stats import paired_difference
 from analysis.tables import mae_runs, markdown, select, supervised_runs, table3_entries, table3_runs
 
@@ -21,12 +22,17 @@ COLUMNS = ["comparison", "modality", "diff", "low", "high", "seeds", "samples", 
 
 
 def correct_by_seed(runs_dir: Path, runs: pd.DataFrame) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """{seed: (correct@1 (N,) bool, labels (N,))} of the runs whose predictions file exists."""
+    """{seed: (correct@1 (N,) bool, labels (N,))} of the runs whose predictions file exists and
+    reads; a damaged one is said once and left out (the other runs are still compared)."""
     out = {}
     for r in runs.itertuples():
         path = predictions_path(Path(runs_dir) / str(r.name), str(r.mode))
         if path.exists():
-            pred = load_predictions(path)
+            try:
+                pred = load_predictions(path)
+            except DamagedPredictions as e:
+                say_damaged(str(e), "this run is left out of the differences")
+                continue
             out[int(r.seed)] = (correct(pred, 1), pred["label"])
     return out
 

@@ -13,7 +13,7 @@ from ablations.store.atomic import write_atomic
 from ablations.study.config import MODALITIES, list_rows
 from ablations.train.reconstructions import FILE as RECONSTRUCTIONS
 from analysis import differences, plots, speed_table, table3_plot, tables, trends
-from analysis.collect import load_runs, no_recipe, paper_numbers
+from analysis.collect import load_runs, new_report, no_recipe, paper_numbers, say_damaged
 from analysis.reconstructions import draw_reconstructions, load_arrays
 
 DIFF_TITLES = {
@@ -71,14 +71,21 @@ def table1_speeds(df: pd.DataFrame, runs_dir: Path, variant: str, measure: bool 
             if row in set(runs["entry"])
         }
         path = speed_cache(runs_dir, variant, "table1", m)
-        if len(configs) < 2:
+        if len(configs) < 2:  # nothing to compare side by side: --bench times a single row
             continue
-        if measure:
-            out[m] = speed_table.cached_table_speeds(configs, path)
-        elif path.exists():
-            cached = json.loads(path.read_text())
-            if set(cached.get("rows", {})) == set(configs):  # timed for these rows, not others
-                out[m] = cached
+        try:
+            if measure:
+                out[m] = speed_table.cached_table_speeds(configs, path)
+            elif path.exists():
+                cached = json.loads(path.read_text())
+                if not speed_table.usable(cached):
+                    raise ValueError(f"{path} is not a speed table")
+                if set(cached.get("rows", {})) == set(configs):  # timed for these rows, not others
+                    out[m] = cached
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:  # a failed timing, a damaged cache
+            why = (str(e).splitlines() or [""])[0][:120]
+            say_damaged(f"{m} side-by-side speeds ({type(e).__name__}: {why})",
+                        "the table shows each run's own throughput")  # fmt: skip
     return out
 
 
@@ -111,9 +118,11 @@ def write_report(runs_dir, out: Path | None = None, measure_speed: bool = True) 
         )
     out = Path(out) if out else runs_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
+    new_report()
     df = load_runs(runs_dir)
     paper = paper_numbers()
     index = ["# Report", "", f"{len(df)} finished runs under `{runs_dir}`.", ""]
+    index += damaged_rows(df.attrs.get("damaged", []))
     for variant in sorted(df["variant"].dropna().unique()):
         vdir = out / variant
         vdir.mkdir(parents=True, exist_ok=True)
@@ -185,6 +194,14 @@ def write_report(runs_dir, out: Path | None = None, measure_speed: bool = True) 
     return out
 
 
+def damaged_rows(damaged: list) -> list[str]:
+    """index.md lines: one row per damaged run folder (left out of every table)."""
+    if not damaged:
+        return []
+    rows = [f"| `{name}` | damaged: {why} |" for name, why in damaged]
+    return ["## Damaged runs (left out of every table)", "", "| run | state |", "|---|---|", *rows, ""]
+
+
 def copy_reconstructions(runs_dir: Path, runs: pd.DataFrame, vdir: Path) -> list[Path]:
     """Each MAE run's reconstruction figure, drawn from pretrain/reconstructions.npz (saved when
     pretraining ends; folders from before that copy their reconstructions.png) as
@@ -213,7 +230,7 @@ def copy_reconstructions(runs_dir: Path, runs: pd.DataFrame, vdir: Path) -> list
 def table_text(runs_dir, variant: str, name: str, modalities: tuple[str, ...] = MODALITIES) -> str:
     """The Markdown of one table for one variant, with columns for `modalities` only (what the CLI
     prints after a run; Table 1 with the side-by-side speeds the report cached)."""
-    df = load_runs(runs_dir)
+    df = load_runs(runs_dir, quiet=True)  # the report written just before said what is damaged
     if name == "table1":
         speeds = table1_speeds(df, runs_dir, variant, False)
         return tables.table1(df, variant, paper_numbers(), speeds, modalities=modalities)[1]

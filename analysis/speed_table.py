@@ -169,6 +169,12 @@ def cache_key(configs: dict[str, dict]) -> dict:
     }
 
 
+def usable(speeds) -> bool:
+    """A table_speeds record (a cache file that is not one is damaged: measured again)."""
+    keys = ("settings", "device_name", "date", "rows")
+    return isinstance(speeds, dict) and all(k in speeds for k in keys) and isinstance(speeds["rows"], dict)
+
+
 def cached_table_speeds(configs: dict[str, dict], path: Path, base: str = "mvitv2") -> dict:
     """table_speeds, read from `path` (JSON) when it was measured for the same rows and settings;
     otherwise measured now and written there atomically."""
@@ -177,9 +183,9 @@ def cached_table_speeds(configs: dict[str, dict], path: Path, base: str = "mvitv
     if path.exists():
         try:
             cached = json.loads(path.read_text())
-            if cached.get("key") == key:
+            if isinstance(cached, dict) and cached.get("key") == key and usable(cached):
                 return cached
-        except ValueError:
+        except (OSError, ValueError, UnicodeDecodeError):
             pass  # a damaged cache is measured again
     speeds = {"key": key, **table_speeds(configs, base)}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -159,7 +159,10 @@ def model_sizes(df: pd.DataFrame, variant: str) -> str:
 
 def _is_default(entry: dict, cfg: dict) -> bool:
     """True if the entry's change leaves row f's config as it is (the preset's own setting)."""
-    return all(get_dotted(cfg, k) == v for k, v in entry_changes(entry, cfg).items())
+    try:
+        return all(get_dotted(cfg, k) == v for k, v in entry_changes(entry, cfg).items())
+    except (KeyError, TypeError):  # a config from before the key existed: not this entry's default
+        return False
 
 
 def table3_entries() -> dict[str, dict[str, dict]]:

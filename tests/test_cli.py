@@ -205,7 +205,7 @@ def test_lock_held_elsewhere_skips_the_run(tmp_path, capsys, fake):
     folder.mkdir(parents=True)
     with open(folder / R.LOCK, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        assert ablate(tmp_path, "--step", "f") == 0
+        assert ablate(tmp_path, "--step", "f") == 1  # not done: 0 would say every run is finished
     assert "being trained by another process" in capsys.readouterr().out
     assert not fake.calls and not (folder / "metrics.json").exists()
 

@@ -167,12 +167,12 @@ def test_a_signal_during_the_stop_all_reduce_is_kept_for_the_next_update(monkeyp
 
     import torch.distributed as dist
 
-    from ablations.train import distributed
+    from ablations.train import interrupt
     from ablations.train.interrupt import StopRequest
 
     stop = StopRequest(enabled=False)
-    monkeypatch.setattr(distributed, "is_dist", lambda: True)
-    monkeypatch.setattr(distributed, "control_group", lambda: None)
+    monkeypatch.setattr(interrupt, "is_dist", lambda: True)  # the names interrupt.py imported
+    monkeypatch.setattr(interrupt, "control_group", lambda: None)
     arrive = [signal.SIGUSR1]
 
     def all_reduce(code, op=None, group=None):  # one rank's view; the signal lands mid-collective
@@ -180,5 +180,8 @@ def test_a_signal_during_the_stop_all_reduce_is_kept_for_the_next_update(monkeyp
             stop._handle(arrive.pop(), None)
 
     monkeypatch.setattr(dist, "all_reduce", all_reduce)
-    assert stop.agreed() is None  # the reduced value was built before the signal came
-    assert stop.agreed() == "SIGUSR1"  # kept: the next update stops
+    # Inside the training loop a first signal waits for the next vote; one still pending when
+    # the loop's block ends stops there.
+    with pytest.raises(interrupt.Stopped, match="SIGUSR1"), stop.listening():
+        assert stop.agreed() is None  # the reduced value was built before the signal came
+        assert stop.agreed() == "SIGUSR1"  # kept: the next update stops

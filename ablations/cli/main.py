@@ -18,6 +18,7 @@ import sys
 import traceback
 from contextlib import redirect_stdout
 from dataclasses import replace
+from pathlib import Path
 
 from ablations.cli.launch.options import check as check_launch
 from ablations.cli.launch.submit import submit_runs
@@ -83,55 +84,72 @@ def os_fix(e: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """ablate.py's exit status: 0 all done, 1 a run failed or changed, 2 a bad command line or
-    config (before any work), INTERRUPTED_EXIT (130) after Ctrl-C, PREEMPTED_EXIT (75) after
-    SIGTERM/SIGUSR1. Under torchrun every rank runs this; only rank 0 prints to stdout."""
+    """ablate.py's exit status: 0 all done, 1 a run failed, changed or is held by another
+    process, 2 a bad command line or config (before any work), INTERRUPTED_EXIT (130) after
+    Ctrl-C, PREEMPTED_EXIT (75) after SIGTERM/SIGUSR1, in any phase (interrupt.py). Under torchrun
+    every rank runs this; only rank 0 prints to stdout."""
     args = parser().parse_args(argv)
     rank = D.env_world()[0]
     with open(os.devnull, "w") as devnull, redirect_stdout(devnull if rank else sys.stdout):
-        if args.list:
-            print(show_list())
-            return 0
-        sel, runs = None, []  # --report reads every finished run; it needs no selection
-        try:
-            check_launch(args)
-            if args.attn_backend is not None and not args.bench:
-                raise C.ConfigError("--attn-backend applies to --bench only; add --bench or drop it.")
-            if not args.report:
-                sel = selection(args)
-                runs = C.resolve(sel)
-            if args.only:
-                runs = only(runs, args.only)
-            if args.plan or args.device_mem is not None:
-                runs, plans = planned(args, runs)
-                if args.plan:
-                    return plans
-            if not (args.dry_run or args.bench or args.report or args.status or args.plan):
-                check_data_once(runs)
-                for run in runs:
-                    check_batches(run, D.env_world()[1])
-        except C.ConfigError as e:
-            print(f"ablate.py: error: {e}", file=sys.stderr)
-            return 2
-        if args.dry_run:
-            print(dry_run_text(runs))
-            return 0
-        if args.status:
-            print(status_text(runs, args.runs_dir))
-            return 0
-        if args.launcher:  # submits jobs and returns; each job runs this command with --only <run>
-            return submit_runs(args, sel, runs, sys.argv[1:] if argv is None else argv, main)
-        D.init_distributed()  # once, before any work: every rank joins here or fails here
-        try:
-            return run_command(args, sel, runs)
-        finally:
-            D.shutdown()
+        # One stop request for the whole command: a signal outside a training step (data checks,
+        # the report, measuring a model) stops at once with its exit status, never a traceback.
+        with StopRequest():
+            try:
+                return command(args, argv)
+            except KeyboardInterrupt as e:  # interrupt.Stopped included
+                name = getattr(e, "signal", "SIGINT")
+                print(f"\n[stopped] by {name}{f' ({e})' if str(e) else ''}. Finished work is kept; rerun "
+                      "the same command to go on.", file=sys.stderr, flush=True)  # fmt: skip
+                return exit_code(name)
+
+
+def command(args, argv: list[str] | None) -> int:
+    """main's work, under its stop request."""
+    if args.list:
+        print(show_list())
+        return 0
+    sel, runs = None, []  # --report reads every finished run; it needs no selection
+    try:
+        check_launch(args)
+        if args.attn_backend is not None and not args.bench:
+            raise C.ConfigError("--attn-backend applies to --bench only; add --bench or drop it.")
+        if args.devices is not None and args.devices < 1:  # 0 would silently mean the default (8)
+            raise C.ConfigError(f"--devices {args.devices}: give 1 or more devices, or drop it.")
+        if not args.report:
+            sel = selection(args)
+            runs = C.resolve(sel)
+        if args.only:
+            runs = only(runs, args.only)
+        if args.plan or args.device_mem is not None:
+            runs, plans = planned(args, runs)
+            if args.plan:
+                return plans
+        if not (args.dry_run or args.bench or args.report or args.status or args.plan):
+            check_data_once(runs)
+            for run in runs:
+                check_batches(run, D.env_world()[1])
+    except C.ConfigError as e:
+        print(f"ablate.py: error: {e}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(dry_run_text(runs))
+        return 0
+    if args.status:
+        print(status_text(runs, args.runs_dir))
+        return 0
+    if args.launcher:  # submits jobs and returns; each job runs this command with --only <run>
+        return submit_runs(args, sel, runs, sys.argv[1:] if argv is None else argv, main)
+    D.init_distributed()  # once, before any work: every rank joins here or fails here
+    try:
+        return run_command(args, sel, runs)
+    finally:
+        D.shutdown()
 
 
 def planned(args, runs: list[C.Run]) -> tuple[list[C.Run], int]:
     """(runs with runtime.plan, --plan's exit status after printing the plans: 0 all fit, 1 not)."""
     mem = 80.0 if args.device_mem is None else args.device_mem
-    devices = args.devices or (8 if args.plan else D.env_world()[1])
+    devices = args.devices if args.devices is not None else (8 if args.plan else D.env_world()[1])
     try:
         plans = [(run, M.plan_run(run.config, mem, devices)) for run in runs]
     except M.PlanError as e:
@@ -177,18 +195,25 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
             outcomes[run.name] = train_one(args, run)
             if isinstance(outcomes[run.name], int):  # stopped: the exit status
                 return outcomes[run.name]
+    # 0 means every run is done: a run another process holds ("locked") is not, so it is 1 as well.
     if args.only:  # one run of a cluster job: the submitting command (--wait) or --report writes the report
-        return 1 if {"failed", "changed"} & set(outcomes.values()) else 0
+        return 1 if {"failed", "changed", "locked"} & set(outcomes.values()) else 0
     try:
         report = D.main_only(write_report, args.runs_dir)
     except (OSError, D.RankFailed) as e:
-        print(f"ablate.py: error: the runs are saved, but not the report: {e}", file=sys.stderr)
-        return 1
+        if set(outcomes.values()) == {"skipped"} and getattr(e, "errno", None) in R.READ_ONLY:
+            # every run was finished before: nothing is lost but a fresh report (a read-only disk)
+            print(f"ablate.py: note: every run is finished; the report was not rewritten: {e}",
+                  file=sys.stderr)  # fmt: skip
+            report = Path(args.runs_dir) / "report"
+        else:
+            print(f"ablate.py: error: the runs are saved, but not the report: {e}", file=sys.stderr)
+            return 1
     D.main_only(print_table, sel, runs, args.runs_dir)
     D.main_only(print_trends, sel, report / runs[0].variant / "trends.md")
     counts = {k: list(outcomes.values()).count(k) for k in sorted(set(outcomes.values()))}
     print(f"\n{len(runs)} runs: {counts}. Report: {report}/{runs[0].variant}/")
-    return 1 if counts.get("failed") or counts.get("changed") else 0
+    return 1 if counts.get("failed") or counts.get("changed") or counts.get("locked") else 0
 
 
 def train_one(args, run: C.Run) -> str | int:

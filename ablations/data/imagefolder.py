@@ -1,4 +1,7 @@
-"""`imagefolder`: ImageNet layout <root>/{train,val}/<class>/<image> via torchvision ImageFolder."""
+"""`imagefolder`: ImageNet layout <root>/{train,val}/<class>/<image> via torchvision ImageFolder.
+
+Links inside a class folder: to a file followed, to a folder refused (ablations/data/folders.py,
+docs/data.md). Building a split prints its images per class."""
 
 import os
 
@@ -9,7 +12,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extensi
 from ablations.errors import DataError
 
 from .common import input_hw, limit, opt
-from .folders import check_layout, class_names, say_once, split_dir
+from .folders import check_layout, class_names, say_counts, say_once, scan_split, split_dir
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, pil_image_transform
 
 LAYOUT = "<root>/train/<class>/<image> and <root>/val/<class>/<image> (e.g. n01440764/x.JPEG)"
@@ -25,6 +28,13 @@ class _FixedClasses(ImageFolder):
 
     def find_classes(self, directory):
         return self._classes, {c: i for i, c in enumerate(self._classes)}
+
+    def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+        """torchvision's walk, order and item test, except for links: files are followed, folders
+        refused (folders.class_items; torchvision follows every link, loops included)."""
+        items = scan_split(str(directory), self._classes, _is_image, recursive=True)
+        say_counts("ImageFolder", str(directory), items, "images")
+        return [(path, class_to_idx[c]) for c, paths in items.items() for path in paths]
 
     def __getitem__(self, index: int):
         for attempt in range(len(self)):  # with skip_corrupt: the next readable image
@@ -51,7 +61,7 @@ def _is_image(path: str) -> bool:
 def check(cfg: dict, log=print) -> None:
     """Before any work: the folder layout (folders.check_layout), and one line when the images
     are not the input size (they are resized to it)."""
-    first = check_layout(cfg, LAYOUT, "ImageFolder", _is_image, "images", log)["train"][0]
+    first = check_layout(cfg, LAYOUT, "ImageFolder", _is_image, "images", log, recursive=True)["train"][0]
     try:
         with Image.open(first) as im:
             w, h = im.size

@@ -6,15 +6,16 @@ and flip for all its frames. Val: views.temporal clips with evenly spaced starts
 (short side = crop) and cut into views.spatial crops along the long side -> (V, C, T, H, W).
 The reader cuts and resizes (video files: FFmpeg's swscale while converting to RGB; frame
 folders: torchvision); the transform draws the boxes and does the rest.
-"""
 
-import os
+Links inside a class folder: to a clip file followed, to a folder (a frame folder included)
+refused (ablations/data/folders.py, docs/data.md). Building a split prints its clips per class.
+"""
 
 import torch
 from torch.utils.data import Dataset
 
 from .common import input_hw, limit, opt, repeats, views
-from .folders import check_layout, class_names, split_dir
+from .folders import check_layout, class_names, say_counts, scan_split, split_dir
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, VideoTransform
 from .video_io import VIDEO_EXTENSIONS, is_clip, open_clip
 
@@ -80,16 +81,11 @@ class VideoFolder(Dataset):
 
 
 def _scan(split_path: str, classes: list[str]) -> list[tuple[str, int]]:
-    clips = []
-    for y, c in enumerate(classes):
-        folder = os.path.join(split_path, c)
-        if not os.path.isdir(folder):
-            continue  # a val split may lack a class
-        for name in sorted(os.listdir(folder)):
-            path = os.path.join(folder, name)
-            if is_clip(path):
-                clips.append((path, y))
-    return clips
+    """(clip path, label) of every clip file or frame folder directly in a class folder (a val
+    split may lack a class); a link to a folder is refused (folders.class_items)."""
+    items = scan_split(split_path, classes, is_clip, recursive=False)
+    say_counts("video_folder", split_path, items, "clips")
+    return [(path, y) for y, c in enumerate(classes) for path in items[c]]
 
 
 def check(cfg: dict, log=print) -> None:

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
+
+# atomic_path's temporary names: .<stem>.<pid>.tmp<suffix>
+TMP_NAME = re.compile(r"^\..+\.(\d+)\.tmp(\.[^.]*)?$")
 
 
 class WriteFailed(OSError):
@@ -79,3 +83,16 @@ def save_torch_atomic(obj, path: Path) -> None:
 
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def remove_orphans(folder: Path) -> list[Path]:
+    """Delete the temporary files under `folder` that other processes left (a kill -9 during a
+    save never reaches the cleanup). Call it only while holding the folder's lock: then no other
+    live process writes there, so every temporary file not of this process is an orphan."""
+    removed = []
+    for path in sorted(Path(folder).rglob(".*.tmp*")):
+        match = TMP_NAME.match(path.name)
+        if match and int(match.group(1)) != os.getpid() and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

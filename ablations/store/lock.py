@@ -76,8 +76,9 @@ def exclusive(path: Path, holder: str = "another process", log=print):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), "r+") as f:
-        if not _acquire(f):
-            raise RunLocked(f"{path.parent} is held by {holder}")
+        if not _acquire(f):  # the record names the live holder (it may still be writing it)
+            record = read_record(path)
+            raise RunLocked(f"{path.parent} is held by {describe(record) if record else holder}")
         try:
             old = read_record(path)
             if old:

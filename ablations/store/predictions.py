@@ -29,10 +29,25 @@ def save_predictions(pred: dict, path: Path) -> None:
     write_atomic(Path(path), buf.getvalue())
 
 
+class DamagedPredictions(ValueError):
+    """A predictions.npz that cannot be read or has the wrong arrays; the message names it."""
+
+
 def load_predictions(path: Path) -> dict[str, np.ndarray]:
-    """{"top5": (N, k) int64, "label": (N,) int64}."""
-    with np.load(path) as f:
-        return {k: f[k].astype(np.int64) for k in ("top5", "label")}
+    """{"top5": (N, k) int64, "label": (N,) int64}; DamagedPredictions if the file is truncated,
+    not an npz, or holds other arrays (the report then leaves this run out of its comparisons)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            pred = {k: f[k].astype(np.int64) for k in ("top5", "label")}
+    except Exception as e:  # BadZipFile, a missing key, zlib/EOF errors: all mean "damaged"
+        why = str(e).splitlines()[0] if str(e) else ""
+        raise DamagedPredictions(f"{path} is unreadable ({type(e).__name__}: {why})") from None
+    top5, label = pred["top5"], pred["label"]
+    if top5.ndim != 2 or label.ndim != 1 or len(top5) != len(label):
+        raise DamagedPredictions(
+            f"{path} holds arrays of the wrong shapes: top5 {top5.shape}, label {label.shape}"
+        )
+    return pred
 
 
 def correct(pred: dict[str, np.ndarray], k: int = 1) -> np.ndarray:

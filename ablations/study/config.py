@@ -212,8 +212,40 @@ def parse_sets(items: list[str]) -> dict:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set pretrain.epochs=20")
         key, raw = item.split("=", 1)
-        out[key.strip()] = _number(yaml.safe_load(raw)) if raw.strip() else None
+        out[key.strip()] = _number(_parse_value(key.strip(), raw)) if raw.strip() else None
     return out
+
+
+def _parse_value(key: str, raw: str):
+    """One --set value as YAML; ConfigError in one line (the key, the parse error, the fix) for
+    text that is not YAML, a tag (safe_load builds no objects), or a value that refers to itself."""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        mark = getattr(e, "problem_mark", None)
+        where = f" at column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(
+            f"--set {key}={raw}: not a valid YAML value ({problem}{where}); quote it as a string, "
+            f"e.g. --set '{key}=\"...\"', or fix the brackets"
+        ) from None
+    _check_plain(key, raw, value, ())
+    return value
+
+
+def _check_plain(key: str, raw: str, value, parents: tuple) -> None:
+    """A --set value is plain data: no alias that contains itself (a circular anchor), no YAML
+    types a config cannot hold (dates, sets, binary)."""
+    if isinstance(value, (list, dict)):
+        if any(value is p for p in parents):
+            raise ConfigError(f"--set {key}={raw}: the value refers to itself (a circular YAML anchor); "
+                              "write the value out instead")  # fmt: skip
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for _, v in items:
+            _check_plain(key, raw, v, (*parents, value))
+    elif value is not None and not isinstance(value, (bool, int, float, str)):
+        raise ConfigError(f"--set {key}={raw}: a {type(value).__name__} is not a config value; "
+                          f"quote it to pass text, e.g. --set '{key}=\"{raw}\"'")  # fmt: skip
 
 
 def _number(value):
@@ -394,6 +426,22 @@ def _overlaps(a: str, b: str) -> bool:
     return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 
+def presets_own(preset: str, modality: str, key: str, value) -> bool:
+    """True if --set key=value leaves the preset's config as it is (its own value), so it names no
+    variant: the folder name follows the resolved config, not the --set text. A key a coupled
+    rule may set is never the preset's own (setting it explicitly keeps the rule off it). Sets
+    that change the config keep the name they always had (the hash of those sets)."""
+    cfg = preset_config(preset, modality)
+    rules = load_preset(preset).get("coupled") or []
+    if any(_overlaps(key, k) for rule in rules for k in (rule.get("set") or {})):
+        return False
+    try:
+        changed = deep_update(copy.deepcopy(cfg), {key: value}, strict=True)
+    except ConfigError:
+        return False
+    return changed == cfg
+
+
 def selected_table(sel: Selection) -> str:
     """The table a selection draws its runs from: --mode moves Table 1 <-> Fig. 8."""
     if sel.mode is not None and sel.mode not in MODES:
@@ -427,6 +475,7 @@ def resolve(sel: Selection) -> list[Run]:
         if not entries:
             raise ConfigError(f"Row {sel.step!r} is not in {table}.")
     recipe_sets = {k: v for k, v in sel.sets.items() if k not in NAME_NEUTRAL_KEYS}
+    recipe_sets = {k: v for k, v in recipe_sets.items() if not presets_own(sel.preset, sel.modality, k, v)}
     if sel.sets.get("finetune.init"):  # the folder follows the checkpoint's content, not its path
         recipe_sets["finetune.init_sha256"] = file_sha256(sel.sets["finetune.init"])
     variant = sel.preset + (f"+{config_hash(recipe_sets)}" if recipe_sets else "")

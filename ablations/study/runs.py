@@ -11,6 +11,7 @@ train.log (ablations/store/runlog.py) has everything printed while the run train
 
 from __future__ import annotations
 
+import errno
 import json
 import platform
 import shutil
@@ -24,7 +25,7 @@ import timm
 import torch
 import yaml
 
-from ablations.store.atomic import write_atomic, write_json_atomic
+from ablations.store.atomic import remove_orphans, write_atomic, write_json_atomic
 from ablations.store.lock import RunLocked, exclusive
 from ablations.store.runlog import tee_output
 from ablations.study.config import Run
@@ -38,6 +39,8 @@ LOCK, CONFIG, IDENTITY, METRICS = ".lock", "config.yaml", "identity.json", "metr
 WALL = "wall_time.json"
 JOBS = "slurm"  # cluster jobs' records and logs (ablations/cli/launch): not part of the run, kept by --force
 MISSING = "missing"
+READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+UNKNOWN = "what this folder trained is unknown"  # the reason status gives for a damaged folder
 
 
 def run_dir(runs_dir: Path, run: Run) -> Path:
@@ -67,27 +70,32 @@ def read_metrics(folder: Path) -> dict | None:
     return read_file(folder / METRICS, json.loads)[0]
 
 
-def status(folder: Path, cfg: dict, ident: dict, log=print) -> tuple[str, list[str]]:
+def status(folder: Path, cfg: dict, ident: dict, log=print, repair: bool = True) -> tuple[str, list[str]]:
     """(state, reasons): 'new' (nothing there), 'changed' (trained something else; reasons say
     what), 'partial' (started, unfinished) or 'done'. Repairs what it safely can: a folder from
     before identity.json gets one when its config.yaml matches; an unreadable config.yaml of a
-    matching run is rewritten; an unreadable metrics.json makes the run 'partial', so its phases'
-    done.json rebuild it without retraining."""
+    matching run is rewritten (repair=False: nothing is written; --status only reads); an
+    unreadable metrics.json makes the run 'partial', so its phases' done.json rebuild it without
+    retraining."""
     if not folder.exists() or all(p.name in (LOCK, JOBS) for p in folder.iterdir()):
         return "new", []
     old, why = read_file(folder / IDENTITY, json.loads)
     if old is None:
-        cfg, why_cfg = read_file(folder / CONFIG, yaml.safe_load)
-        if cfg is None:
-            return "changed", [f"{IDENTITY} {why}, {CONFIG} {why_cfg}: what this folder trained is unknown"]
-        old = {"config": run_identity(cfg)["config"], "data_files": ident["data_files"]}
-        if not identity_diff(old, ident):
+        old_cfg, why_cfg = read_file(folder / CONFIG, yaml.safe_load)
+        try:
+            old = {"config": run_identity(old_cfg)["config"], "data_files": ident["data_files"]}
+        except (KeyError, TypeError, AttributeError) as e:  # None, or not a run config (no data:)
+            why_cfg = why_cfg or f"not a run config (no {e})"
+            return "changed", [f"{IDENTITY} {why}, {CONFIG} {why_cfg}: {UNKNOWN}"]
+        if not identity_diff(old, ident) and repair:
             log(f"[note] {folder / IDENTITY} {why}: rebuilt from {CONFIG} and the data as it is now")
             write_json_atomic(ident, folder / IDENTITY)
+    if not isinstance(old.get("config"), dict):
+        return "changed", [f"{IDENTITY} holds no config mapping: {UNKNOWN}"]
     diff = identity_diff(old, ident)
     if diff:
         return "changed", diff
-    if read_file(folder / CONFIG, yaml.safe_load)[0] is None:
+    if read_file(folder / CONFIG, yaml.safe_load)[0] is None and repair:
         write_atomic(folder / CONFIG, yaml.safe_dump(cfg, sort_keys=False))
         log(f"[repair] {folder / CONFIG} was unreadable; rewritten from {IDENTITY}")
     metrics, why = read_file(folder / METRICS, json.loads)
@@ -110,12 +118,21 @@ def wall_segments(folder: Path) -> list[list[float | None]]:
     """[[start, end], ...] (Unix times) of every invocation that trained in folder. A segment
     killed before it could close (kill -9, power cut) ends at the newest file it wrote."""
     data = read_file(folder / WALL, json.loads)[0] or {}
-    segments = [list(s) for s in data.get("segments", [])]
+    segments = [list(s) for s in _segments(data)]
     for seg in segments:
         if seg[1] is None:
             newest = [p.stat().st_mtime for p in folder.rglob("*") if p.is_file() and p.name != LOCK]
             seg[1] = max([seg[0], *newest])
     return segments
+
+
+def _segments(data: dict) -> list:
+    """The well-formed [start, end] pairs of wall_time.json (a damaged entry is dropped)."""
+    segments = data.get("segments")
+    if not isinstance(segments, list):
+        return []
+    pair = [s for s in segments if isinstance(s, list) and len(s) == 2]
+    return [s for s in pair if isinstance(s[0], (int, float)) and isinstance(s[1], (int, float, type(None)))]
 
 
 def record_wall(folder: Path, segments: list) -> None:
@@ -129,7 +146,7 @@ def open_segment(folder: Path) -> None:
 
 def close_segment(folder: Path) -> list:
     """End the open segment now; returns every segment."""
-    segments = (read_file(folder / WALL, json.loads)[0] or {}).get("segments", [])
+    segments = _segments(read_file(folder / WALL, json.loads)[0] or {})
     segments = [list(s) for s in segments] or [[time.time(), None]]
     segments[-1][1] = time.time()
     record_wall(folder, segments)
@@ -235,8 +252,23 @@ def claim(held: ExitStack, run: Run, runs_dir: Path, force: bool, log=print) -> 
     try:
         held.enter_context(exclusive(folder / LOCK, holder="another process training it", log=log))
     except RunLocked as e:
-        log(f"[busy] {run.name}: being trained by another process ({e}); skipped")
+        log(
+            f"[busy] {run.name}: being trained by another process ({e}); skipped. Rerun the same "
+            "command once it has finished to report it."
+        )
         return "locked", None
+    except OSError as e:  # a read-only disk: a finished run needs no lock to be reported
+        finished = e.errno in READ_ONLY and status(folder, run.config, ident, log, repair=False)[0] == "done"
+        if force or not finished:
+            raise
+        log(f"[skip] {run.name}: finished (metrics.json; its folder is read-only: {e.strerror})")
+        return "skipped", read_metrics(folder)
+    orphans = remove_orphans(folder)  # we hold the lock: no live process writes here
+    if orphans:
+        log(
+            f"[repair] {run.name}: removed {len(orphans)} temporary file(s) a killed process left: "
+            f"{', '.join(str(p.relative_to(folder)) for p in orphans[:3])}"
+        )
     state, reasons = status(folder, run.config, ident, log)
     if state == "done" and not force:
         log(f"[skip] {run.name}: finished (metrics.json); --force retrains it")

@@ -7,6 +7,7 @@
     failed       its last job ended with an error (the error's last line, from the job's logs)
     stopped      started, not running, no error (resumable: the same command continues it)
     changed      config.yaml differs from this selection's config (--force retrains)
+    damaged      identity.json and config.yaml unreadable or not a run's: what it trained is unknown
     not started  no folder yet
 
 A dead job is never "running": a lock record counts only while its holder is alive (see
@@ -30,12 +31,14 @@ PHASES = ("pretrain", "finetune", "supervised")
 
 
 def jobs_record(folder: Path) -> dict | None:
-    """<run>/slurm/job.json: the latest job submitted for this run."""
+    """<run>/slurm/job.json: the latest job submitted for this run (None when absent or damaged)."""
     path = Path(folder) / R.JOBS / "job.json"
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        record = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
         return None
+    ok = isinstance(record, dict) and isinstance(record.get("job_id"), (str, int))
+    return {**record, "job_id": str(record["job_id"])} if ok else None
 
 
 def job_state(record: dict) -> str | None:
@@ -71,12 +74,14 @@ def progress(folder: Path) -> str:
     for phase in reversed(PHASES):
         log = Path(folder) / phase / "log.jsonl"
         if log.exists():
-            lines = log.read_text().strip().splitlines()
+            try:
+                lines = log.read_text(errors="replace").strip().splitlines()
+                last = json.loads(lines[-1]) if lines else None
+            except (OSError, ValueError):  # unreadable, or a line cut by a kill: the phase is known
+                return phase
             if not lines:
                 return f"{phase} starting"
-            try:
-                last = json.loads(lines[-1])
-            except ValueError:
+            if not isinstance(last, dict):
                 return phase
             return f"{phase} epoch {last.get('epoch')} step {last.get('step')}"
     return "starting"
@@ -101,15 +106,17 @@ def last_error(folder: Path, record: dict | None) -> str | None:
     return None
 
 
-def folder_state(runs_dir: Path, run) -> str:
-    """ablations.study.runs.status of the run's folder: 'new', 'changed', 'partial' or 'done'."""
-    return R.status(R.run_dir(runs_dir, run), run.config, run_identity(run.config), log=lambda *a: None)[0]
+def folder_state(runs_dir: Path, run) -> tuple[str, list[str]]:
+    """ablations.study.runs.status of the run's folder: ('new' | 'changed' | 'partial' | 'done',
+    reasons). Read only: its repairs wait for the command that trains the run."""
+    folder = R.run_dir(runs_dir, run)
+    return R.status(folder, run.config, run_identity(run.config), log=lambda *a: None, repair=False)
 
 
 def run_state(runs_dir: Path, run) -> tuple[str, str]:
     """(state, detail) of one run; states as in the module docstring."""
     folder = R.run_dir(runs_dir, run)
-    state = folder_state(runs_dir, run)
+    state, reasons = folder_state(runs_dir, run)
     if state == "done":
         top1 = (R.read_metrics(folder) or {}).get("top1")
         return "finished", f"top-1 {top1:.1f}" if isinstance(top1, (int, float)) else "top-1 -"
@@ -121,6 +128,8 @@ def run_state(runs_dir: Path, run) -> tuple[str, str]:
         return "queued", f"{job['launcher']} job {job['job_id']} ({_reason(job)})"
     if job:
         return "running", f"{job['launcher']} job {job['job_id']}: {progress(folder)}"
+    if state == "changed" and reasons and reasons[0].endswith(R.UNKNOWN):
+        return "damaged", f"{reasons[0]}; --force retrains"
     if state == "changed":
         return "changed", "config.yaml differs from this config; --force retrains"
     error = last_error(folder, record)

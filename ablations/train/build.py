@@ -14,6 +14,7 @@ from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 
 from ablations.data import build_dataset, dataset_info
+from ablations.errors import RunError
 from ablations.store.hashing import file_sha256
 from models.build import build
 from models.convert import load_pretrained
@@ -58,13 +59,29 @@ def build_classifier(cfg: dict, phase_cfg: dict, num_classes: int) -> torch.nn.M
     )
 
 
+class DamagedArtifact(RunError):
+    """A file an earlier phase wrote cannot be read; `phase` names the phase that writes it
+    (phases.run_training redoes it)."""
+
+    def __init__(self, path: Path, phase: str, error: BaseException):
+        why = (str(error).splitlines() or [""])[0][:120]
+        super().__init__(f"{path} is unreadable ({type(error).__name__}: {why})")
+        self.path, self.phase = Path(path), phase
+
+
 def load_encoder(model: torch.nn.Module, path: Path) -> None:
-    """Load MAE encoder weights into a classifier; only the head may be missing."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    not_head = [k for k in missing if "head" not in k]
-    if not_head:
-        raise RuntimeError(f"pretrained encoder {path} lacks non-head weights: {not_head[:8]}")
+    """Load MAE encoder weights into a classifier; only the head may be missing. An unreadable
+    or wrong file (truncated, another model's): DamagedArtifact naming it and the pretrain phase."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise TypeError(f"holds a {type(state).__name__}, not a state dict")
+        missing, unexpected = model.load_state_dict(state, strict=False)  # wrong shapes: RuntimeError
+        not_head = [k for k in missing if "head" not in k]
+        if not_head:
+            raise KeyError(f"lacks non-head weights: {not_head[:8]}")
+    except Exception as e:  # truncated, a bad pickle, missing, another model's: all mean "write it again"
+        raise DamagedArtifact(path, "pretrain", e) from None
     if unexpected:
         warnings.warn(
             f"ignored {len(unexpected)} unexpected encoder keys, e.g. {unexpected[:4]}", stacklevel=2

@@ -1,10 +1,17 @@
 """Stopping that keeps finished work: Ctrl-C (SIGINT), SIGTERM, and SIGUSR1 (what Slurm/submitit
-send before a time limit or preemption). The first signal lets the current optimizer update
-finish; the training loop then writes a checkpoint at that exact step and raises `Stopped`. Under
-DDP the ranks agree on that step with one collective per update (`StopRequest.agreed`: a
-1-element all_reduce MAX of the local flag over the gloo control group, well under a millisecond),
-so a signal that reaches only one rank still stops every rank at the same step. A second SIGINT
-stops at once (the last checkpoint on disk still resumes, losing the steps since).
+send before a time limit or preemption).
+
+- Inside the training loop (`StopRequest.listening()`: the loop polls the request after every
+  update) the first signal lets the current optimizer update finish; the loop then writes a
+  checkpoint at that exact step and raises `Stopped`. Under DDP the ranks agree on that step with
+  one collective per update (`StopRequest.agreed`: a 1-element all_reduce MAX of the local flag
+  over the gloo control group, well under a millisecond), so a signal that reaches only one rank
+  still stops every rank at the same step.
+- Anywhere else (a data scan, a model build, measuring a model, writing the report) nothing
+  would ever poll the request, so the signal raises `Stopped` at once: every write is atomic,
+  so nothing half-written is left, and the checkpoints on disk still resume.
+- A second signal this process receives always stops at once (the last checkpoint on disk
+  still resumes, losing the steps since).
 
 Exit codes of ablate.py (ablations.cli.main): INTERRUPTED_EXIT (130) after SIGINT;
 PREEMPTED_EXIT (75, sysexits' EX_TEMPFAIL: "try again later") after SIGTERM or SIGUSR1, which a
@@ -16,6 +23,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
@@ -53,6 +61,8 @@ class StopRequest:
 
     def __init__(self, enabled: bool = True):
         self.enabled, self.signal, self._prev = enabled, None, {}
+        self.received = 0  # signals this process received (not the ones other ranks voted)
+        self._listening = 0  # > 0 while a training loop polls the request after every update
 
     @property
     def requested(self) -> bool:
@@ -76,13 +86,28 @@ class StopRequest:
             signal.signal(getattr(signal, name), prev)
         self._prev, StopRequest._active = {}, None
 
+    @contextmanager
+    def listening(self):
+        """The block polls `agreed()` after every update (the training loop): a first signal waits
+        for it. A signal still pending when the block ends normally stops there."""
+        self._listening += 1
+        try:
+            yield self
+        finally:
+            self._listening -= 1
+        if self.signal is not None and self.received and not self._listening:
+            raise Stopped(f"{self.signal} while the loop ended", self.signal)
+
     def _handle(self, signum, frame) -> None:
         name = signal.Signals(signum).name
-        if name == "SIGINT" and self.signal == "SIGINT":
-            raise KeyboardInterrupt
+        self.received += 1
+        if self.received > 1:
+            raise Stopped(f"stopped at once by a second signal ({name})", name)
         if self.signal is None or SIGNALS[name] > SIGNALS[self.signal]:
             self.signal = name
-        again = " (Ctrl-C again to stop at once)" if name == "SIGINT" else ""
+        if not self._listening:  # nothing would poll the request: stop here
+            raise Stopped(f"{name} outside a training step", self.signal)
+        again = " (Ctrl-C again to stop at once)" if name == "SIGINT" else " (again to stop at once)"
         print(f"\n{name}: finishing this step, then saving a checkpoint{again}", file=sys.stderr, flush=True)
 
     def agreed(self) -> str | None:

@@ -22,6 +22,7 @@ Every log record also goes to TensorBoard (ablations/store/tblog.py, rank 0, run
 
 Stopping (interrupt.StopRequest: SIGINT, SIGTERM, SIGUSR1): after every update all ranks agree
 whether any of them was signalled; if so they checkpoint that update and raise interrupt.Stopped.
+Only the epoch loop listens: a signal during setup or resume stops at once (interrupt.py).
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def fit(
     """
     loop = setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime, num_workers)
     state = resume(loop)
-    with StopRequest() as stop:
+    with StopRequest() as stop, stop.listening():  # a signal waits for the update in flight
         for epoch in range(state["epoch"], loop.epochs):
             start_step = state["step"] if epoch == state["epoch"] else 0
             meter = dict(state["meter"]) if epoch == state["epoch"] else fresh_meter()
@@ -256,9 +257,15 @@ def resume(loop: Loop) -> dict:
     ckpt_path = loop.phase_dir / CKPT
     ckpt = load_checkpoint(ckpt_path, log=print if loop.dist.is_main else lambda _: None)
     loop.state = state
-    if ckpt is None:
+    if ckpt is None:  # a fresh start: what an attempt killed before its first checkpoint logged goes
         loop.t0 = time.perf_counter()
-        loop.tb = tblog.writer(loop.phase_dir, loop.runtime["tensorboard"]) if loop.dist.is_main else None
+        redone = loop.dist.is_main and loop.log_path.exists()
+        if redone:
+            loop.log_path.unlink()
+        if loop.dist.is_main:
+            loop.tb = tblog.writer(
+                loop.phase_dir, loop.runtime["tensorboard"], purge_step=0 if redone else None
+            )
         return state
     d = loop.dist
     restore_training_state(ckpt, loop.model, loop.optimizer, loop.scaler, d.rank, d.world_size, loop.seed)
@@ -269,7 +276,7 @@ def resume(loop: Loop) -> dict:
     loop.t0 = time.perf_counter() - state["elapsed_s"]
     if d.is_main and loop.log_path.exists():  # drop log lines written after the checkpoint (redone)
         with open(loop.log_path, "r+b") as f:
-            f.truncate(ckpt["log_bytes"])
+            f.truncate(min(ckpt["log_bytes"], loop.log_path.stat().st_size))  # never pad with zeros
     if d.is_main:  # events past the checkpoint are redone: hide them as the log truncation does
         purge = state["epoch"] * loop.steps_per_epoch + state["step"] + 1  # first step redone
         loop.tb = tblog.writer(loop.phase_dir, loop.runtime["tensorboard"], purge_step=purge)

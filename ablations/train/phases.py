@@ -13,7 +13,8 @@ step, train_loss, lr, epoch_time_s, throughput, top1, top5, val_loss, val_sample
 the phase's final metrics; predictions.npz the final model's per-sample val top-5 and labels
 (ablations/store/predictions.py), written before done.json. A phase with done.json is never rerun, and an
 interrupted phase resumes from its checkpoint. encoder.pth (MAE encoder weights) is what the
-finetune phase starts from.
+finetune phase starts from; when it cannot be read, the pretrain phase is redone (its done.json
+removed: it resumes from its final checkpoint, training nothing) and writes it again.
 Ctrl-C, SIGTERM or SIGUSR1 (any process count: the ranks agree on the step) lets the update in
 flight finish, checkpoints that exact step and raises interrupt.Stopped; a second Ctrl-C stops at
 once (resume then redoes the steps since the last checkpoint). "step" in log.jsonl counts data steps
@@ -39,6 +40,7 @@ from ablations.store.predictions import FILE as PREDICTIONS
 from ablations.store.predictions import save_predictions
 from ablations.store.tblog import write_image
 from ablations.train.build import (
+    DamagedArtifact,
     build_classifier,
     build_criterion,
     build_data,
@@ -67,20 +69,41 @@ def run_training(cfg: dict, run_dir: Path, progress: bool = True) -> dict:
     phases = ["pretrain", "finetune"] if cfg["mode"] == "mae" else ["supervised"]
     if cfg["mode"] == "mae" and (cfg.get("finetune") or {}).get("init"):
         phases = ["finetune"]  # finetune.init: pretrained elsewhere
-    results = {p: run_phase(p, cfg, run_dir / p, dist, progress) for p in phases}
+    results, redone, i = {}, set(), 0
+    while i < len(phases):
+        try:
+            results[phases[i]] = run_phase(phases[i], cfg, run_dir / phases[i], dist, progress)
+            i += 1
+        except DamagedArtifact as e:  # e.g. a truncated pretrain/encoder.pth: redo the phase that wrote it
+            if e.phase not in phases[:i] or e.phase in redone:
+                raise
+            redone.add(e.phase)
+            done = run_dir / e.phase / "done.json"
+            if dist.is_main:
+                print(f"[repair] {e}: redoing the {e.phase} phase that wrote it ({done} removed)", flush=True)
+                done.unlink(missing_ok=True)
+            barrier()
+            i = phases.index(e.phase)
     return summarize(results)
 
 
+DONE_KEYS = ("train_time_s", "loss_first", "loss_last")  # what summarize reads from every phase
+
+
 def read_done(done: Path) -> dict | None:
-    """A finished phase's metrics (done.json), or None. A damaged done.json is said and rebuilt:
-    the phase then resumes from its final checkpoint, which trains nothing."""
+    """A finished phase's metrics (done.json), or None. A damaged or wrong-shaped done.json is
+    said and rebuilt: the phase then resumes from its final checkpoint, which trains nothing."""
     if not done.exists():
         return None
     try:
-        return json.loads(done.read_text())
+        result = json.loads(done.read_text())
     except (ValueError, OSError) as e:
         print(f"[repair] {done} is unreadable ({e}); rebuilding it from the phase's last checkpoint")
         return None
+    if not isinstance(result, dict) or any(k not in result for k in DONE_KEYS):
+        print(f"[repair] {done} is not a phase's metrics; rebuilding it from the phase's last checkpoint")
+        return None
+    return result
 
 
 def run_phase(phase: str, cfg: dict, phase_dir: Path, dist: DistInfo, progress: bool = True) -> dict:

@@ -8,8 +8,9 @@ ablations.train.distributed.init_distributed reads, so the job runs exactly the 
 runs.
 
 Stopping. submitit installs a SIGUSR1 handler in the job that checkpoints the callable and
-requeues it; it covers the job's start-up. Once ablate.py runs its runs, its StopRequest replaces
-it (and puts it back on exit): the step in flight finishes,
+requeues it; it covers the job's start-up. Once ablate.py has read its command line, its
+StopRequest replaces it (and puts it back on exit): outside a training step the job stops at
+once (PREEMPTED_EXIT); inside one the step in flight finishes,
 that exact step is checkpointed (all ranks agree on the step), and ablate.py returns PREEMPTED_EXIT.
 Then rank 0 requeues the job (submitit's requeue: `scontrol requeue <job>`, or exit 144 under the
 local launcher) and every task exits without a result, as submitit's own handler does. The
