@@ -12,7 +12,6 @@ python ablate.py --table 1 --preset in1k-l --plan --device-mem 40   # what fits 
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 import traceback
@@ -25,8 +24,9 @@ from ablations.cli.output import bench, dry_run_text, print_table, print_trends,
 from ablations.cli.parser import parser
 from ablations.data import check_data
 from ablations.data.common import repeats
-from ablations.errors import RunError
+from ablations.errors import DETERMINISTIC, RunError, advice, kind_of, os_fix
 from ablations.study import config as C
+from ablations.study import failure
 from ablations.study import runs as R
 from ablations.study.identity import files_fingerprint
 from ablations.study.status import status_text
@@ -70,15 +70,6 @@ def check_data_once(runs: list[C.Run]) -> None:
         if run.config["data"] not in seen:
             seen.append(run.config["data"])
             check_data(run.config["data"])
-
-
-def os_fix(e: OSError) -> str:
-    """What to do about an environment fault, in a few words."""
-    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return "Make the runs folder writable, or pass --runs-dir with a writable one."
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "Free some space (or pass --runs-dir on another disk), then rerun the same command to resume."
-    return "Fix that, then rerun the same command to resume."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,7 +150,7 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
         try:
             print(f"report written to {D.main_only(write_report, args.runs_dir)}")
         except (OSError, D.RankFailed) as e:  # a missing, read-only or full runs folder
-            print(f"ablate.py: error: {e}", file=sys.stderr)
+            print(f"ablate.py: error: {fault_text(e, args.runs_dir / 'report')}", file=sys.stderr)
             return 2
         return 0
     if args.bench:
@@ -181,7 +172,8 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
     try:
         report = D.main_only(write_report, args.runs_dir)
     except (OSError, D.RankFailed) as e:
-        print(f"ablate.py: error: the runs are saved, but not the report: {e}", file=sys.stderr)
+        text = fault_text(e, args.runs_dir / "report")
+        print(f"ablate.py: error: the runs are saved, but not the report: {text}", file=sys.stderr)
         return 1
     D.main_only(print_table, sel, runs, args.runs_dir)
     D.main_only(print_trends, sel, report / runs[0].variant / "trends.md")
@@ -203,16 +195,32 @@ def train_one(args, run: C.Run) -> str | int:
         print(f"\n[interrupted] {run.name}{where}. Rerun the same command to resume.", flush=True)
         return INTERRUPTED_EXIT
     except RunError as e:  # its message says what to do; the other runs go on
-        print(f"[failed] {run.name}: {e}", flush=True)
-        return "failed"
-    except OSError as e:  # read-only or full disk, a missing file: every later run would fail alike
-        print(f"[failed] {run.name}: {e}. {os_fix(e)}", flush=True)
+        return failed(args, run, str(e), kind_of(e))
+    except OSError as e:  # read-only or full disk, a file for a folder: every later run would fail alike
+        failed(args, run, fault_text(e, args.runs_dir), kind_of(e))
         return 1
     except Exception as e:  # one failed run does not stop the others; its folder stays resumable
         if not isinstance(e, D.RankFailed):  # the rank that failed shows the traceback
             traceback.print_exc()
-        print(f"[failed] {run.name}: {type(e).__name__}: {e} (rerun the same command to resume)")
-        return "failed"
+        kind = kind_of(e)
+        fix = "Fix the config or the code (traceback above)" if kind == DETERMINISTIC else ""
+        return failed(args, run, f"{type(e).__name__}: {e}. {advice(kind, fix)}", kind)
+
+
+def fault_text(e: Exception, folder) -> str:
+    """An environment fault in one line: what failed, the fix, whether rerunning helps."""
+    fix = os_fix(e, str(folder)) if isinstance(e, OSError) else ""
+    return f"{str(e).rstrip('.')}. {advice(kind_of(e), fix)}"
+
+
+def failed(args, run: C.Run, message: str, kind: str) -> str:
+    """Print the [failed] line (its kind said) and keep it in <run>/failed.json for --status."""
+    if kind not in message:
+        message = f"{message.rstrip('.')}. {advice(kind)}"
+    print(f"[failed] {run.name}: {message}", flush=True)
+    if D.env_world()[0] == 0:
+        failure.record(R.run_dir(args.runs_dir, run), kind, message)
+    return "failed"
 
 
 def progress(args) -> bool | str:

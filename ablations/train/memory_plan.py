@@ -207,8 +207,11 @@ def activations(cfg: dict, phase: str, amp: str | None = None, cache: Path | Non
     if key not in table:
         params, (small, large) = measure(cfg, phase, MEASURE_BATCHES, AMP_DTYPES[amp])
         table[key] = asdict(Activations.fit(params, small, large, *MEASURE_BATCHES))
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(cache, json.dumps(table, indent=0))
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(cache, json.dumps(table, indent=0))
+        except OSError as e:  # a read-only or full cache folder costs time, never the plan
+            print(f"[note] the measurement is not cached ({e}); set HIERA_CACHE to a writable folder")
     a = table[key]
     pairs = lambda v: tuple(map(tuple, v))  # noqa: E731  (JSON gives lists)
     return Activations(a["params"], tuple(a["outside"]), pairs(a["blocks"]), pairs(a["inputs"]))
