@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
                 runs, plans = planned(args, runs)
                 if args.plan:
                     return plans
+            elif not (args.report or args.bench):
+                runs = autoplanned(args, sel, runs)
             if not (args.dry_run or args.bench or args.report or args.status or args.plan):
                 check_data_once(runs)
                 for run in runs:
@@ -131,6 +133,38 @@ def planned(args, runs: list[C.Run]) -> tuple[list[C.Run], int]:
         print(M.plan_table([(run.name, p) for run, p in plans]))
     fit = all(p.fits for _, ps in plans for p in ps.values())
     return [replace(run, config=M.apply_plan(run.config, p, mem)) for run, p in plans], 0 if fit else 1
+
+
+def autoplanned(args, sel: C.Selection, runs: list[C.Run]) -> list[C.Run]:
+    """On CUDA, the runs whose per-device cap was sized by hand (runtime.sized_for_gib) get the
+    memory plan for this device's memory (the smallest visible device's). An explicit --set
+    runtime.max_batch_per_device wins, as --device-mem does (planned). Prints the plan line once."""
+    mems = M.device_memory_gib()
+    if not mems or "runtime.max_batch_per_device" in sel.sets:
+        return runs
+    mem = round(min(mems), 1)
+
+    # A cap sized by hand stands in for the plan of one memory size: on a GPU the plan for its own
+    # memory replaces it (at 80 GiB too: the plan measures, the hand guessed).
+    rt = lambda run: run.config["runtime"]  # noqa: E731
+    todo = [run for run in runs if rt(run)["device"] != "cpu" and rt(run).get("sized_for_gib")]
+    if not todo:
+        return runs
+    devices = args.devices or D.env_world()[1]
+    try:
+        plans = {run.name: M.plan_run(run.config, mem, devices) for run in todo}
+    except M.PlanError as e:
+        raise C.ConfigError(str(e)) from None
+    first = plans[todo[0].name]
+    split = ", ".join(f"{p} {pp.per_device} per device x {pp.accum} accumulation" for p, pp in first.items())
+    sized = todo[0].config["runtime"]["sized_for_gib"]
+    line = (f"[plan] this GPU has {mem:g} GiB, the preset's batch cap was sized for {sized:g} GiB by hand: "
+            f"planned for {mem:g} GiB ({split}; --plan --device-mem {mem:g} shows it all; "
+            "--device-mem or --set runtime.max_batch_per_device overrides)")  # fmt: skip
+    print(f"# {line}" if args.dry_run else line, flush=True)
+    return [
+        replace(r, config=M.apply_plan(r.config, plans[r.name], mem)) if r.name in plans else r for r in runs
+    ]
 
 
 def check_batches(run: C.Run, world_size: int) -> None:

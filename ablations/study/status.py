@@ -93,7 +93,8 @@ def last_error(folder: Path, record: dict | None) -> str | None:
     for out in sorted(jobs.glob(f"{job}_*_log.out")):
         failed = [ln for ln in out.read_text(errors="replace").splitlines() if ln.startswith("[failed]")]
         if failed:  # "[failed] <run>: <Error>: <message>. <advice> (kind)." -> all but the run
-            return failed[-1].removeprefix("[failed] ").split(": ", 1)[-1]
+            line = failed[-1].removeprefix("[failed] ").split(": ", 1)[-1]
+            return re.sub(r" \(rerun the same command to resume\)$", "", line)  # older lines
     for err in sorted(jobs.glob(f"{job}_*_log.err")):
         lines = err.read_text(errors="replace").splitlines()
         errors = [ln for ln in lines if re.match(r"\w+(Error|Exception|Interrupt)\b", ln) or "error:" in ln]

@@ -306,6 +306,14 @@ def apply_plan(cfg: dict, plans: dict, device_mem_gib: float) -> dict:
     return {**cfg, "runtime": {**cfg["runtime"], "plan": record}}
 
 
+def device_memory_gib() -> list[float]:
+    """Each visible CUDA device's memory in GiB ([] without CUDA). The one place that asks the
+    GPU: tests fake it to check the autoplan on the CPU."""
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_properties(i).total_memory / GIB for i in range(torch.cuda.device_count())]
+
+
 def phase_runtime(runtime: dict, phase: str) -> tuple[int | None, bool | int]:
     """(max_batch_per_device, grad_ckpt) for a phase: the plan's when it has one, else runtime's."""
     planned = (runtime.get("plan") or {}).get(phase) or {}
