@@ -82,4 +82,6 @@ def test_accepted_values_train(tmp_path, capsys, monkeypatch):
     assert cli.main([*args, "--only", name]) == 0
     out, err = capsys.readouterr()
     assert "[finetune] epoch 0/1" in out and "Traceback" not in out + err
+    pretrain = [ln for ln in out.splitlines() if ln.startswith("[pretrain] ")]
+    assert pretrain and all("(run " in ln for ln in pretrain if "ETA" in ln)  # the whole run's ETA too
     assert (tmp_path / name / "metrics.json").exists()

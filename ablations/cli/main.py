@@ -33,6 +33,7 @@ from ablations.study.status import status_text
 from ablations.train import distributed as D
 from ablations.train import memory_plan as M
 from ablations.train.batching import plan_batch
+from ablations.train.engine import eta_text
 from ablations.train.interrupt import INTERRUPTED_EXIT, Stopped, StopRequest, exit_code
 from ablations.train.memory_plan import phase_runtime
 from analysis.report import write_report
@@ -197,7 +198,8 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
             if signal := stop.agreed():
                 print(f"\n[stopped] by {signal} before {run.name}. Rerun the same command to go on.")
                 return exit_code(signal)
-            print(f"\n== [{i}/{len(runs)}] {run.name}", flush=True)
+            left = left_text(runs[i - 1 :], runs, args.runs_dir)
+            print(f"\n== run {i} of {len(runs)}: {run.name} ({left})", flush=True)
             outcomes[run.name] = train_one(args, run)
             if isinstance(outcomes[run.name], int):  # stopped: the exit status
                 return outcomes[run.name]
@@ -214,6 +216,20 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
     counts = {k: list(outcomes.values()).count(k) for k in sorted(set(outcomes.values()))}
     print(f"\n{len(runs)} runs: {counts}. Report: {report}/{runs[0].variant}/")
     return 1 if counts.get("failed") or counts.get("changed") else 0
+
+
+def left_text(left: list[C.Run], runs: list[C.Run], runs_dir) -> str:
+    """The selection's time left: the mean wall time of its finished runs (metrics.json) times its
+    unfinished runs from this one on."""
+    walls = [m["wall_time_s"] for r in runs if isinstance(m := R.read_metrics(R.run_dir(runs_dir, r)), dict)
+             and isinstance(m.get("wall_time_s"), (int, float))]  # fmt: skip
+    todo = sum(R.read_metrics(R.run_dir(runs_dir, r)) is None for r in left)
+    if not todo:
+        return "selection: finished runs only"
+    if not walls:
+        return f"selection: {todo} runs to train; an estimate once one has finished"
+    eta = eta_text(sum(walls) / len(walls) * todo)
+    return f"selection: {todo} runs to train, ETA {eta} at the {len(walls)} finished runs' mean wall time"
 
 
 def train_one(args, run: C.Run) -> str | int:
