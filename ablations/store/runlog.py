@@ -13,15 +13,14 @@ from pathlib import Path
 LOG = "train.log"
 
 
-class _Tee:
-    """A text stream that writes to `stream` and to `file` (flushing both: logs must survive a kill).
-    The copy is best effort: when the file cannot be written (a full disk), it stops with one note
-    on the stream, and the run goes on (its next checkpoint then says what is wrong, in one line)."""
+class _Copy:
+    """The log file, written best effort: when it cannot be written (a full disk) the copy stops
+    with one note on the terminal and the run goes on (its next checkpoint says what is wrong)."""
 
-    def __init__(self, stream, file, path: Path):
-        self.stream, self.file, self.path = stream, file, path
+    def __init__(self, file, path: Path, stream):
+        self.file, self.path, self.stream = file, path, stream
 
-    def copy(self, text: str) -> None:
+    def write(self, text: str) -> None:
         if self.file is None:
             return
         try:
@@ -31,12 +30,19 @@ class _Tee:
             self.file = None
             self.stream.write(f"[note] {self.path}: {e.strerror or e}; the log copy stops here\n")
 
+
+class _Tee:
+    """A text stream that writes to `stream` and to the log copy (flushed: logs must survive a kill)."""
+
+    def __init__(self, stream, copy: _Copy):
+        self.stream, self.copy = stream, copy
+
     def write(self, text: str) -> int:
-        self.copy(text)
+        self.copy.write(text)
         return self.stream.write(text)
 
     def flush(self) -> None:
-        self.copy("")
+        self.copy.write("")
         self.stream.flush()
 
     def isatty(self) -> bool:
@@ -53,17 +59,16 @@ def tee_output(folder: Path):
     path = Path(folder) / LOG
     f = open(path, "a", buffering=1)
     out, err = sys.stdout, sys.stderr
-    tee_out = _Tee(out, f, path)
-    tee_out.copy(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(sys.argv)}\n")
-    tee_err = _Tee(err, tee_out.file, path)
-    sys.stdout, sys.stderr = tee_out, tee_err
+    copy = _Copy(f, path, out)
+    copy.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(sys.argv)}\n")
+    sys.stdout, sys.stderr = _Tee(out, copy), _Tee(err, copy)
     try:
         yield
     except KeyboardInterrupt as e:  # interrupt.Stopped included: a stop, not a crash
-        tee_out.copy(f"[stopped] {e} {getattr(e, 'signal', '')}\n")
+        copy.write(f"[stopped] {e} {getattr(e, 'signal', '')}\n")
         raise
     except BaseException as e:
-        tee_out.copy("".join(traceback.format_exception(e)))
+        copy.write("".join(traceback.format_exception(e)))
         raise
     finally:
         sys.stdout, sys.stderr = out, err
