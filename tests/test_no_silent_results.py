@@ -111,7 +111,7 @@ def test_unfinished_run_with_another_identity_is_not_resumed(tmp_path, capsys, m
 @pytest.mark.parametrize(
     "sets, words",
     [
-        (["pretrain.epochs=-1", "finetune.epochs=-2"], ["pretrain.epochs=-1 must lie in [1, inf)"]),
+        (["pretrain.epochs=-1", "finetune.epochs=-2"], ["pretrain.epochs=-1 must lie in [1, 100000]"]),
         (["finetune.batch_size=0"], ["finetune.batch_size=0 must lie in [1"]),
         (["pretrain.batch_size=-8"], ["pretrain.batch_size=-8"]),
         (["finetune.blr=-0.001"], ["finetune.blr=-0.001 must lie in (0"]),

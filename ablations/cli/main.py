@@ -12,7 +12,6 @@ python ablate.py --table 1 --preset in1k-l --plan --device-mem 40   # what fits 
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 import traceback
@@ -26,14 +25,16 @@ from ablations.cli.output import bench, dry_run_text, print_table, print_trends,
 from ablations.cli.parser import parser
 from ablations.data import check_data
 from ablations.data.common import repeats
-from ablations.errors import RunError
+from ablations.errors import DETERMINISTIC, RunError, advice, kind_of, os_fix
 from ablations.study import config as C
+from ablations.study import failure
 from ablations.study import runs as R
 from ablations.study.identity import files_fingerprint
 from ablations.study.status import status_text
 from ablations.train import distributed as D
 from ablations.train import memory_plan as M
 from ablations.train.batching import plan_batch
+from ablations.train.engine import eta_text
 from ablations.train.interrupt import INTERRUPTED_EXIT, Stopped, StopRequest, exit_code
 from ablations.train.memory_plan import phase_runtime
 from analysis.report import write_report
@@ -72,15 +73,6 @@ def check_data_once(runs: list[C.Run]) -> None:
         if run.config["data"] not in seen:
             seen.append(run.config["data"])
             check_data(run.config["data"])
-
-
-def os_fix(e: OSError) -> str:
-    """What to do about an environment fault, in a few words."""
-    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return "Make the runs folder writable, or pass --runs-dir with a writable one."
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "Free some space (or pass --runs-dir on another disk), then rerun the same command to resume."
-    return "Fix that, then rerun the same command to resume."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,6 +116,8 @@ def command(args, argv: list[str] | None) -> int:
             runs, plans = planned(args, runs)
             if args.plan:
                 return plans
+        elif not (args.report or args.bench):
+            runs = autoplanned(args, sel, runs)
         if not (args.dry_run or args.bench or args.report or args.status or args.plan):
             check_data_once(runs)
             for run in runs:
@@ -161,6 +155,38 @@ def planned(args, runs: list[C.Run]) -> tuple[list[C.Run], int]:
     return [replace(run, config=M.apply_plan(run.config, p, mem)) for run, p in plans], 0 if fit else 1
 
 
+def autoplanned(args, sel: C.Selection, runs: list[C.Run]) -> list[C.Run]:
+    """On CUDA, the runs whose per-device cap was sized by hand (runtime.sized_for_gib) get the
+    memory plan for this device's memory (the smallest visible device's). An explicit --set
+    runtime.max_batch_per_device wins, as --device-mem does (planned). Prints the plan line once."""
+    mems = M.device_memory_gib()
+    if not mems or "runtime.max_batch_per_device" in sel.sets:
+        return runs
+    mem = round(min(mems), 1)
+
+    # A cap sized by hand stands in for the plan of one memory size: on a GPU the plan for its own
+    # memory replaces it (at 80 GiB too: the plan measures, the hand guessed).
+    rt = lambda run: run.config["runtime"]  # noqa: E731
+    todo = [run for run in runs if rt(run)["device"] != "cpu" and rt(run).get("sized_for_gib")]
+    if not todo:
+        return runs
+    devices = args.devices or D.env_world()[1]
+    try:
+        plans = {run.name: M.plan_run(run.config, mem, devices) for run in todo}
+    except M.PlanError as e:
+        raise C.ConfigError(str(e)) from None
+    first = plans[todo[0].name]
+    split = ", ".join(f"{p} {pp.per_device} per device x {pp.accum} accumulation" for p, pp in first.items())
+    sized = todo[0].config["runtime"]["sized_for_gib"]
+    line = (f"[plan] this GPU has {mem:g} GiB, the preset's batch cap was sized for {sized:g} GiB by hand: "
+            f"planned for {mem:g} GiB ({split}; --plan --device-mem {mem:g} shows it all; "
+            "--device-mem or --set runtime.max_batch_per_device overrides)")  # fmt: skip
+    print(f"# {line}" if args.dry_run else line, flush=True)
+    return [
+        replace(r, config=M.apply_plan(r.config, plans[r.name], mem)) if r.name in plans else r for r in runs
+    ]
+
+
 def check_batches(run: C.Run, world_size: int) -> None:
     """Every phase's global batch splits over this launch's processes (before any work)."""
     for phase in C.PHASES[run.config["mode"]]:
@@ -178,7 +204,7 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
         try:
             print(f"report written to {D.main_only(write_report, args.runs_dir)}")
         except (OSError, D.RankFailed) as e:  # a missing, read-only or full runs folder
-            print(f"ablate.py: error: {e}", file=sys.stderr)
+            print(f"ablate.py: error: {fault_text(e, args.runs_dir / 'report')}", file=sys.stderr)
             return 2
         return 0
     if args.bench:
@@ -191,7 +217,8 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
             if signal := stop.agreed():
                 print(f"\n[stopped] by {signal} before {run.name}. Rerun the same command to go on.")
                 return exit_code(signal)
-            print(f"\n== [{i}/{len(runs)}] {run.name}", flush=True)
+            left = left_text(runs[i - 1 :], runs, args.runs_dir)
+            print(f"\n== run {i} of {len(runs)}: {run.name} ({left})", flush=True)
             outcomes[run.name] = train_one(args, run)
             if isinstance(outcomes[run.name], int):  # stopped: the exit status
                 return outcomes[run.name]
@@ -207,13 +234,28 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
                   file=sys.stderr)  # fmt: skip
             report = Path(args.runs_dir) / "report"
         else:
-            print(f"ablate.py: error: the runs are saved, but not the report: {e}", file=sys.stderr)
+            text = fault_text(e, args.runs_dir / "report")
+            print(f"ablate.py: error: the runs are saved, but not the report: {text}", file=sys.stderr)
             return 1
     D.main_only(print_table, sel, runs, args.runs_dir)
     D.main_only(print_trends, sel, report / runs[0].variant / "trends.md")
     counts = {k: list(outcomes.values()).count(k) for k in sorted(set(outcomes.values()))}
     print(f"\n{len(runs)} runs: {counts}. Report: {report}/{runs[0].variant}/")
     return 1 if counts.get("failed") or counts.get("changed") or counts.get("locked") else 0
+
+
+def left_text(left: list[C.Run], runs: list[C.Run], runs_dir) -> str:
+    """The selection's time left: the mean wall time of its finished runs (metrics.json) times its
+    unfinished runs from this one on."""
+    walls = [m["wall_time_s"] for r in runs if isinstance(m := R.read_metrics(R.run_dir(runs_dir, r)), dict)
+             and isinstance(m.get("wall_time_s"), (int, float))]  # fmt: skip
+    todo = sum(R.read_metrics(R.run_dir(runs_dir, r)) is None for r in left)
+    if not todo:
+        return "selection: finished runs only"
+    if not walls:
+        return f"selection: {todo} runs to train; an estimate once one has finished"
+    eta = eta_text(sum(walls) / len(walls) * todo)
+    return f"selection: {todo} runs to train, ETA {eta} at the {len(walls)} finished runs' mean wall time"
 
 
 def train_one(args, run: C.Run) -> str | int:
@@ -229,16 +271,32 @@ def train_one(args, run: C.Run) -> str | int:
         print(f"\n[interrupted] {run.name}{where}. Rerun the same command to resume.", flush=True)
         return INTERRUPTED_EXIT
     except RunError as e:  # its message says what to do; the other runs go on
-        print(f"[failed] {run.name}: {e}", flush=True)
-        return "failed"
-    except OSError as e:  # read-only or full disk, a missing file: every later run would fail alike
-        print(f"[failed] {run.name}: {e}. {os_fix(e)}", flush=True)
+        return failed(args, run, str(e), kind_of(e))
+    except OSError as e:  # read-only or full disk, a file for a folder: every later run would fail alike
+        failed(args, run, fault_text(e, args.runs_dir), kind_of(e))
         return 1
     except Exception as e:  # one failed run does not stop the others; its folder stays resumable
         if not isinstance(e, D.RankFailed):  # the rank that failed shows the traceback
             traceback.print_exc()
-        print(f"[failed] {run.name}: {type(e).__name__}: {e} (rerun the same command to resume)")
-        return "failed"
+        kind = kind_of(e)
+        fix = "Fix the config or the code (traceback above)" if kind == DETERMINISTIC else ""
+        return failed(args, run, f"{type(e).__name__}: {e}. {advice(kind, fix)}", kind)
+
+
+def fault_text(e: Exception, folder) -> str:
+    """An environment fault in one line: what failed, the fix, whether rerunning helps."""
+    fix = os_fix(e, str(folder)) if isinstance(e, OSError) else ""
+    return f"{str(e).rstrip('.')}. {advice(kind_of(e), fix)}"
+
+
+def failed(args, run: C.Run, message: str, kind: str) -> str:
+    """Print the [failed] line (its kind said) and keep it in <run>/failed.json for --status."""
+    if kind not in message:
+        message = f"{message.rstrip('.')}. {advice(kind)}"
+    print(f"[failed] {run.name}: {message}", flush=True)
+    if D.env_world()[0] == 0:
+        failure.record(R.run_dir(args.runs_dir, run), kind, message)
+    return "failed"
 
 
 def progress(args) -> bool | str:

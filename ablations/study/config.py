@@ -47,6 +47,9 @@ DEFAULTS = {
         "grad_ckpt": False,  # activation checkpointing: true (every block), false, or N (the first N blocks)
         "compile": False,  # torch.compile (inductor): true/"model" the whole model, "blocks" each block
         "plan": None,  # written by --device-mem (train/memory_plan.py): per-phase cap, checkpointing
+        # the device memory (GiB) max_batch_per_device was sized for; on CUDA a device with other
+        # memory gets the memory plan for its own instead (cli/main.py autoplanned). null: any device
+        "sized_for_gib": None,
     },
     "pretrain": {
         "train_size": None,  # items for MAE pretraining (unlabeled); null: data.train_size

@@ -29,7 +29,7 @@ NEUTRAL_KEYS = (
     "runtime.device", "runtime.log_every", "runtime.threads", "runtime.ckpt_every_steps",
     "runtime.max_batch_per_device", "pretrain.accum_iter", "finetune.accum_iter", "supervised.accum_iter",
     # how the memory is spent, not what is learned (ablations/train/memory_plan.py)
-    "runtime.grad_ckpt", "runtime.compile", "runtime.plan",
+    "runtime.grad_ckpt", "runtime.compile", "runtime.plan", "runtime.sized_for_gib",
     "finetune.init",  # where the init checkpoint lies; its content (finetune.init_sha256) is identity
     "runtime.tensorboard",
 )  # fmt: skip

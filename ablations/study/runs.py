@@ -28,6 +28,7 @@ import yaml
 from ablations.store.atomic import remove_orphans, write_atomic, write_json_atomic
 from ablations.store.lock import RunLocked, exclusive
 from ablations.store.runlog import tee_output
+from ablations.study import failure
 from ablations.study.config import Run
 from ablations.study.identity import identity_diff, run_identity
 from ablations.train import distributed as D
@@ -77,7 +78,7 @@ def status(folder: Path, cfg: dict, ident: dict, log=print, repair: bool = True)
     matching run is rewritten (repair=False: nothing is written; --status only reads); an
     unreadable metrics.json makes the run 'partial', so its phases' done.json rebuild it without
     retraining."""
-    if not folder.exists() or all(p.name in (LOCK, JOBS) for p in folder.iterdir()):
+    if not folder.exists() or all(p.name in (LOCK, JOBS, failure.FILE) for p in folder.iterdir()):
         return "new", []
     old, why = read_file(folder / IDENTITY, json.loads)
     if old is None:
@@ -314,4 +315,5 @@ def write_metrics(run: Run, folder: Path, result: dict) -> dict:
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     write_json_atomic(metrics, folder / METRICS)
+    failure.clear(folder)  # an earlier attempt's failure is over
     return metrics

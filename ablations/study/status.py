@@ -4,7 +4,8 @@
     running      a live process holds the run lock (its job id or pid, phase, epoch/step from log.jsonl),
                  or its job is running and starting up
     queued       its job waits in the Slurm queue (with squeue's reason)
-    failed       its last job ended with an error (the error's last line, from the job's logs)
+    failed       its last attempt failed: transient (rerun to resume) or deterministic (fix first),
+                 from <run>/failed.json, else the error's last line in the job's logs
     stopped      started, not running, no error (resumable: the same command continues it)
     changed      config.yaml differs from this selection's config (--force retrains)
     damaged      identity.json and config.yaml unreadable or not a run's: what it trained is unknown
@@ -23,6 +24,7 @@ import re
 from pathlib import Path
 
 from ablations.store.lock import JOB_ALIVE, describe, holder_alive, read_record, slurm_job_state
+from ablations.study import failure
 from ablations.study import runs as R
 from ablations.study.identity import run_identity
 
@@ -95,9 +97,9 @@ def last_error(folder: Path, record: dict | None) -> str | None:
     job = record["job_id"]
     for out in sorted(jobs.glob(f"{job}_*_log.out")):
         failed = [ln for ln in out.read_text(errors="replace").splitlines() if ln.startswith("[failed]")]
-        if failed:  # "[failed] <run>: <Error>: <message> (rerun ...)" -> "<Error>: <message>"
+        if failed:  # "[failed] <run>: <Error>: <message>. <advice> (kind)." -> all but the run
             line = failed[-1].removeprefix("[failed] ").split(": ", 1)[-1]
-            return re.sub(r" \(rerun the same command to resume\)$", "", line)
+            return re.sub(r" \(rerun the same command to resume\)$", "", line)  # older lines
     for err in sorted(jobs.glob(f"{job}_*_log.err")):
         lines = err.read_text(errors="replace").splitlines()
         errors = [ln for ln in lines if re.match(r"\w+(Error|Exception|Interrupt)\b", ln) or "error:" in ln]
@@ -132,6 +134,9 @@ def run_state(runs_dir: Path, run) -> tuple[str, str]:
         return "damaged", f"{reasons[0]}; --force retrains"
     if state == "changed":
         return "changed", "config.yaml differs from this config; --force retrains"
+    recorded = failure.read(folder)  # this machine's or a job's last attempt (<run>/failed.json)
+    if recorded:
+        return "failed", f"{recorded['kind']}: {recorded['message']}"
     error = last_error(folder, record)
     if error:
         return "failed", f"{record['launcher']} job {record['job_id']}: {error}"

@@ -15,6 +15,7 @@ from ablations.data import DATASETS
 from ablations.data.common import repeats
 from ablations.data.transforms import parse_randaug
 from ablations.errors import ConfigError
+from ablations.study.bounds import MAX_BATCH, check_numbers, check_span
 from models import SIZES, ModelConfig, model_config, steps
 from models.compile import MODES as COMPILE_MODES
 from models.hints import did_you_mean
@@ -27,42 +28,6 @@ CHOICES = {
     "mae.target": ("pixel", "hog"),
     "runtime.amp": ("bf16", "fp16", "none"),
     "data.name": tuple(DATASETS),
-}
-# Phase keys: (low, high, low inclusive, high inclusive); None = unbounded. Checked when set.
-PHASE_RANGES = {
-    "epochs": (1, None, True, None),
-    "batch_size": (1, None, True, None),
-    "accum_iter": (1, None, True, None),
-    "blr": (0, None, False, None),
-    "lr": (0, None, False, None),
-    "weight_decay": (0, None, True, None),
-    "warmup_epochs": (0, None, True, None),
-    "min_lr": (0, None, True, None),
-    "drop_path": (0, 1, True, False),
-    "dropout": (0, 1, True, False),
-    "clip_grad": (0, None, False, None),
-    "layer_decay": (0, 1, False, True),
-    "head_init_scale": (0, None, False, None),
-    "mixup": (0, None, True, None),
-    "cutmix": (0, None, True, None),
-    "smoothing": (0, 1, True, False),
-    "train_size": (1, None, True, None),
-}
-INTEGER_KEYS = {"epochs", "batch_size", "accum_iter", "train_size"}
-OTHER_RANGES = {
-    "mae.mask_ratio": (0, 1, False, False),
-    "mae.decoder_depth": (0, None, True, None),
-    "mae.decoder_dim": (1, None, True, None),
-    "mae.decoder_heads": (1, None, True, None),
-    "data.num_workers": (0, None, True, None),
-    "data.train_size": (1, None, True, None),
-    "data.val_size": (1, None, True, None),
-    "data.num_frames": (1, None, True, None),
-    "data.frame_stride": (1, None, True, None),
-    "runtime.log_every": (1, None, True, None),
-    "runtime.eval_every": (1, None, True, None),
-    "runtime.threads": (1, None, True, None),
-    "runtime.ckpt_every_steps": (0, None, True, None),
 }
 # Model fields a training phase sets (phase key -> ModelConfig field): an override would be
 # silently replaced by the phase's value, so it is refused with the key to use instead.
@@ -78,20 +43,9 @@ def _get(cfg: dict, key: str):
     return node
 
 
-def _in_range(name: str, key: str, value, lo, hi, lo_inc, hi_inc, integer: bool = False) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and value != int(value)):
-        raise ConfigError(f"{name}: {key}={value!r} must be {'an integer' if integer else 'a number'}.")
-    low_bad = lo is not None and (value < lo if lo_inc else value <= lo)
-    high_bad = hi is not None and (value > hi if hi_inc else value >= hi)
-    if low_bad or high_bad or math.isnan(value):
-        span = f"{'[' if lo_inc else '('}{lo}, {hi if hi is not None else 'inf'}{']' if hi_inc else ')'}"
-        raise ConfigError(f"{name}: {key}={value!r} must lie in {span}; set it with --set {key}=<value>.")
-
-
 def check_config(cfg: dict, name: str = "config") -> None:
     """Every value of cfg, the model it builds and the fit between model, MAE and data."""
+    check_numbers(cfg, name)  # first: what follows may do arithmetic on the numbers
     for key, valid in CHOICES.items():
         value = _get(cfg, key)
         if value not in valid:
@@ -118,20 +72,12 @@ def check_config(cfg: dict, name: str = "config") -> None:
         )
     for phase in PHASES[cfg["mode"]]:
         _check_phase(cfg[phase], phase, name)
-    for key, bounds in OTHER_RANGES.items():
-        _in_range(name, key, _get(cfg, key), *bounds, integer=key != "mae.mask_ratio")
     bench = cfg.get("bench") or {}
-    if not all(isinstance(b, int) and b >= 1 for b in bench.get("batch_sizes") or [1]):
+    if not all(isinstance(b, int) and 1 <= b <= MAX_BATCH for b in bench.get("batch_sizes") or [1]):
         raise ConfigError(f"{name}: bench.batch_sizes={bench['batch_sizes']!r} must be positive integers.")
-    _in_range(name, "bench.warmup", bench.get("warmup"), 0, None, True, None, integer=True)
-    _in_range(name, "bench.iters", bench.get("iters"), 1, None, True, None, integer=True)
-    _in_range(name, "bench.rounds", bench.get("rounds"), 1, None, True, None, integer=True)
-    _in_range(name, "bench.processes", bench.get("processes"), 1, None, True, None, integer=True)
-    for key in ("spatial", "temporal"):
-        _in_range(name, f"data.views.{key}", _get(cfg, f"data.views.{key}"), 1, None, True, None, True)
     most = getattr(DATASETS[cfg["data"]["name"]], "MAX_CLASSES", None)
     if most is not None:
-        _in_range(name, "data.num_classes", cfg["data"]["num_classes"], 2, most, True, True, integer=True)
+        check_span(name, "data.num_classes", cfg["data"]["num_classes"], 2, most, integer=True)
     model = _check_model(cfg, name)
     if cfg["mode"] == "mae":
         _check_mae(cfg, model, name)
@@ -148,8 +94,6 @@ def check_config(cfg: dict, name: str = "config") -> None:
 
 
 def _check_phase(pc: dict, phase: str, name: str) -> None:
-    for key, bounds in PHASE_RANGES.items():
-        _in_range(name, f"{phase}.{key}", pc.get(key), *bounds, integer=key in INTEGER_KEYS)
     if pc.get("lr") is None and pc.get("blr") is None:
         raise ConfigError(f"{name}: {phase}.lr and {phase}.blr are both null; set one, e.g. {phase}.blr=1e-3")
     if pc.get("warmup_epochs") and pc["warmup_epochs"] > pc["epochs"]:
@@ -166,7 +110,6 @@ def _check_phase(pc: dict, phase: str, name: str) -> None:
         raise ConfigError(
             f"{name}: {phase}.aug.rrc_scale={scale!r} must be [low, high], 0 < low <= high <= 1"
         )
-    _in_range(name, f"{phase}.aug.hflip", aug.get("hflip"), 0, 1, True, True)
     if aug.get("randaug"):
         try:
             parse_randaug(str(aug["randaug"]))

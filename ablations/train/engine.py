@@ -102,6 +102,7 @@ def train_one_epoch(
     progress: bool | str = True,
     phase: str = "train",
     epochs: int | None = None,
+    later_items: int = 0,
 ) -> dict:
     """Train from data step `start_step` to the end of the epoch.
 
@@ -114,6 +115,8 @@ def train_one_epoch(
     progress: True / "bar": a tqdm bar; "lines": one flushed line per `log_every` steps with loss,
     lr, items/s and ETA (for log files: no carriage returns); False: nothing.
     epochs: the phase's epoch count, for the ETA (None: to the end of this epoch).
+    later_items: training items of the run's later phases; the run's ETA counts them at this
+    phase's speed (a whole-run estimate: a later phase may run faster or slower per item).
     Returns the totals.
     """
     if not isinstance(meter, LossMeter):
@@ -175,7 +178,9 @@ def train_one_epoch(
             bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", ips=f"{throughput:.0f}")
             if progress == "lines":
                 left = steps_per_epoch - step - 1 + ((epochs or epoch + 1) - epoch - 1) * steps_per_epoch
-                print(progress_line(phase, record, step + 1, steps_per_epoch, left * dt / win_n), flush=True)
+                eta = left * dt / win_n
+                run_eta = eta + later_items / max(throughput, 1e-9)
+                print(progress_line(phase, record, step + 1, steps_per_epoch, eta, run_eta), flush=True)
             if log is not None:
                 log(record)
             win_n, win_t = 0, time.perf_counter()
@@ -186,12 +191,19 @@ def train_one_epoch(
     return meter.totals
 
 
-def progress_line(phase: str, record: dict, step: int, steps_per_epoch: int, eta_s: float) -> str:
-    """'[pretrain] ep 3 step 40/120 loss 0.8123 lr 1.00e-03 812 items/s ETA 00:12:05'."""
+def progress_line(
+    phase: str, record: dict, step: int, steps_per_epoch: int, eta_s: float, run_eta_s: float | None = None
+) -> str:
+    """'[pretrain] ep 3 step 40/120 loss 0.8123 lr 1.00e-03 812 items/s ETA 00:12:05 (run 01:02:00)'."""
     return (
         f"[{phase}] ep {record['epoch']} step {step}/{steps_per_epoch} loss {record['loss']:.4f} "
-        f"lr {record['lr']:.2e} {record['throughput']:.0f} items/s ETA {eta_text(eta_s)}"
+        f"lr {record['lr']:.2e} {record['throughput']:.0f} items/s {etas(eta_s, run_eta_s)}"
     )
+
+
+def etas(phase_s: float, run_s: float | None = None) -> str:
+    """'ETA 00:12:05 (run 01:02:00)': the phase's time left, then the whole run's (every phase)."""
+    return f"ETA {eta_text(phase_s)}" + ("" if run_s is None else f" (run {eta_text(run_s)})")
 
 
 def eta_text(seconds: float) -> str:

@@ -48,7 +48,7 @@ from ablations.train.checkpoint import (
     training_state,
 )
 from ablations.train.distributed import DistInfo, ShardedSampler, all_gather_object, barrier, init_distributed
-from ablations.train.engine import LossMeter, eta_text, evaluate, train_one_epoch
+from ablations.train.engine import LossMeter, etas, evaluate, train_one_epoch
 from ablations.train.interrupt import Stopped, StopRequest
 from ablations.train.memory_plan import phase_runtime
 from ablations.train.optim import build_optimizer, lr_at, resolve_lr
@@ -93,6 +93,7 @@ class Loop:
     state: dict = field(default_factory=dict)
     t0: float = 0.0
     tb: object = None  # TensorBoard SummaryWriter (rank 0, runtime.tensorboard), set by `resume`
+    later_items: int = 0  # training items of the run's later phases (epochs x items), for the run's ETA
 
     def __post_init__(self) -> None:
         self.log_path = self.phase_dir / "log.jsonl"
@@ -134,13 +135,16 @@ def fit(
     num_workers: int = 0,
     progress: bool = True,
     after_update=None,
+    later: tuple = (),
 ) -> dict:
     """Train `model` for phase_cfg["epochs"], resuming from phase_dir/checkpoint-last.pth if present.
 
     loss_fn(model, x, y) -> scalar loss. after_update(epoch, steps_done) is called after each
-    optimizer update (tests use it to interrupt a run). Returns the phase metrics (done.json).
+    optimizer update (tests use it to interrupt a run). later: (epochs, items or None = as many as
+    this phase's) of the run's phases after this one, for the run's ETA. Returns the phase metrics.
     """
     loop = setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime, num_workers)
+    loop.later_items = sum(int(e) * int(n or len(train_set)) for e, n in later)
     state = resume(loop)
     with StopRequest() as stop, stop.listening():  # a signal waits for the update in flight
         for epoch in range(state["epoch"], loop.epochs):
@@ -345,6 +349,7 @@ def train_epoch(loop, loss_fn, epoch, start_step, meter, mixup_fn, stop, after_u
         start_step=start_step, accum_iter=loop.accum_iter, clip_grad=loop.phase_cfg.get("clip_grad"),
         amp_dtype=loop.amp_dtype, mixup_fn=mixup_fn, meter=losses, after_update=on_update,
         log=loop.log, log_every=int(loop.runtime["log_every"]), phase=loop.phase, epochs=loop.epochs,
+        later_items=loop.later_items,
         progress=progress if loop.dist.is_main else False,
     )  # fmt: skip
 
@@ -375,8 +380,9 @@ def end_epoch(loop, epoch, start_step, meter, epoch_time_s, multi_view, progress
     save(loop, epoch + 1, 0, fresh_meter())
     if d.is_main and progress:
         shown = {k: round(v, 4) for k, v in record.items() if isinstance(v, float)}
-        eta = eta_text((loop.epochs - epoch - 1) * epoch_time_s)
-        print(f"[{loop.phase}] epoch {epoch}/{loop.epochs}: {shown} ETA {eta}", flush=True)
+        eta = (loop.epochs - epoch - 1) * epoch_time_s
+        run_eta = eta + loop.later_items / max(record["throughput"], 1e-9)
+        print(f"[{loop.phase}] epoch {epoch}/{loop.epochs}: {shown} {etas(eta, run_eta)}", flush=True)
     return record
 
 

@@ -207,8 +207,11 @@ def activations(cfg: dict, phase: str, amp: str | None = None, cache: Path | Non
     if key not in table:
         params, (small, large) = measure(cfg, phase, MEASURE_BATCHES, AMP_DTYPES[amp])
         table[key] = asdict(Activations.fit(params, small, large, *MEASURE_BATCHES))
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(cache, json.dumps(table, indent=0))
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(cache, json.dumps(table, indent=0))
+        except OSError as e:  # a read-only or full cache folder costs time, never the plan
+            print(f"[note] the measurement is not cached ({e}); set HIERA_CACHE to a writable folder")
     a = table[key]
     pairs = lambda v: tuple(map(tuple, v))  # noqa: E731  (JSON gives lists)
     return Activations(a["params"], tuple(a["outside"]), pairs(a["blocks"]), pairs(a["inputs"]))
@@ -301,6 +304,14 @@ def apply_plan(cfg: dict, plans: dict, device_mem_gib: float) -> dict:
     record = {"device_mem_gib": device_mem_gib, "devices": devices}
     record |= {p: plan.record() for p, plan in plans.items()}
     return {**cfg, "runtime": {**cfg["runtime"], "plan": record}}
+
+
+def device_memory_gib() -> list[float]:
+    """Each visible CUDA device's memory in GiB ([] without CUDA). The one place that asks the
+    GPU: tests fake it to check the autoplan on the CPU."""
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_properties(i).total_memory / GIB for i in range(torch.cuda.device_count())]
 
 
 def phase_runtime(runtime: dict, phase: str) -> tuple[int | None, bool | int]:

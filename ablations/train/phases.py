@@ -72,7 +72,9 @@ def run_training(cfg: dict, run_dir: Path, progress: bool = True) -> dict:
     results, redone, i = {}, set(), 0
     while i < len(phases):
         try:
-            results[phases[i]] = run_phase(phases[i], cfg, run_dir / phases[i], dist, progress)
+            results[phases[i]] = run_phase(
+                phases[i], cfg, run_dir / phases[i], dist, progress, later_work(cfg, phases, phases[i])
+            )
             i += 1
         except DamagedArtifact as e:  # e.g. a truncated pretrain/encoder.pth: redo the phase that wrote it
             if e.phase not in phases[:i] or e.phase in redone:
@@ -106,7 +108,17 @@ def read_done(done: Path) -> dict | None:
     return result
 
 
-def run_phase(phase: str, cfg: dict, phase_dir: Path, dist: DistInfo, progress: bool = True) -> dict:
+def later_work(cfg: dict, phases: list[str], phase: str) -> tuple:
+    """(epochs, training items or None) of each phase after `phase`, for the run's ETA. Items come
+    from the config (<phase>.train_size, else data.train_size); None: as many as this phase has."""
+    after = phases[phases.index(phase) + 1 :]
+    size = lambda p: cfg[p].get("train_size") or cfg["data"].get("train_size")  # noqa: E731
+    return tuple((cfg[p]["epochs"], size(p)) for p in after)
+
+
+def run_phase(
+    phase: str, cfg: dict, phase_dir: Path, dist: DistInfo, progress: bool = True, later: tuple = ()
+) -> dict:
     done = phase_dir / "done.json"
     finished = read_done(done)
     if finished is not None:
@@ -151,6 +163,7 @@ def run_phase(phase: str, cfg: dict, phase_dir: Path, dist: DistInfo, progress: 
         multi_view=multi_view,
         num_workers=cfg["data"].get("num_workers", 0),
         progress=progress,
+        later=later,
     )
     if val_set is not None:  # every rank evaluates its shard; rank 0 writes the gathered file
         bs = result["batch_per_device"]  # the loop's split of the global batch
