@@ -119,10 +119,9 @@ class ModelConfig:
                 )
         if not 0 <= self.q_pool < len(self.depths):
             raise ValueError(f"q_pool={self.q_pool} must be in [0, {len(self.depths) - 1}] for {self.depths}")
-        if self.params_q_pool is not None and not self.q_pool <= self.params_q_pool < len(self.depths):
-            raise ValueError(
-                f"params_q_pool={self.params_q_pool} must be in [q_pool={self.q_pool}, {len(self.depths) - 1}]"
-            )
+        last = len(self.depths) - 1
+        if self.params_q_pool is not None and not self.q_pool <= self.params_q_pool <= last:
+            raise ValueError(f"params_q_pool={self.params_q_pool} must be in [q_pool={self.q_pool}, {last}]")
         if len(self.mask_unit_attn) < len(self.depths):
             raise ValueError(f"mask_unit_attn needs one entry per stage ({len(self.depths)})")
         if self.position == "relative" and self.kv == "mask_unit":

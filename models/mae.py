@@ -1,9 +1,10 @@
 """Sparse MAE pretraining for every Table 1 row (a-f), images and video.
 
 The encoder is the harness's configurable model built with ``num_classes=0`` and its last q-pool
-removed (``q_pool - 1``; a conv pool that q-pool would hold is still built, frozen and unused,
-``ModelConfig.params_q_pool``, so the encoder's weights are exactly the classifier's; the decoder then predicts at the stage-before-last resolution, e.g. 2x2 tokens per mask
-unit for Hiera at 224px: a 16px prediction patch). Masked mask units are *deleted* before the
+removed (the decoder then predicts at the stage-before-last resolution, e.g. 2x2 tokens per mask
+unit for Hiera at 224px: a 16px prediction patch). A conv pool that the removed q-pool would
+hold is still built, frozen and never applied (``ModelConfig.params_q_pool``), so the encoder's
+weights are exactly the classifier's. Masked mask units are *deleted* before the
 encoder; the decoder sees visible units' (optionally multi-scale fused) features plus a learned
 mask token at masked units. ``dense=True`` instead keeps every unit and swaps masked tokens for
 a learned mask token right after the patch embed (MaskFeat/SimMIM, paper Fig. 4c), for the
