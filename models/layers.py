@@ -93,7 +93,7 @@ def pool_tokens(
     if conv is not None:
         y = _conv_in_units(conv, y)
     elif spec.op == "avg":
-        y = _AVGPOOL[len(unit)](y, spec.kernel, spec.stride, spec.padding, count_include_pad=False)
+        y = _avg_pool_real_tokens(y, spec)
     elif spec.zero_pad and any(spec.padding):
         # Separate-and-pad as the paper describes it: each unit padded with zeros, so a border
         # token pools to max(0, ...) (the "relu on every feature map" of row b).
@@ -106,6 +106,20 @@ def pool_tokens(
     if norm is not None:
         y = norm(y)
     return y, new_unit
+
+
+def _avg_pool_real_tokens(y: torch.Tensor, spec: PoolSpec) -> torch.Tensor:
+    """F.avg_pool with count_include_pad=False for y: (L*U, C, *unit), as (window sum) / (real
+    tokens in the window): avg_pool3d refuses a unit smaller than the kernel even when padding
+    covers it (a video unit is 1 frame, a late stage's unit 1x1x1), so pad explicitly and divide
+    by the same pool of ones."""
+    D = y.dim() - 2
+    if not any(spec.padding):
+        return _AVGPOOL[D](y, spec.kernel, spec.stride)
+    pad = [p for p in reversed(spec.padding) for _ in (0, 1)]
+    mean_with_zeros = _AVGPOOL[D](F.pad(y, pad), spec.kernel, spec.stride)
+    ones = F.pad(y.new_ones(1, 1, *y.shape[2:]), pad)
+    return mean_with_zeros / _AVGPOOL[D](ones, spec.kernel, spec.stride)
 
 
 def _conv_in_units(conv: nn.Module, y: torch.Tensor) -> torch.Tensor:
