@@ -86,3 +86,12 @@ def test_timm_kwargs_pass_through_as_model_config_overrides():
         timm.create_model("hiera_abl_f_cpu_xs", pooling="avg")
     with pytest.raises(ValueError, match="global_pool"):
         timm.create_model("hiera_abl_f_cpu_xs", global_pool="token")
+
+
+def test_timm_head_conventions():
+    m = timm.create_model("hiera_abl_f_cpu_xs", num_classes=4)
+    assert m.num_classes == 4 and m.get_classifier() is m.head
+    m.reset_classifier(9)
+    assert m.num_classes == 9 and m(torch.randn(1, 3, 32, 32)).shape == (1, 9)
+    m.reset_classifier(0)
+    assert m(torch.randn(1, 3, 32, 32)).shape == (1, m.num_features)
