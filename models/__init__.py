@@ -4,6 +4,7 @@ import models
 model = models.build("B", step="f")                    # Hiera-B
 model = models.build("L", step="mvitv2")               # MViTv2-L
 model = models.build("cpu-xs", step="c", modality="video", num_classes=10)
+model = timm.create_model("hiera_abl_c_base")          # every row and size, through timm
 """
 
 from .build import build
@@ -11,6 +12,7 @@ from .config import BlockSpec, ModelConfig, PoolSpec, resolve_blocks
 from .convert import from_timm, load_mae_pretrained, load_pretrained
 from .hvit import HierarchicalViT
 from .steps import SIZES, hiera_conventions, load_rows, model_config, rows_first, steps
+from .timm_registry import timm_name  # registers hiera_abl_* with timm on import
 
 __all__ = [
     "BlockSpec",
@@ -28,4 +30,5 @@ __all__ = [
     "resolve_blocks",
     "rows_first",
     "steps",
+    "timm_name",
 ]

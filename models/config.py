@@ -8,12 +8,13 @@ live in models/rows.yaml. `resolve_blocks(cfg)` is the only place that interpret
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, fields
 
 CHOICES = {
     "position": ("relative", "absolute"),
-    "pool": ("conv", "max"),
+    "pool": ("conv", "max", "avg"),
     "kv": ("pool", "mask_unit"),
     "head_order": ("norm_mean", "mean_norm"),
     "expand": ("attn", "mlp"),
@@ -57,8 +58,13 @@ class ModelConfig:
     mask_unit_size: tuple[int, ...] = (8, 8)
     q_stride: tuple[int, ...] = (2, 2)
     # Stage transitions that pool Q (and the skip). MAE pretraining uses one less (the last
-    # q-pool removed, paper Sec. 4); pooling has no parameters, so weights transfer.
+    # q-pool removed, paper Sec. 4).
     q_pool: int = 3
+    # The q_pool whose pool *parameters* the model carries (None: q_pool). The MAE encoder is built
+    # with q_pool - 1 and params_q_pool = the classifier's q_pool: a pool with parameters (conv)
+    # that the removed q-pool would have held is still built, frozen and never applied, so the
+    # encoder's state dict is the classifier's (those weights stay at their init until finetuning).
+    params_q_pool: int | None = None
     kv_stride_adaptive: tuple[int, ...] = (4, 4)  # MViTv2: stage-1 KV stride, divided at each q-pool
     pool_kernel: int = 3  # kernel of the overlapping pools (rows mvitv2..c)
     mask_unit_attn: tuple[bool, ...] = (True, True, False, False)  # per stage, when kv == "mask_unit"
@@ -67,6 +73,8 @@ class ModelConfig:
     mua_lag: bool = True
     # --- Table 1 flags (values at the Hiera end) ---
     position: str = "absolute"
+    # Q/K/V pooling: "conv" (depthwise conv + LayerNorm, MViTv2), "max", or "avg" (mean over the
+    # window, no norm; padding is not counted, see layers.pool_tokens). The skip pool is always max.
     pool: str = "max"
     stride1_pools: bool = False
     overlap: bool = False
@@ -111,6 +119,9 @@ class ModelConfig:
                 )
         if not 0 <= self.q_pool < len(self.depths):
             raise ValueError(f"q_pool={self.q_pool} must be in [0, {len(self.depths) - 1}] for {self.depths}")
+        last = len(self.depths) - 1
+        if self.params_q_pool is not None and not self.q_pool <= self.params_q_pool <= last:
+            raise ValueError(f"params_q_pool={self.params_q_pool} must be in [q_pool={self.q_pool}, {last}]")
         if len(self.mask_unit_attn) < len(self.depths):
             raise ValueError(f"mask_unit_attn needs one entry per stage ({len(self.depths)})")
         if self.position == "relative" and self.kv == "mask_unit":
@@ -172,10 +183,11 @@ class PoolSpec:
     stride: tuple[int, ...]
     padding: tuple[int, ...]
     zero_pad: bool = False  # a max pool pads with zeros (separate-and-pad), not -inf
+    op: str = "max"  # "max", "avg" or "conv" (the conv's weights live in layers.Attention)
 
     @property
     def is_reshape(self) -> bool:
-        """Non-overlapping: a max pool is then a view + amax, no padding, no copy."""
+        """Non-overlapping: a max / avg pool is then a view + elementwise max / sum, no padding, no copy."""
         return self.kernel == self.stride and not any(self.padding)
 
 
@@ -198,20 +210,28 @@ class BlockSpec:
     out_grid: tuple[int, ...]
     rel_pos_sizes: tuple[int, ...] | None  # relative-position table length per dim
     drop_path: float
+    # Pools whose parameters the block carries but never applies, as (name, spec), name "q", "k"
+    # or "v": the MAE encoder's share of the classifier's last q-pool (ModelConfig.params_q_pool).
+    dormant: tuple[tuple[str, PoolSpec], ...] = ()
 
 
 def _pool_spec(cfg: ModelConfig, stride: tuple[int, ...], skip: bool = False) -> PoolSpec | None:
-    """The pool with this stride under the row's flags, or None where the row deletes it."""
+    """The pool with this stride under the row's flags, or None where the row deletes it.
+
+    Q/K/V pools use cfg.pool's op; the skip pool is always a max pool (MViTv2 and Hiera)."""
     strided = math.prod(stride) > 1
     if not strided and not (cfg.stride1_pools and cfg.overlap and not skip):
         return None
+    op = "max" if skip else cfg.pool
     if cfg.overlap:
         # MViTv2: Q/K/V pools use kernel 3 everywhere; the skip pool uses stride + 1 (= 3 at stride 2).
         kernel = tuple((s + 1 if s > 1 else s) if skip else cfg.pool_kernel for s in stride)
-        zero_pad = cfg.separate_and_pad and cfg.unit_pool_pad == "zero"
-        return PoolSpec(kernel, stride, tuple(k // 2 for k in kernel), zero_pad)
+        # Zero padding is a max pool's separate-and-pad (the paper's "relu"; a conv pads with
+        # zeros anyway); an avg pool never counts padding (layers.pool_tokens).
+        zero_pad = cfg.separate_and_pad and cfg.unit_pool_pad == "zero" and op != "avg"
+        return PoolSpec(kernel, stride, tuple(k // 2 for k in kernel), zero_pad, op)
     # kernel = stride needs padding 0 (k // 2 would turn 56 into 29).
-    return PoolSpec(stride, stride, (0,) * len(stride))
+    return PoolSpec(stride, stride, (0,) * len(stride), op=op)
 
 
 def pooled_size(size: tuple[int, ...], spec: PoolSpec | None) -> tuple[int, ...]:
@@ -279,4 +299,28 @@ def resolve_blocks(cfg: ModelConfig) -> list[BlockSpec]:
                 )
             )
             grid, dim, idx = out_grid, dim_out, idx + 1
+    if cfg.params_q_pool is not None and cfg.params_q_pool != cfg.q_pool:
+        specs = _with_dormant_pools(
+            specs, resolve_blocks(cfg.replace(q_pool=cfg.params_q_pool, params_q_pool=None))
+        )
     return specs
+
+
+def _with_dormant_pools(specs: list[BlockSpec], full: list[BlockSpec]) -> list[BlockSpec]:
+    """Marks the parametrised (conv) pools that the model with `full`'s q_pool has and this one
+    does not apply: the block builds them (frozen) so both models share one state dict."""
+    out = []
+    for own, other in zip(specs, full):
+        dormant = []
+        for name, mine, theirs in (("q", own.q_pool, other.q_pool), ("k", own.kv_pool, other.kv_pool)):
+            if theirs is None or theirs.op != "conv":
+                continue
+            if mine is None:
+                dormant += [(name, theirs)] if name == "q" else [("k", theirs), ("v", theirs)]
+            elif mine.kernel != theirs.kernel:  # cannot happen for the Table 1 geometry; guard it
+                raise ValueError(
+                    f"block {own.index}: the {name} pool's kernel {mine.kernel} differs from the "
+                    f"classifier's {theirs.kernel}; their weights could not be shared"
+                )
+        out.append(dataclasses.replace(own, dormant=tuple(dormant)))
+    return out

@@ -235,6 +235,28 @@ class HierarchicalViT(nn.Module):
             )
         self.grad_ckpt_blocks = n
 
+    @property
+    def num_classes(self) -> int:
+        return self.cfg.num_classes
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """timm's convention: a fresh head for num_classes (0: none), initialised as at build."""
+        if global_pool not in (None, "", "avg"):
+            raise ValueError(f"global_pool={global_pool!r}: this model averages its tokens ('avg') only")
+        self.cfg = self.cfg.replace(num_classes=num_classes)
+        if num_classes <= 0:
+            self.head = nn.Identity()
+            return
+        ref = self.norm.weight
+        self.head = nn.Linear(self.num_features, num_classes, device=ref.device, dtype=ref.dtype)
+        trunc_normal_(self.head.weight, std=0.02)
+        nn.init.constant_(self.head.bias, 0.02)
+        self.head.weight.data.mul_(self.cfg.head_init_scale)
+        self.head.bias.data.mul_(self.cfg.head_init_scale)
+
     def no_weight_decay(self) -> set[str]:
         return {n for n, _ in self.named_parameters() if "pos_embed" in n or "rel_pos" in n}
 

@@ -28,6 +28,7 @@ from .config import BlockSpec, ModelConfig, PoolSpec
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _MAXPOOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+_AVGPOOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 
 
 def raster_to_units(x: torch.Tensor, grid: tuple[int, ...], unit: tuple[int, ...]) -> torch.Tensor:
@@ -60,8 +61,11 @@ def pool_tokens(
 ) -> tuple[torch.Tensor, tuple[int, ...]]:
     """Pools (*lead, N, C) unit-major tokens inside each unit.
 
-    With conv=None this is a max pool. Overlapping pools are padded inside every unit, as if
-    each unit were its own image (separate-and-pad); with U = 1 that is ordinary pooling.
+    With a conv this is the conv (then `norm`); otherwise spec.op's max or avg pool. Overlapping
+    pools are padded inside every unit, as if each unit were its own image (separate-and-pad);
+    with U = 1 that is ordinary pooling. An avg pool averages only the tokens its window covers
+    (count_include_pad=False), dense or inside units: padding is not data, so a border token is
+    the mean of its real neighbours, and the unit-wise pool needs no padding value at all.
     Returns the pooled tokens (*lead, U * prod(unit'), C) and the new unit size.
     """
     if spec is None:
@@ -69,22 +73,27 @@ def pool_tokens(
     lead, (N, C) = x.shape[:-2], x.shape[-2:]
     U = N // math.prod(unit)
     if conv is None and spec.is_reshape and all(u % s == 0 for u, s in zip(unit, spec.stride)):
-        # Split every unit dim into (u // s, s) and reduce the s axes with elementwise maxima of
-        # strided slices: no copy, and C stays contiguous. (One amax over the interleaved s axes
-        # gives the same values but was 58x slower on CPU: 12.8 vs 0.22 ms for 64x16x16x64.)
+        # Split every unit dim into (u // s, s) and reduce the s axes elementwise over strided
+        # slices: no copy, and C stays contiguous. (One amax over the interleaved s axes gives the
+        # same values but was 58x slower on CPU: 12.8 vs 0.22 ms for 64x16x16x64.)
         shape = [*lead, U]
         for u, s in zip(unit, spec.stride):
             shape += [u // s, s]
         y = x.view(*shape, C)
+        reduce = torch.add if spec.op == "avg" else torch.maximum
         for d in reversed(range(len(unit))):
             axis = len(lead) + 2 + 2 * d
-            y = functools.reduce(torch.maximum, y.unbind(axis))
+            y = functools.reduce(reduce, y.unbind(axis))
+        if spec.op == "avg":
+            y = y / math.prod(spec.stride)
         new_unit = tuple(u // s for u, s in zip(unit, spec.stride))
         return y.reshape(*lead, -1, C), new_unit
     # (L*U, *unit, C) -> channels-first view (memory stays channels-last, which conv accepts).
     y = x.reshape(-1, *unit, C).movedim(-1, 1)
     if conv is not None:
         y = _conv_in_units(conv, y)
+    elif spec.op == "avg":
+        y = _avg_pool_real_tokens(y, spec)
     elif spec.zero_pad and any(spec.padding):
         # Separate-and-pad as the paper describes it: each unit padded with zeros, so a border
         # token pools to max(0, ...) (the "relu on every feature map" of row b).
@@ -97,6 +106,20 @@ def pool_tokens(
     if norm is not None:
         y = norm(y)
     return y, new_unit
+
+
+def _avg_pool_real_tokens(y: torch.Tensor, spec: PoolSpec) -> torch.Tensor:
+    """F.avg_pool with count_include_pad=False for y: (L*U, C, *unit), as (window sum) / (real
+    tokens in the window): avg_pool3d refuses a unit smaller than the kernel even when padding
+    covers it (a video unit is 1 frame, a late stage's unit 1x1x1), so pad explicitly and divide
+    by the same pool of ones."""
+    D = y.dim() - 2
+    if not any(spec.padding):
+        return _AVGPOOL[D](y, spec.kernel, spec.stride)
+    pad = [p for p in reversed(spec.padding) for _ in (0, 1)]
+    mean_with_zeros = _AVGPOOL[D](F.pad(y, pad), spec.kernel, spec.stride)
+    ones = F.pad(y.new_ones(1, 1, *y.shape[2:]), pad)
+    return mean_with_zeros / _AVGPOOL[D](ones, spec.kernel, spec.stride)
 
 
 def _conv_in_units(conv: nn.Module, y: torch.Tensor) -> torch.Tensor:
@@ -164,14 +187,19 @@ class Attention(nn.Module):
         self.residual = cfg.attn_residual
         self.qkv = nn.Linear(spec.dim_in, 3 * spec.attn_dim, bias=cfg.qkv_bias)
         self.proj = nn.Linear(spec.attn_dim, spec.attn_dim)
-        conv_pool = cfg.pool == "conv"
+        dormant = dict(spec.dormant)
         for name, ps in (("q", self.q_spec), ("k", self.kv_spec), ("v", self.kv_spec)):
             # MViTv2: a depthwise conv over head_dim channels, shared by the heads, then a LayerNorm.
             conv = norm = None
-            if ps is not None and conv_pool:
+            frozen = ps is None and name in dormant  # built for the state dict, never applied
+            ps = dormant[name] if frozen else ps
+            if ps is not None and ps.op == "conv":
                 hd = self.head_dim
                 conv = _CONV[cfg.ndim](hd, hd, ps.kernel, ps.stride, ps.padding, groups=hd, bias=False)
                 norm = nn.LayerNorm(hd, eps=cfg.norm_eps)
+                if frozen:  # no gradient: DDP and the optimizer skip them, the state dict keeps them
+                    conv.requires_grad_(False)
+                    norm.requires_grad_(False)
             setattr(self, f"pool_{name}", conv)
             setattr(self, f"norm_{name}", norm)
         self.rel_axes = ()

@@ -2,7 +2,9 @@
 
 The encoder is the harness's configurable model built with ``num_classes=0`` and its last q-pool
 removed (the decoder then predicts at the stage-before-last resolution, e.g. 2x2 tokens per mask
-unit for Hiera at 224px: a 16px prediction patch). Masked mask units are *deleted* before the
+unit for Hiera at 224px: a 16px prediction patch). A conv pool that the removed q-pool would
+hold is still built, frozen and never applied (``ModelConfig.params_q_pool``), so the encoder's
+weights are exactly the classifier's. Masked mask units are *deleted* before the
 encoder; the decoder sees visible units' (optionally multi-scale fused) features plus a learned
 mask token at masked units. ``dense=True`` instead keeps every unit and swaps masked tokens for
 a learned mask token right after the patch embed (MaskFeat/SimMIM, paper Fig. 4c), for the
@@ -19,8 +21,10 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from models.build import build
+from models.config import resolve_blocks
 from models.layers import raster_to_units, units_to_raster
 from models.mae_decoder import LayerNorm, MAEDecoder, MultiScaleFusion
 from models.steps import model_config
@@ -193,10 +197,27 @@ class MaskedAutoencoder(nn.Module):
     def encoder_state_dict(self) -> dict[str, torch.Tensor]:
         """Encoder weights for ``build(size, step, modality, num_classes=K)``.
 
-        Load with ``strict=False``: only the head is missing (pooling has no parameters, so
-        restoring the last q-pool changes no shapes).
+        Load with ``strict=False``: only the head is missing. The removed last q-pool's parameters
+        (conv pooling only) are in it, at their init: the encoder carries them frozen
+        (``ModelConfig.params_q_pool``). A video row with KV pooling may carry extra keys the
+        classifier lacks (its last stage pools K/V at stride 1x2x2 during MAE); load ignores them.
+        A relative-position row (dense MAE of mvitv2) gets its last stage's tables resized.
         """
-        return {k: v.detach().clone() for k, v in self.encoder.state_dict().items()}
+        state = {k: v.detach().clone() for k, v in self.encoder.state_dict().items()}
+        cfg = getattr(self.encoder, "cfg", None)
+        if cfg is None or cfg.position != "relative" or cfg.params_q_pool in (None, cfg.q_pool):
+            return state
+        # Dense MAE of a relative-position row (mvitv2): without the last q-pool the last stage's
+        # grid is larger, and so are its tables; resize them to the classifier's as MViTv2 does
+        # when a resolution changes (linear interpolation along the distance axis).
+        for spec in resolve_blocks(cfg.replace(q_pool=cfg.params_q_pool, params_q_pool=None)):
+            for axis, n in zip(("t", "h", "w")[-cfg.ndim :], spec.rel_pos_sizes or ()):
+                key = f"blocks.{spec.index}.attn.rel_pos_{axis}"
+                if key in state and state[key].shape[0] != n:
+                    table = state[key].t().unsqueeze(0).float()
+                    resized = F.interpolate(table, size=n, mode="linear").squeeze(0).t()
+                    state[key] = resized.to(state[key].dtype).contiguous()
+        return state
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, keep: torch.Tensor | None = None):
@@ -235,7 +256,8 @@ def _embed_dim(encoder: nn.Module) -> int:
 def build_mae(model_cfg: dict, mae_cfg: dict, drop_path: float = 0.0) -> MaskedAutoencoder:
     """MAE for ``cfg["model"]`` ({size, step, modality, overrides}) and ``cfg["mae"]``.
 
-    The encoder drops the last q-pool (``q_pool = default - 1``) and has no head.
+    The encoder drops the last q-pool (``q_pool = default - 1``) and has no head; it keeps the
+    classifier's pool parameters (``params_q_pool``), frozen where the dropped q-pool held them.
     """
     size, step = model_cfg["size"], model_cfg.get("step", "f")
     modality = model_cfg.get("modality", "image")
@@ -251,7 +273,7 @@ def build_mae(model_cfg: dict, mae_cfg: dict, drop_path: float = 0.0) -> MaskedA
         q_pool = model_config(size, step, modality, **overrides).q_pool
     if q_pool < 1:
         raise ValueError(f"MAE removes the last q-pool, but this model has q_pool={q_pool}")
-    overrides.update(q_pool=q_pool - 1, drop_path=drop_path)
+    overrides.update(q_pool=q_pool - 1, params_q_pool=q_pool, drop_path=drop_path)
     encoder = build(size, step, modality, num_classes=0, **overrides)
     known = {"mask_ratio", "target", "norm_pix_loss", "multi_scale", "decoder_depth", "decoder_dim"}
     known |= {"decoder_heads", "dense", "hog_cell"}

@@ -2,6 +2,7 @@
 
     python -m models.summary                       # rows mvitv2..f at sizes cpu-xs, T, B, L (images)
     python -m models.summary --sizes B L --modality video
+    python -m models.summary --sizes B --steps f --set pool=avg   # ModelConfig overrides
 
 MACs follow the paper (fvcore convention, multiply-adds): torch.utils.flop_counter counts 2 per
 multiply-add, and counts nothing for scaled_dot_product_attention on the CPU unless the MATH
@@ -14,6 +15,7 @@ import argparse
 import math
 
 import torch
+import yaml
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -67,8 +69,8 @@ def stage_table(model) -> list[dict]:
     return rows
 
 
-def summarize(size: str, step: str, modality: str = "image") -> dict:
-    model = HierarchicalViT(model_config(size, step, modality))
+def summarize(size: str, step: str, modality: str = "image", **overrides) -> dict:
+    model = HierarchicalViT(model_config(size, step, modality, **overrides))
     return dict(
         size=size,
         step=step,
@@ -84,12 +86,26 @@ def main(argv=None):
     p.add_argument("--sizes", nargs="+", default=["cpu-xs", "T", "B", "L"], choices=list(SIZES))
     p.add_argument("--steps", nargs="+", default=steps(), choices=steps())
     p.add_argument("--modality", default="image", choices=["image", "video"])
+    p.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="ModelConfig overrides for every row, values as YAML (pool=avg, overlap=true)",
+    )
     args = p.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--set {item!r}: write KEY=VALUE, e.g. pool=avg")
+        overrides[key] = yaml.safe_load(value)
     torch.set_grad_enabled(False)
     print(f"{'size':>6} {'step':>7} {'params (M)':>11} {'GMACs':>8}   stages: tokens (unit) attention")
     for size in args.sizes:
         for step in args.steps:
-            s = summarize(size, step, args.modality)
+            with torch.device("meta"):  # shapes only: counting needs no memory or init
+                s = summarize(size, step, args.modality, **overrides)
             stages = "; ".join(f"{r['grid']} ({r['unit']}) {r['attention']}" for r in s["stages"])
             print(f"{size:>6} {step:>7} {s['params_m']:>11.2f} {s['gmacs']:>8.2f}   {stages}")
 

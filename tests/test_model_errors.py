@@ -48,8 +48,8 @@ def test_unknown_step_and_size():
         models.build("b", step="f")
     with pytest.raises(ValueError, match="unknown model option"):
         models.build("B", step="f", not_a_flag=1)
-    with pytest.raises(ValueError, match="pool='avg' is not valid"):
-        models.build("B", step="f", pool="avg")
+    with pytest.raises(ValueError, match="pool='mean' is not valid"):
+        models.build("B", step="f", pool="mean")
 
 
 def test_configurations_that_cannot_be_sparse():
