@@ -47,6 +47,7 @@ def save_reconstruction_arrays(arrays: dict, path: Path) -> Path:
     """The arrays as one .npz, written atomically (a reader never sees half a file)."""
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_atomic(Path(path), buf.getvalue())
     return Path(path)
 
