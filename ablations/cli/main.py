@@ -21,13 +21,14 @@ from dataclasses import replace
 
 from ablations.cli.launch.options import check as check_launch
 from ablations.cli.launch.submit import submit_runs
-from ablations.cli.output import bench, dry_run_text, print_table, print_trends, show_list
+from ablations.cli.output import bench, dry_run_text, print_table, print_trends, refused_text, show_list
 from ablations.cli.parser import parser
 from ablations.data import check_data
 from ablations.data.common import repeats
 from ablations.errors import RunError
 from ablations.study import config as C
 from ablations.study import runs as R
+from ablations.study.definitions import save_definition
 from ablations.study.identity import files_fingerprint
 from ablations.study.status import status_text
 from ablations.train import distributed as D
@@ -89,16 +90,22 @@ def main(argv: list[str] | None = None) -> int:
     rank = D.env_world()[0]
     with open(os.devnull, "w") as devnull, redirect_stdout(devnull if rank else sys.stdout):
         if args.list:
-            print(show_list())
+            try:
+                print(show_list(args.table, args.preset))
+            except C.ConfigError as e:
+                print(f"ablate.py: error: {e}", file=sys.stderr)
+                return 2
             return 0
-        sel, runs = None, []  # --report reads every finished run; it needs no selection
+        sel, runs, refused = None, [], []  # --report reads every finished run; it needs no selection
         try:
             check_launch(args)
             if args.attn_backend is not None and not args.bench:
                 raise C.ConfigError("--attn-backend applies to --bench only; add --bench or drop it.")
             if not args.report:
                 sel = selection(args)
-                runs = C.resolve(sel)
+                runs, refused = C.resolve_all(sel)
+                if not runs:
+                    raise C.ConfigError(f"Nothing to run: every entry is refused.\n{refused_text(refused)}")
             if args.only:
                 runs = only(runs, args.only)
             if args.plan or args.device_mem is not None:
@@ -113,11 +120,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ablate.py: error: {e}", file=sys.stderr)
             return 2
         if args.dry_run:
-            print(dry_run_text(runs))
+            print(refused_text(refused) + dry_run_text(runs))
             return 0
         if args.status:
-            print(status_text(runs, args.runs_dir))
+            print(refused_text(refused) + status_text(runs, args.runs_dir))
             return 0
+        print(refused_text(refused), end="")
+        if sel is not None and not args.only and not args.bench:
+            D.main_only(save_definition, args.runs_dir, C.selected_table(sel))
         if args.launcher:  # submits jobs and returns; each job runs this command with --only <run>
             return submit_runs(args, sel, runs, sys.argv[1:] if argv is None else argv, main)
         D.init_distributed()  # once, before any work: every rank joins here or fails here

@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from ablations.study import config as C
+from ablations.study import sources as S
 from ablations.train import distributed as D
 from ablations.train.batching import describe
 from ablations.train.memory_plan import phase_runtime
@@ -17,26 +18,36 @@ from analysis.trends import verdicts
 from models.steps import row_changes
 
 
-def show_list() -> str:
-
+def show_list(table: str | None = None, preset: str | None = None) -> str:
+    """Rows, tables and presets, each with where it comes from (a built-in file, or the user
+    files given with --table / --preset)."""
     rows = row_changes()
     paper = paper_numbers()
-    lines = ["Rows (--step; models/rows.yaml, each = previous + one change):"]
+    lines = ["Rows (--step; models/rows.yaml, each = previous + one change; tables may define more inline):"]
     for row in C.list_rows():
         label = paper["table1"]["rows"].get(row, {}).get("label", "")
         changes = ", ".join(f"{k}={v}" for k, v in (rows.get(row) or {}).items())
         lines.append(f"  {row:8s} {label}  [{changes}]")
-    lines.append("\nTables (--table 1, --table 3, --fig 8):")
-    for t in C.list_tables():
-        spec = C.load_table(t)
+    lines.append("\nTables (--table 1, --table 3, --fig 8, --table <name>, or --table <file.yaml>):")
+    extra = [table] if table and S.is_path(table) else []
+    for t in C.list_tables() + extra:
+        src, spec = S.table_source(t), C.load_table(t)
         n = {m: len(C.table_entries(t, m)) for m in C.MODALITIES}
-        lines.append(f"  {t:8s} {spec.get('title', '')}  ({n['image']} image / {n['video']} video runs)")
-    lines.append("\nPresets (--preset):")
-    for p in C.list_presets():
-        meta = C.load_preset(p).get("preset", {})
-        lines.append(f"  {p:10s} {meta.get('description', '')}  [{', '.join(meta.get('modalities', []))}]")
+        lines.append(f"  {src.name:8s} {spec.get('title', '')}  ({n['image']} image / {n['video']} video runs)"
+                     f"  <- {src.origin}")  # fmt: skip
+    lines.append("\nPresets (--preset <name> or --preset <file.yaml>):")
+    extra = [preset] if preset and S.is_path(preset) else []
+    for p in C.list_presets() + extra:
+        src, meta = S.preset_source(p), C.load_preset(p).get("preset", {})
+        modalities = ", ".join(C.preset_modalities(C.load_preset(p)))
+        lines.append(f"  {src.name:10s} {meta.get('description', '')}  [{modalities}]  <- {src.origin}")
     lines.append("\nModes: mae, supervised.  Modalities: image, video.")
     return "\n".join(lines)
+
+
+def refused_text(refused: list[C.Refused]) -> str:
+    """The entries a table leaves out (refused: explain), one line each with the reason."""
+    return "".join(f"# [refused] {r.table}/{r.entry} ({r.modality}): {r.reason}\n" for r in refused)
 
 
 def dry_run_text(runs: list[C.Run]) -> str:
@@ -63,9 +74,13 @@ def bench(runs: list[C.Run], attn_backend: str = "math") -> str:
 def print_table(sel: C.Selection, runs: list[C.Run], runs_dir: Path) -> None:
     """The table that was asked for (for --step: its header and that row), ours beside the paper's."""
 
-    name = C.selected_table(sel)
+    if runs[0].sweep:  # one table over every point: the report's
+        path = Path(runs_dir) / "report" / "sweeps" / runs[0].sweep["id"] / "sweep.md"
+        print(f"\nSweep ({path}):\n\n{path.read_text().split(chr(10), 2)[-1] if path.exists() else ''}")
+        return
+    name = S.table_source(C.selected_table(sel)).name
     text = table_text(runs_dir, runs[0].variant, name)
-    if sel.step is not None:
+    if sel.step is not None and name in C.PAPER_TABLES:
         lines = text.splitlines()
         text = "\n".join(lines[:2] + [ln for ln in lines[2:] if ln.startswith(f"| {sel.step} |")]) + "\n"
     print(f"\n{name} ({runs[0].variant}, {runs[0].modality}), ours beside the paper's:\n")

@@ -36,7 +36,7 @@ def _keys(tree, valid, where: str, label: str) -> None:
         raise ConfigError(f"{label}: {where} must be a mapping, got {tree!r}.")
     for key in tree:
         if key not in valid:
-            raise ConfigError(f"{label}: unknown key {where}{key!r}.{did_you_mean(key, valid)}")
+            raise ConfigError(f"{label}: unknown key {where + str(key)!r}.{did_you_mean(key, valid)}")
 
 
 def check_table(spec: dict, label: str) -> None:
