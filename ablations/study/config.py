@@ -448,7 +448,8 @@ def resolve_all(sel: Selection) -> tuple[list[Run], list[Refused]]:
             seed = preset_config(sel.preset, sel.modality)["seed"] + s
             for entry_name, entry in entries:
                 cfg = build_config(sel.preset, sel.modality, entry, sets, seed)
-                where = f"{source.name}/{entry_name}" + ("" if source.builtin else f" ({source.path})")
+                key = f"rows.{entry_name}" if entry_name in (spec.get("rows") or {}) else entry_name
+                where = f"{source.name}/{entry_name}" if source.builtin else f"{source.path}: {key}"
                 try:
                     check_config(cfg, where)
                 except ConfigError as e:
