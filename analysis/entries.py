@@ -16,7 +16,7 @@ from ablations.study.config import MODALITIES, check_config, deep_update, entry_
 from ablations.study.table_rows import table_entries
 from analysis.differences import compare, interval_text
 from analysis.tables import fmt, markdown, select, stat
-from models import rows_first
+from models import load_rows, rows_first
 
 
 def owner(entry: dict) -> tuple[str, str] | None:
@@ -40,7 +40,9 @@ def refusal(base_cfg: dict, entry: dict, name: str) -> str | None:
     (its --set values and preset), or None if it would be accepted."""
     cfg = copy.deepcopy(base_cfg)
     cfg["mode"], cfg["model"]["step"] = entry["mode"], entry["step"]
-    cfg["model"]["overrides"] = {**(cfg["model"].get("overrides") or {}), **entry["model"]}
+    flags = {k for row in load_rows().values() for k in row}  # the base run's own row flags go
+    kept = {k: v for k, v in (cfg["model"].get("overrides") or {}).items() if k not in flags}
+    cfg["model"]["overrides"] = {**kept, **entry["model"]}
     try:
         deep_update(cfg, entry_changes(entry, cfg))
         check_config(cfg, name)
@@ -50,10 +52,9 @@ def refusal(base_cfg: dict, entry: dict, name: str) -> str | None:
 
 
 def why_missing(df: pd.DataFrame, table: str, name: str, entry: dict, m: str, variant: str) -> str:
-    """'refused: <why>' when validation refuses the entry (checked on a plain run of the variant),
+    """'refused: <why>' when validation refuses the entry (checked on a run of the variant),
     else 'not trained yet'."""
     plain = df[(df["variant"] == variant) & (df["modality"] == m)]
-    plain = plain[plain["config"].map(lambda c: not (c["model"].get("overrides") or {}))]
     if not plain.empty:
         reason = refusal(plain["config"].iloc[0], entry, f"{table}/{name}")
         if reason:

@@ -68,19 +68,19 @@ def test_user_table_with_an_inline_row_and_a_sweep(tmp_path, capsys):
 
 
 def test_user_preset_extends_a_built_in_and_names_its_folders(tmp_path, capsys):
-    preset = write(tmp_path / "a" / "p.yaml" if (tmp_path / "a").mkdir() is None else "", "name: tinier\n"
-                   "preset: {extends: tiny, description: tiny, one more epoch}\nfinetune: {epochs: 2}\n")  # fmt: skip
+    (tmp_path / "a").mkdir()
+    text = "name: tinier\npreset: {extends: tiny, description: \"tiny, one more epoch\"}\nfinetune: {epochs: 2}\n"
+    preset = write(tmp_path / "a" / "p.yaml", text)
     args = ["--step", "f", "--preset", preset, "--set", "data.train_size=32", "data.val_size=16",
             "pretrain.batch_size=16", "finetune.batch_size=16"]  # fmt: skip
     assert ablate(tmp_path, *args) == 0
-    folder = tmp_path / "runs/table1/f/image/tinier+" if False else None
     (folder,) = (tmp_path / "runs/table1/f/image").glob("tinier+*")
     cfg = yaml.safe_load((folder / "seed0/config.yaml").read_text())
     assert cfg["finetune"]["epochs"] == 2 and cfg["pretrain"]["epochs"] == 1
     assert (tmp_path / f"runs/report/{folder.name}/table1.md").exists()
     # the identity holds the content, not the path: the file moved, nothing retrains
     (tmp_path / "b").mkdir()
-    moved = shutil.copy(preset, tmp_path / "b" / "p.yaml")
+    moved = str(shutil.copy(preset, tmp_path / "b" / "p.yaml"))
     capsys.readouterr()
     assert ablate(tmp_path, *[moved if a == preset else a for a in args]) == 0
     assert "[skip] table1/f/image/tinier+" in capsys.readouterr().out

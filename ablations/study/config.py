@@ -31,6 +31,7 @@ HERE = Path(__file__).parent
 
 MODALITIES = ("image", "video")
 PRESET_META_KEYS = ("name", "preset", "image", "video", "coupled")  # keys of a preset file that are not config
+PRESET_SECTION_KEYS = ("description", "modalities", "extends")  # a preset file's `preset:` section
 PAPER_TABLES = ("table1", "table3", "fig8")  # the paper's: --mode moves between table1 and fig8
 # Keys the selection flags own: setting them with --set would make a run's name lie.
 SELECTION_KEYS = {"mode": "--mode", "model.step": "--step", "model.modality": "--modality", "seed": "--seeds"}
@@ -81,6 +82,9 @@ def load_preset(ref: str, _children: tuple[str, ...] = (), _relative_to: Path | 
     src = S.preset_source(ref, _relative_to)
     name = src.name if src.builtin else str(src.path)
     preset = {k: v for k, v in load_yaml(src.path).items() if k != "name"}
+    for key in preset.get("preset") or {}:
+        if key not in PRESET_SECTION_KEYS:
+            raise ConfigError(f"{name}: unknown key 'preset.{key}'.{did_you_mean(key, PRESET_SECTION_KEYS)}")
     base = (preset.get("preset") or {}).get("extends")
     if not base:
         if not src.builtin:

@@ -27,6 +27,7 @@ def save_definition(runs_dir: Path, table: str) -> None:
     if src.builtin:
         return
     spec = load_table(table) | {"name": src.name}
+    (Path(runs_dir) / src.name).mkdir(parents=True, exist_ok=True)
     write_atomic(Path(runs_dir) / src.name / FILE, f"# from {src.path}\n" + yaml.safe_dump(spec, sort_keys=False))
 
 
