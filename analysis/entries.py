@@ -62,7 +62,9 @@ def why_missing(df: pd.DataFrame, table: str, name: str, entry: dict, m: str, va
     return "not trained yet"
 
 
-def entries_table(df: pd.DataFrame, runs_dir: Path, variant: str, table: str, spec: dict) -> tuple[pd.DataFrame, str]:
+def entries_table(
+    df: pd.DataFrame, runs_dir: Path, variant: str, table: str, spec: dict
+) -> tuple[pd.DataFrame, str]:
     """Per entry: mode, row + flags, top-1 (mean ± std over seeds) and the difference to the
     table's first entry with its paired 95% interval, per modality."""
     recs, md = [], []
@@ -84,13 +86,20 @@ def entries_table(df: pd.DataFrame, runs_dir: Path, variant: str, table: str, sp
             if runs.empty:
                 cells += [why_missing(df, table, name, e, m, variant), ""]
                 continue
-            diff = "" if name == first_name else interval_text(
-                compare(runs_dir, entry_runs(df, table, first_name, first, m, variant), runs, name, m))
+            diff = (
+                ""
+                if name == first_name
+                else interval_text(
+                    compare(runs_dir, entry_runs(df, table, first_name, first, m, variant), runs, name, m)
+                )
+            )
             cells += [fmt(acc, sd, n), diff]  # fmt: skip
         recs.append(rec)
         md.append(cells)
     first = names[0] if names else "first"
-    head = ["entry", "mode", "row + flags"] + [h for m in MODALITIES for h in (f"{m} top-1", f"Δ vs {first} [95% CI]")]
+    head = ["entry", "mode", "row + flags"] + [
+        h for m in MODALITIES for h in (f"{m} top-1", f"Δ vs {first} [95% CI]")
+    ]
     return pd.DataFrame(recs), markdown(head, md)
 
 

@@ -33,7 +33,9 @@ def interactions(frame: pd.DataFrame, out: Path, stem: str, title: str) -> list[
         if drawn:
             ax.legend(fontsize=7)
         else:
-            ax.text(0.5, 0.5, f"no {m} runs yet", ha="center", va="center", transform=ax.transAxes, color=PAPER)
+            ax.text(
+                0.5, 0.5, f"no {m} runs yet", ha="center", va="center", transform=ax.transAxes, color=PAPER
+            )
         ax.axhline(0.0, color="black", lw=0.8)
         ax.set_xticks(x, comps)
         ax.set_xlabel("component (the Table 1 row that removes it)")

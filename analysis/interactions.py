@@ -25,7 +25,18 @@ from analysis.entries import entry_runs, why_missing
 from analysis.stats import paired_contrast
 from analysis.tables import markdown
 
-COLUMNS = ["component", "entry", "modality", "measure", "diff", "low", "high", "seeds", "distinguishable", "why"]
+COLUMNS = [
+    "component",
+    "entry",
+    "modality",
+    "measure",
+    "diff",
+    "low",
+    "high",
+    "seeds",
+    "distinguishable",
+    "why",
+]
 MEASURES = ("alone", "path", "difference")
 PATH_LABEL = {"table1": "Table 1 path (MAE)", "fig8": "Fig. 8 path (supervised)"}
 
@@ -75,7 +86,9 @@ def interactions(df: pd.DataFrame, runs_dir: Path, variant: str, table: str, spe
             why = why_missing(df, table, name, e, m, variant) if runs.empty else ""
             for measure, terms in zip(MEASURES, (alone, in_path, alone + [(-w, r) for w, r in in_path])):
                 rec = contrast(runs_dir, terms) if not (why and measure != "path") else contrast(runs_dir, [])
-                recs.append({"component": comp, "entry": name, "modality": m, "measure": measure, **rec, "why": why})
+                recs.append(
+                    {"component": comp, "entry": name, "modality": m, "measure": measure, **rec, "why": why}
+                )
     return pd.DataFrame(recs, columns=COLUMNS)
 
 

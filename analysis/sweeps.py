@@ -24,7 +24,9 @@ def sweep_frame(df: pd.DataFrame, runs_dir: Path, sweep: str) -> pd.DataFrame:
     recs = []
     for (table, entry, m), group in runs.groupby(["table", "entry", "modality"], sort=False):
         points = sorted({tuple(v[k] for k in keys) for v in group["sweep_values"]}, key=_order)
-        at = {p: group[group["sweep_values"].map(lambda v, p=p: tuple(v[k] for k in keys) == p)] for p in points}
+        at = {
+            p: group[group["sweep_values"].map(lambda v, p=p: tuple(v[k] for k in keys) == p)] for p in points
+        }
         for p in points:
             acc, sd, n = stat(at[p], "top1")
             d = compare(runs_dir, at[points[0]], at[p], str(p), m) if p != points[0] else None
@@ -86,7 +88,9 @@ def write_sweeps(df: pd.DataFrame, runs_dir: Path, out: Path) -> list[str]:
         md = f"# Sweep {sweep}: {', '.join(keys)}\n\n{NOTE}\n{sweep_markdown(frame, keys)}"
         folder.mkdir(parents=True, exist_ok=True)
         write_atomic(folder / "sweep.md", md)
-        write_atomic(folder / "sweep.csv", frame.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
+        write_atomic(
+            folder / "sweep.csv", frame.to_csv(index=False, float_format="%.4f", lineterminator="\n")
+        )
         sweep_plot(frame, keys, folder, f"Sweep over {', '.join(keys)} ({sweep})")
         lines.append(f"- sweep [{sweep}](sweeps/{sweep}/sweep.md): {', '.join(keys)}")
     return lines

@@ -22,12 +22,16 @@ def write_tables(df: pd.DataFrame, runs_dir: Path, vdir: Path, variant: str) -> 
         frame, md = entries_table(df, runs_dir, variant, name, spec)
         title = spec.get("title", name)
         write_atomic(vdir / f"{name}.md", f"# {title}\n\nRuns: `{variant}`.\n\n{md}")
-        write_atomic(vdir / f"{name}.csv", frame.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
+        write_atomic(
+            vdir / f"{name}.csv", frame.to_csv(index=False, float_format="%.4f", lineterminator="\n")
+        )
         lines.append(f"- [{name}]({variant}/{name}.md): {title}")
         if spec.get("interaction"):
             inter = interactions.interactions(df, runs_dir, variant, name, spec)
             md = interactions.NOTE + "\n" + interactions.interactions_markdown(inter, spec)
-            write_atomic(vdir / f"{name}_interactions.md", f"# {title}: interactions\n\nRuns: `{variant}`.\n\n{md}")
+            write_atomic(
+                vdir / f"{name}_interactions.md", f"# {title}: interactions\n\nRuns: `{variant}`.\n\n{md}"
+            )
             csv = inter.to_csv(index=False, float_format="%.4f", lineterminator="\n")
             write_atomic(vdir / f"{name}_interactions.csv", csv)
             interaction_plot.interactions(inter, vdir, f"{name}_interactions", f"{title} ({variant})")

@@ -69,7 +69,9 @@ def test_user_table_with_an_inline_row_and_a_sweep(tmp_path, capsys):
 
 def test_user_preset_extends_a_built_in_and_names_its_folders(tmp_path, capsys):
     (tmp_path / "a").mkdir()
-    text = "name: tinier\npreset: {extends: tiny, description: \"tiny, one more epoch\"}\nfinetune: {epochs: 2}\n"
+    text = (
+        'name: tinier\npreset: {extends: tiny, description: "tiny, one more epoch"}\nfinetune: {epochs: 2}\n'
+    )
     preset = write(tmp_path / "a" / "p.yaml", text)
     args = ["--step", "f", "--preset", preset, "--set", "data.train_size=32", "data.val_size=16",
             "pretrain.batch_size=16", "finetune.batch_size=16"]  # fmt: skip
@@ -92,8 +94,15 @@ def test_loo_dry_run_says_why_and_one_entry_trains(tmp_path, capsys):
     assert ablate(tmp_path, "--table", "loo", *SMALL, "--dry-run") == 0
     out = capsys.readouterr().out
     assert "# [refused] loo/f+relative (image): loo/f+relative: model.overrides" in out
-    names = [ln[len("# run: "):].split("/image")[0] for ln in out.splitlines() if ln.startswith("# run:")]
-    assert names[:6] == ["table1/f", "loo/f+conv", "loo/f+stride1", "loo/f+overlap", "loo/f+attn_res", "table1/e"]
+    names = [ln[len("# run: ") :].split("/image")[0] for ln in out.splitlines() if ln.startswith("# run:")]
+    assert names[:6] == [
+        "table1/f",
+        "loo/f+conv",
+        "loo/f+stride1",
+        "loo/f+overlap",
+        "loo/f+attn_res",
+        "table1/e",
+    ]
     assert ablate(tmp_path, "--table", "loo", "--step", "f+attn_res", *SMALL) == 0
     out = capsys.readouterr().out
     assert "| f+attn_res | mae | f attn_residual=True |" in out and "| f+relative |" in out
@@ -118,15 +127,21 @@ def test_one_dry_run_and_one_supervised_entry(tmp_path, capsys):
     assert "| e | mvitv2-attn_res | image |" in md
 
 
+MAE = "mode: mae\n"
 BAD_TABLES = [
-    ("rows:\n  x: {from: f, model: {atn_residual: true}}\nmode: mae\n", ["rows.x.model.atn_residual", "Did you mean 'attn_residual'"]),
-    ("rows:\n  x: {from: g, model: {pool: conv}}\nmode: mae\n", ["rows.x.from: unknown row 'g'"]),
-    ("rows:\n  x: {from: f, model: {pool: avgg}}\nmode: mae\n", ["rows.x.model.pool='avgg'", "Valid: conv, max"]),
-    ("rows:\n  x: {from: a, model: {position: relative, kv: pool}}\nmode: mae\n", ["position: relative cannot be trained with sparse MAE", "Fix: position: absolute, or mode: supervised"]),
-    ("rows:\n  x: {from: f, model: {overlap: true}}\nmode: mae\n", ["overlap: true under MAE needs separate_and_pad: true", "Fix: add separate_and_pad: true"]),
-    ("rows:\n  x: {from: f, model: {mask_unit_size: [3, 3]}}\nmode: mae\n", ["rows.x", "mask units", "input size that is a multiple"]),
+    ("rows:\n  x: {from: f, model: {atn_residual: true}}\n" + MAE,
+     ["rows.x.model.atn_residual", "Did you mean 'attn_residual'"]),
+    ("rows:\n  x: {from: g, model: {pool: conv}}\n" + MAE, ["rows.x.from: unknown row 'g'"]),
+    ("rows:\n  x: {from: f, model: {pool: avgg}}\n" + MAE, ["rows.x.model.pool='avgg'", "Valid: conv"]),
+    ("rows:\n  x: {from: a, model: {position: relative, kv: pool}}\n" + MAE,
+     ["position: relative cannot be trained with sparse MAE", "Fix: position: absolute"]),
+    ("rows:\n  x: {from: f, model: {overlap: true}}\n" + MAE,
+     ["overlap: true under MAE needs separate_and_pad: true", "Fix: add separate_and_pad"]),
+    ("rows:\n  x: {from: f, model: {mask_unit_size: [3, 3]}}\n" + MAE,
+     ["rows.x", "mask units", "input size that is a multiple"]),
     ("rows:\n  y: {mode: mae}\n", ["rows.y: 'y' is not a built-in row", "from: f"]),
-    ("name: table1\nrows:\n  f: {mode: mae}\n", ["name 'table1' is the built-in table", "Set another `name:`"]),
+    ("name: table1\nrows:\n  f: {mode: mae}\n",
+     ["name 'table1' is the built-in table", "Set another `name:`"]),
     ("rows: [f\n", ["not valid YAML"]),
     ("rows:\n  f: {mode: mea}\n", ["rows.f.mode='mea'", "mode: mae or mode: supervised"]),
 ]  # fmt: skip
@@ -145,7 +160,8 @@ def test_bad_table_files_are_refused_before_any_work(tmp_path, capsys, monkeypat
 
 
 BAD_PRESETS = [
-    ("preset: {extends: tiny}\npretrain: {epoch: 2}\n", ["p.yaml (extends tiny): Unknown key 'pretrain.epoch'", "pretrain.epochs"]),
+    ("preset: {extends: tiny}\npretrain: {epoch: 2}\n",
+     ["p.yaml (extends tiny): Unknown key 'pretrain.epoch'", "pretrain.epochs"]),
     ("preset: {extends: ./missing.yaml}\n", ["no such file", "missing.yaml"]),
     ("preset: {description: mine}\nmode: mae\n", ["missing key", "preset: {extends: cpu}"]),
     ("preset: {extends: tiny}\npretrain: {epochs: 0}\n", ["pretrain.epochs=0 must lie in"]),

@@ -33,7 +33,8 @@ def show_list(table: str | None = None, preset: str | None = None) -> str:
     for t in C.list_tables() + extra:
         src, spec = S.table_source(t), C.load_table(t)
         n = {m: len(C.table_entries(t, m)) for m in C.MODALITIES}
-        lines.append(f"  {src.name:8s} {spec.get('title', '')}  ({n['image']} image / {n['video']} video runs)"
+        runs = f"({n['image']} image / {n['video']} video runs)"
+        lines.append(f"  {src.name:8s} {spec.get('title', '')}  {runs}"
                      f"  <- {src.origin}")  # fmt: skip
     lines.append("\nPresets (--preset <name> or --preset <file.yaml>):")
     extra = [preset] if preset and S.is_path(preset) else []

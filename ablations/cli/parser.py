@@ -21,7 +21,9 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = p.add_mutually_exclusive_group()
-    p.add_argument("--step", metavar="ROW", help="one Table 1 row: mvitv2, a..f; with --table, one entry of it")
+    p.add_argument(
+        "--step", metavar="ROW", help="one Table 1 row: mvitv2, a..f; with --table, one entry of it"
+    )
     what.add_argument("--table", metavar="N",
                       help="1 (Table 1: all rows), 3 (Table 3: MAE ablations), loo (row f with each MViTv2 "
                       "component put back alone), one (MViTv2 with each removed alone), or a YAML table file "
@@ -38,9 +40,11 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override config values (dotted keys; values parsed as YAML): "
-                        "--set a=1 b=2, or --set a=1 --set b=2. A comma list sweeps: --set mae.mask_ratio=0.4,0.6 "
+                        "--set a=1 b=2, or --set a=1 --set b=2. A comma list sweeps: "
+                        "--set mae.mask_ratio=0.4,0.6 "
                         "is one run per value (several swept keys: every combination); brackets, braces and "
-                        "quotes keep their commas ([32,32] is one value), \\, is a literal comma")  # fmt: skip
+                        "quotes keep their commas ([32,32] is one value), \\, is a literal "
+                        "comma")  # fmt: skip
     p.add_argument("--seeds", type=int, default=1, help="repeat with N seeds; tables show mean ± std")
     p.add_argument("--runs-dir", default="runs", type=Path, help="where run folders go (default: runs/)")
     p.add_argument("--force", action="store_true", help="retrain runs that already finished")

@@ -30,7 +30,13 @@ from models.hints import did_you_mean
 HERE = Path(__file__).parent
 
 MODALITIES = ("image", "video")
-PRESET_META_KEYS = ("name", "preset", "image", "video", "coupled")  # keys of a preset file that are not config
+PRESET_META_KEYS = (
+    "name",
+    "preset",
+    "image",
+    "video",
+    "coupled",
+)  # keys of a preset file that are not config
 PRESET_SECTION_KEYS = ("description", "modalities", "extends")  # a preset file's `preset:` section
 PAPER_TABLES = ("table1", "table3", "fig8")  # the paper's: --mode moves between table1 and fig8
 # Keys the selection flags own: setting them with --set would make a run's name lie.
@@ -113,7 +119,9 @@ def check_user_preset(preset: dict, label: str) -> None:
     have = flat_keys(_config_part(with_defaults(copy.deepcopy(preset))))
     for key in have:
         if key not in known and not key.startswith("model.overrides."):
-            raise ConfigError(f"{label}: unknown key {key!r}.{did_you_mean(key, _nearby(key, sorted(known)))}")
+            raise ConfigError(
+                f"{label}: unknown key {key!r}.{did_you_mean(key, _nearby(key, sorted(known)))}"
+            )
     cpu = flat_keys(_config_part(with_defaults(load_preset("cpu"))))
     missing = [k for k in cpu if k not in have and not k.startswith("bench")]
     if missing:
@@ -205,7 +213,8 @@ def deep_update(tree: dict, overlay: dict, path: str = "", strict: bool = True) 
 
 def parse_sets(items: list[str]) -> dict:
     """["mae.mask_ratio=0.75", "data.root=/x"] -> {"mae.mask_ratio": 0.75, "data.root": "/x"};
-    a comma list sweeps: "mae.mask_ratio=0.4,0.6" -> {"mae.mask_ratio": Sweep((0.4, 0.6))} (study/sweep.py)."""
+    a comma list sweeps: "mae.mask_ratio=0.4,0.6" -> {"mae.mask_ratio": Sweep((0.4, 0.6))}
+    (study/sweep.py)."""
     out = {}
     for item in items or []:
         if "=" not in item:
@@ -220,7 +229,9 @@ def _value(key: str, raw: str):
     try:
         return _number(yaml.safe_load(raw)) if raw.strip() else None
     except yaml.YAMLError as e:
-        raise ConfigError(f"--set {key}={raw}: not a YAML value ({' '.join(str(e).split())}); quote it.") from None
+        raise ConfigError(
+            f"--set {key}={raw}: not a YAML value ({' '.join(str(e).split())}); quote it."
+        ) from None
 
 
 def _number(value):
@@ -341,7 +352,8 @@ def table_name(arg: str) -> str:
     if name not in list_tables():
         others = [t for t in list_tables() if t not in PAPER_TABLES]
         raise ConfigError(
-            f"Unknown table {arg!r}. Valid: --table 1, --table 3, --fig 8, --table {', --table '.join(others)}, "
+            f"Unknown table {arg!r}. Valid: --table 1, --table 3, --fig 8, "
+            f"--table {', --table '.join(others)}, "
             "or a table file: --table ./my_table.yaml."
         )
     return name
@@ -468,7 +480,9 @@ def resolve_all(sel: Selection) -> tuple[list[Run], list[Refused]]:
                         owner, owner_entry = t, cfg["model"]["step"]
                         break
                 name = f"{owner}/{owner_entry}/{sel.modality}/{variant}/seed{seed}"
-                runs.append(Run(name, owner, owner_entry, sel.modality, preset.name, variant, seed, cfg, sweep))
+                runs.append(
+                    Run(name, owner, owner_entry, sel.modality, preset.name, variant, seed, cfg, sweep)
+                )
     unique = list({r.name: r for r in runs}.values())  # order kept
     return unique, list({(r.entry, r.reason): r for r in refused}.values())
 
@@ -479,7 +493,9 @@ def selected_entries(sel: Selection, table: str, source: S.Source) -> list[tuple
     entries = table_entries(table, sel.modality)
     paper = source.builtin and source.name in PAPER_TABLES
     if sel.mode is not None and not paper:
-        entries = [(n if e["mode"] == sel.mode else f"{n}@{sel.mode}", dict(e, mode=sel.mode)) for n, e in entries]
+        entries = [
+            (n if e["mode"] == sel.mode else f"{n}@{sel.mode}", dict(e, mode=sel.mode)) for n, e in entries
+        ]
     if sel.step is None:
         return entries
     names = [n for n, _ in entries]

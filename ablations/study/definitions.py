@@ -28,7 +28,9 @@ def save_definition(runs_dir: Path, table: str) -> None:
         return
     spec = load_table(table) | {"name": src.name}
     (Path(runs_dir) / src.name).mkdir(parents=True, exist_ok=True)
-    write_atomic(Path(runs_dir) / src.name / FILE, f"# from {src.path}\n" + yaml.safe_dump(spec, sort_keys=False))
+    write_atomic(
+        Path(runs_dir) / src.name / FILE, f"# from {src.path}\n" + yaml.safe_dump(spec, sort_keys=False)
+    )
 
 
 def definitions(runs_dir: Path) -> dict[str, dict]:

@@ -34,7 +34,9 @@ def leak_message(step: str, modality: str, overrides: dict) -> str | None:
 def _check(step: str, modality: str, flags: tuple) -> str | None:
     mae_cfg = {"mask_ratio": 0.5, "decoder_depth": 1, "decoder_dim": 8, "decoder_heads": 1}
     try:
-        encoder = build_mae({"size": TINY, "step": step, "modality": modality, "overrides": dict(flags)}, mae_cfg)
+        encoder = build_mae(
+            {"size": TINY, "step": step, "modality": modality, "overrides": dict(flags)}, mae_cfg
+        )
     except (ValueError, TypeError):
         return None
     enc = encoder.encoder.eval()
@@ -49,7 +51,9 @@ def _check(step: str, modality: str, flags: tuple) -> str | None:
     with torch.no_grad():
         try:
             out, feats = enc.forward_features(x, mask=keep, return_intermediates=True)
-            out2, feats2 = enc.forward_features(x + (1 - visible) * noise, mask=keep, return_intermediates=True)
+            out2, feats2 = enc.forward_features(
+                x + (1 - visible) * noise, mask=keep, return_intermediates=True
+            )
         except ValueError as e:  # the model refuses the sparse forward itself
             return str(e)
     changed = [i for i, (a, b) in enumerate(zip(feats, feats2)) if not torch.equal(a, b)]

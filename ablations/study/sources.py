@@ -37,7 +37,9 @@ class Source:
     @property
     def origin(self) -> str:
         """For --list: the built-in file relative to the repository, or the user file."""
-        return f"built-in {self.path.relative_to(HERE.parent.parent)}" if self.builtin else f"file {self.path}"
+        return (
+            f"built-in {self.path.relative_to(HERE.parent.parent)}" if self.builtin else f"file {self.path}"
+        )
 
 
 def is_path(arg: str) -> bool:
@@ -63,7 +65,8 @@ def _source(arg: str, folder: Path, kind: str, example: str, relative_to: Path |
     if not is_path(arg):
         if arg not in names:
             raise ConfigError(
-                f"Unknown {kind} {arg!r}.{did_you_mean(arg, names)} Or give a YAML file: --{kind} ./my_{kind}.yaml"
+                f"Unknown {kind} {arg!r}.{did_you_mean(arg, names)} "
+                f"Or give a YAML file: --{kind} ./my_{kind}.yaml"
                 f" (e.g. {example})."
             )
         return Source(arg, folder / f"{arg}.yaml", True)

@@ -57,7 +57,9 @@ def check_table(spec: dict, label: str) -> None:
         _check_modalities(info, where, label)
     if spec.get("groups"):
         if spec.get("mode") not in MODES or spec.get("row") is None:
-            raise ConfigError(f"{label}: groups need `row:` (the row they change) and `mode:` (mae or supervised).")
+            raise ConfigError(
+                f"{label}: groups need `row:` (the row they change) and `mode:` (mae or supervised)."
+            )
         row_flags({**spec, "rows": {**(spec.get("rows") or {}), "": {"from": spec["row"]}}}, "", label)
         for group, gspec in spec["groups"].items():
             _keys(gspec, ("title", "entries"), f"groups.{group}.", label)
@@ -100,7 +102,9 @@ def row_flags(spec: dict, name: str, label: str, _seen: tuple[str, ...] = ()) ->
                 f"To define it here, give its base row and flags: {name}: {{from: f, model: {{pool: conv}}}}."
             )
         if info.get("model"):
-            raise ConfigError(f"{label}: {where}: model: changes need `from:` (the base row), e.g. from: {name}.")
+            raise ConfigError(
+                f"{label}: {where}: model: changes need `from:` (the base row), e.g. from: {name}."
+            )
         return name, {}
     if name in builtin:
         raise ConfigError(f"{label}: {where}: {name!r} is a built-in row; give the inline row another name.")
@@ -143,7 +147,9 @@ def table_entries(spec: dict, modality: str, label: str) -> list[tuple[str, dict
         step, model = row_flags(spec, str(name), label)
         out.append((str(name), _entry(info, modality, info.get("mode", spec.get("mode")), step, model)))
     if spec.get("groups"):
-        step, model = row_flags({**spec, "rows": {**(spec.get("rows") or {}), "": {"from": spec["row"]}}}, "", label)
+        step, model = row_flags(
+            {**spec, "rows": {**(spec.get("rows") or {}), "": {"from": spec["row"]}}}, "", label
+        )
         for group, gspec in spec["groups"].items():
             for value, info in gspec["entries"].items():
                 info = info or {}
