@@ -14,6 +14,7 @@ from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 
 from ablations.data import build_dataset, dataset_info
+from ablations.errors import RunError
 from ablations.store.hashing import file_sha256
 from models.build import build
 from models.convert import load_pretrained
@@ -64,7 +65,13 @@ def load_encoder(model: torch.nn.Module, path: Path) -> None:
     missing, unexpected = model.load_state_dict(state, strict=False)
     not_head = [k for k in missing if "head" not in k]
     if not_head:
-        raise RuntimeError(f"pretrained encoder {path} lacks non-head weights: {not_head[:8]}")
+        # A RunError: printed without "rerun to resume", since a rerun would fail the same way.
+        raise RunError(
+            f"pretrained encoder {path} lacks non-head weights: {not_head[:8]}. Every rerun fails the same "
+            "way: the finetuned model has layers the MAE encoder does not (e.g. the last q-pool, which MAE "
+            "drops, with parameters: pool: conv). Train this row with mode: supervised until the encoder "
+            "keeps it."
+        )
     if unexpected:
         warnings.warn(
             f"ignored {len(unexpected)} unexpected encoder keys, e.g. {unexpected[:4]}", stacklevel=2
