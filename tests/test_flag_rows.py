@@ -7,6 +7,7 @@ import json
 import pytest
 
 from ablations.cli import main as cli
+from ablations.study import leak
 from ablations.study import runs as R
 
 SMALL = ["--preset", "tiny", "--set", "data.train_size=32", "data.val_size=16", "pretrain.batch_size=16",
@@ -65,3 +66,34 @@ def test_single_flag_change_mae_cannot_train_is_refused_with_the_fix(tmp_path, c
     assert cli.main(["--table", table(tmp_path, flag, value), *SMALL, "--runs-dir", str(runs)]) == 2
     assert words in capsys.readouterr().err
     assert not runs.exists()
+
+
+def test_a_row_that_leaks_under_sparse_mae_is_refused_at_validation(tmp_path, capsys, monkeypatch):
+    """The no-leak check (ablations/study/leak.py) on an encoder made to leak: the mean of every
+    pixel, masked ones included, added to its output."""
+    real = leak.build_mae
+
+    def leaky(*args, **kwargs):
+        mae = real(*args, **kwargs)
+        forward = mae.encoder.forward_features
+
+        def features(x, mask=None, return_intermediates=False, mask_token=None):
+            out, feats = forward(x, mask, True, mask_token)
+            out = out + x.mean()
+            return (out, feats) if return_intermediates else out
+
+        mae.encoder.forward_features = features
+        return mae
+
+    leak._check.cache_clear()
+    monkeypatch.setattr(leak, "build_mae", leaky)
+    try:
+        args = ["--table", table(tmp_path, "attn_residual", True), *SMALL, "--runs-dir", str(tmp_path / "r")]
+        assert cli.main([*args, "--dry-run"]) == 2
+        err = capsys.readouterr().err
+        assert "rows.one: this row leaks under sparse MAE: changing only masked pixels changed" in err
+        assert "or train it with mode: supervised" in err
+    finally:
+        monkeypatch.undo()
+        leak._check.cache_clear()
+    assert leak.leak_message("f", "image", {"attn_residual": True}) is None  # the real encoder holds
