@@ -65,6 +65,13 @@ def test_user_table_with_an_inline_row_and_a_sweep(tmp_path, capsys):
     assert ablate(tmp_path, "--report") == 0
     assert any((tmp_path / "runs/report").glob("tiny+*/mine.md"))
     assert (tmp_path / "runs/report/index.md").read_text().count("sweeps/") == 1
+    # another file with the same name and other rows would share the folders: refused
+    (tmp_path / "other").mkdir()
+    other = write(
+        tmp_path / "other" / "conv.yaml", "name: mine\nrows:\n  f+kv: {from: f, model: {kv: pool}}\n"
+    )
+    assert ablate(tmp_path, "--table", other, *SMALL, "--dry-run") == 2
+    assert "table name 'mine' is already used under" in capsys.readouterr().err
 
 
 def test_user_preset_extends_a_built_in_and_names_its_folders(tmp_path, capsys):

@@ -28,7 +28,7 @@ from ablations.data.common import repeats
 from ablations.errors import RunError
 from ablations.study import config as C
 from ablations.study import runs as R
-from ablations.study.definitions import save_definition
+from ablations.study.definitions import check_definition, save_definition
 from ablations.study.identity import files_fingerprint
 from ablations.study.status import status_text
 from ablations.train import distributed as D
@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.report:
                 sel = selection(args)
                 runs, refused = C.resolve_all(sel)
+                check_definition(args.runs_dir, C.selected_table(sel))
                 if not runs:
                     raise C.ConfigError(f"Nothing to run: every entry is refused.\n{refused_text(refused)}")
             if args.only:

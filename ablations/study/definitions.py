@@ -14,12 +14,28 @@ from pathlib import Path
 
 import yaml
 
+from ablations.errors import ConfigError
 from ablations.store.atomic import write_atomic
 from ablations.study import sources as S
 from ablations.study.config import PAPER_TABLES, list_tables, load_table
 from ablations.study.yaml_files import load_yaml
 
 FILE = "table.yaml"
+
+
+def check_definition(runs_dir: Path, table: str) -> None:
+    """Two different table files with one name would share run folders: the second is refused
+    while the first's definition (another file, other content) is kept under runs/<name>/."""
+    src = S.table_source(table)
+    path = Path(runs_dir) / src.name / FILE
+    if src.builtin or not path.exists():
+        return
+    kept, first = load_yaml(path), path.read_text().split("\n", 1)[0].removeprefix("# from ")
+    if first != str(src.path) and kept != load_table(table) | {"name": src.name}:
+        raise ConfigError(
+            f"{src.path}: table name {src.name!r} is already used under {Path(runs_dir) / src.name} by "
+            f"{first}, with other rows. Set another `name:` at the top of the file, or use another --runs-dir."
+        )
 
 
 def save_definition(runs_dir: Path, table: str) -> None:
