@@ -68,7 +68,8 @@ def test_user_table_with_an_inline_row_and_a_sweep(tmp_path, capsys):
     # another file with the same name and other rows would share the folders: refused
     (tmp_path / "other").mkdir()
     other = write(
-        tmp_path / "other" / "conv.yaml", "name: mine\nrows:\n  f+kv: {from: f, model: {kv: pool}}\n"
+        tmp_path / "other" / "conv.yaml",
+        "name: mine\nmode: mae\nrows:\n  f+kv: {from: f, model: {kv: pool}}\n",
     )
     assert ablate(tmp_path, "--table", other, *SMALL, "--dry-run") == 2
     assert "table name 'mine' is already used under" in capsys.readouterr().err

@@ -34,7 +34,8 @@ def check_definition(runs_dir: Path, table: str) -> None:
     if first != str(src.path) and kept != load_table(table) | {"name": src.name}:
         raise ConfigError(
             f"{src.path}: table name {src.name!r} is already used under {Path(runs_dir) / src.name} by "
-            f"{first}, with other rows. Set another `name:` at the top of the file, or use another --runs-dir."
+            f"{first}, with other rows. Set another `name:` at the top of the file, or use another "
+            "--runs-dir."
         )
 
 

@@ -51,6 +51,10 @@ def check_table(spec: dict, label: str) -> None:
         _keys(info or {}, ROW_KEYS, f"{where}.", label)
         info = info or {}
         mode = info.get("mode", spec.get("mode"))
+        if mode is None:
+            raise ConfigError(
+                f"{label}: {where}: no mode: give mode: mae or supervised (on the row, or at the top)."
+            )
         if mode not in MODES:
             raise ConfigError(f"{label}: {where}.mode={mode!r}: give mode: mae or mode: supervised.")
         row_flags(spec, str(name), label)
