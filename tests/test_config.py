@@ -11,7 +11,7 @@ def resolve(**kw):
 
 
 @pytest.mark.parametrize("preset", C.list_presets())
-@pytest.mark.parametrize("table", ["table1", "table3", "fig8"])
+@pytest.mark.parametrize("table", ["table1", "table3", "fig8", "loo", "one"])
 def test_every_preset_and_table_resolves(preset, table):
     for modality in C.preset_modalities(C.load_preset(preset)):
         runs = resolve(table=table, preset=preset, modality=modality)
