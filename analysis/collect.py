@@ -52,7 +52,9 @@ def load_runs(runs_dir) -> pd.DataFrame:
         rec["config"] = cfg
         rec.update({k: m.get(k) for k in CONVENTION_COLUMNS})
         sweep = m.get("run", {}).get("sweep") or {}
-        rec.update(sweep_id=sweep.get("id"), sweep_values=sweep.get("values"))
+        values = sweep.get("values")  # in the order the keys were given (metrics.json sorts them)
+        values = {k: values[k] for k in sweep.get("keys", values)} if values else None
+        rec.update(sweep_id=sweep.get("id"), sweep_values=values)
         records.append(rec)
     df = pd.DataFrame(records, columns=COLUMNS + CONVENTION_COLUMNS + SWEEP_COLUMNS)
     for col in COLUMNS[9:15] + CONVENTION_COLUMNS:

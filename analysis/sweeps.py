@@ -6,6 +6,7 @@ swept keys and the other --set values (ablations/study/config.sweep_id)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -23,20 +24,20 @@ def sweep_frame(df: pd.DataFrame, runs_dir: Path, sweep: str) -> pd.DataFrame:
     keys = list(runs["sweep_values"].iloc[0])
     recs = []
     for (table, entry, m), group in runs.groupby(["table", "entry", "modality"], sort=False):
-        points = sorted({tuple(v[k] for k in keys) for v in group["sweep_values"]}, key=_order)
-        at = {
-            p: group[group["sweep_values"].map(lambda v, p=p: tuple(v[k] for k in keys) == p)] for p in points
-        }
+        # a swept value may be a list or mapping ([32,32]): grouped by its JSON text
+        key = group["sweep_values"].map(lambda v: json.dumps([v[k] for k in keys], sort_keys=True))
+        points = sorted(set(key), key=lambda text: _order(json.loads(text)))
         for p in points:
-            acc, sd, n = stat(at[p], "top1")
-            d = compare(runs_dir, at[points[0]], at[p], str(p), m) if p != points[0] else None
-            rec = {"entry": f"{table}/{entry}", "modality": m, **dict(zip(keys, p))}
+            acc, sd, n = stat(group[key == p], "top1")
+            d = compare(runs_dir, group[key == points[0]], group[key == p], p, m) if p != points[0] else None
+            rec = {"entry": f"{table}/{entry}", "modality": m, **dict(zip(keys, json.loads(p)))}
             rec |= {"top1": acc, "top1_std": sd, "seeds": n, "delta": interval_text(d) if d else "(first)"}
             recs.append(rec | ({k: d[k] for k in ("diff", "low", "high")} if d else {}))
     return pd.DataFrame(recs)
 
 
-def _order(point: tuple):
+def _order(point: list):
+    """Numbers in numeric order, anything else after them in text order."""
     return tuple((0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v)) for v in point)
 
 

@@ -77,3 +77,24 @@ def test_sweep_with_seeds_dry_run_status_and_only(tmp_path, capsys, monkeypatch)
     assert "3 not started" in out and "1 finished" in out
     with pytest.raises(C.ConfigError, match="two values or more"):
         C.resolve(C.Selection(step="f", preset="tiny", sets={"mae.mask_ratio": Sweep([0.4])}))
+
+
+def test_a_sweep_of_list_values_is_one_table_and_plot(tmp_path, monkeypatch):
+    monkeypatch.setattr(R, "run_training", fake_train)
+    monkeypatch.setattr(R, "measure_model", fake_measure)
+    monkeypatch.setattr("analysis.report.table1_speeds", lambda *a, **k: {})
+    for name in ("table1_accuracy", "table1_speed", "fig8", "acc_vs_speed", "differences"):
+        monkeypatch.setattr(f"analysis.plots.{name}", lambda *a, **k: None)
+    monkeypatch.setattr("analysis.table3_plot.table3", lambda *a, **k: None)
+    runs = tmp_path / "runs"
+    args = ["--step", "f", "--preset", "tiny", "--runs-dir", str(runs), "--quiet"]
+    sweep = ["--set", "pretrain.aug.rrc_scale=[0.5,1.0],[0.2,1.0]", "mae.mask_ratio=0.4,0.6"]
+    assert cli.main([*args, *sweep]) == 0
+    (folder,) = (runs / "report/sweeps").iterdir()
+    md = (folder / "sweep.md").read_text()
+    rows = [ln for ln in md.splitlines() if ln.startswith("| table1/f |")]
+    assert len(rows) == 4 and rows[0].startswith("| table1/f | image | [0.2, 1.0] | 0.4 |")
+    assert rows[1].startswith(
+        "| table1/f | image | [0.2, 1.0] | 0.6 | 56.00 | – |"
+    )  # no predictions: no interval
+    assert (folder / "sweep.png").exists()

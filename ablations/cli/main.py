@@ -197,7 +197,8 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
     D.main_only(print_table, sel, runs, args.runs_dir)
     D.main_only(print_trends, sel, report / runs[0].variant / "trends.md")
     counts = {k: list(outcomes.values()).count(k) for k in sorted(set(outcomes.values()))}
-    print(f"\n{len(runs)} runs: {counts}. Report: {report}/{runs[0].variant}/")
+    where = f"sweeps/{runs[0].sweep['id']}" if runs[0].sweep else runs[0].variant
+    print(f"\n{len(runs)} runs: {counts}. Report: {report}/{where}/")
     return 1 if counts.get("failed") or counts.get("changed") else 0
 
 

@@ -459,7 +459,7 @@ def resolve_all(sel: Selection) -> tuple[list[Run], list[Refused]]:
     runs, refused = [], []
     for sets, values in W.points(sel.sets):
         variant = variant_name(preset.name, sets)
-        sweep = {"id": sweep_id(preset.name, sel.sets), "values": values} if swept else None
+        sweep = {"id": sweep_id(preset.name, sel.sets), "keys": swept, "values": values} if swept else None
         for s in range(sel.seeds):
             seed = preset_config(sel.preset, sel.modality)["seed"] + s
             for entry_name, entry in entries:
