@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from ablations.cli import main as cli
+from ablations.cli.launch.submit import job_argv
 from ablations.study import config as C
 from ablations.study import runs as R
 from ablations.study.sweep import Sweep, points, split_values
@@ -98,3 +99,20 @@ def test_a_sweep_of_list_values_is_one_table_and_plot(tmp_path, monkeypatch):
         "| table1/f | image | [0.2, 1.0] | 0.6 | 56.00 | – |"
     )  # no predictions: no interval
     assert (folder / "sweep.png").exists()
+
+
+def test_a_launcher_job_keeps_the_sweep_and_finds_the_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = [
+        "--table",
+        "./mine.yaml",
+        "--preset=p/x.yaml",
+        "--set",
+        "mae.mask_ratio=0.4,0.6",
+        "--launcher",
+        "slurm",
+    ]
+    job = job_argv(argv, tmp_path / "runs")
+    assert job[:5] == ["--table", str(tmp_path / "mine.yaml"), f"--preset={tmp_path / 'p/x.yaml'}", "--set",
+                       "mae.mask_ratio=0.4,0.6"]  # fmt: skip
+    assert "--launcher" not in job and job[-3:] == ["--runs-dir", str(tmp_path / "runs"), "--quiet"]
