@@ -195,3 +195,24 @@ def test_a_preset_may_extend_another_file(tmp_path, capsys):
     assert ablate(tmp_path, "--step", "f", "--preset", child, "--dry-run") == 0
     cfg = yaml.safe_load(capsys.readouterr().out.split("\n", 3)[-1])
     assert (cfg["pretrain"]["epochs"], cfg["finetune"]["epochs"]) == (2, 3)
+
+
+MORE_BAD_TABLES = [
+    ("mode: mae\nrows:\n  my row: {}\n", ["rows.my row: a row name is a folder name"]),
+    ("mode: mae\ninteraction: {reference: g}\nrows:\n  f: {}\n", ["interaction.reference", "one of ['f']"]),
+    (
+        "mode: mae\ninteraction: {reference: f, change: putback}\nrows:\n  f: {}\n",
+        ["Did you mean 'put_back'"],
+    ),
+    ("mode: mae\nrows:\n  f: {component: z}\n", ["rows.f.component='z'", "Valid: a, b, c, d, e, f"]),
+    ("mode: mae\nrefused: ignore\nrows:\n  f: {}\n", ["refused: 'ignore'", "Valid: error, explain"]),
+]
+
+
+@pytest.mark.parametrize("text, words", MORE_BAD_TABLES)
+def test_more_bad_table_files(tmp_path, capsys, text, words):
+    assert (
+        ablate(tmp_path, "--table", write(tmp_path / "bad.yaml", text), "--preset", "tiny", "--dry-run") == 2
+    )
+    err = capsys.readouterr().err
+    assert all(w in err for w in words), err

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import MISSING, fields
 
 from ablations.errors import ConfigError
+from ablations.study.sources import NAME_RE
 from ablations.study.validate import MODES
 from models import ModelConfig, load_rows, rows_first
 from models.config import CHOICES as FLAG_CHOICES
@@ -28,6 +29,8 @@ GROUP_ENTRY_KEYS = ("set", "scale", "modalities")
 # refused: what a table does with an entry that validation refuses (error: exit 2; explain: the
 # entry is left out, and the dry run, the output and the report say why).
 REFUSED = ("error", "explain")
+CHANGES = ("put_back", "remove")  # interaction: the rows put a component back, or remove it
+PATHS = ("table1", "fig8")  # interaction: the cumulative path (MAE, or supervised)
 MODEL_FIELDS = {f.name: f for f in fields(ModelConfig)}
 
 
@@ -48,6 +51,10 @@ def check_table(spec: dict, label: str) -> None:
         raise ConfigError(f"{label}: refused: {spec['refused']!r}.{did_you_mean(spec['refused'], REFUSED)}")
     for name, info in (spec.get("rows") or {}).items():
         where = f"rows.{name}"
+        if not NAME_RE.match(str(name)):
+            raise ConfigError(
+                f"{label}: {where}: a row name is a folder name: use letters, digits and ._+- only."
+            )
         _keys(info or {}, ROW_KEYS, f"{where}.", label)
         info = info or {}
         mode = info.get("mode", spec.get("mode"))
@@ -59,6 +66,14 @@ def check_table(spec: dict, label: str) -> None:
             raise ConfigError(f"{label}: {where}.mode={mode!r}: give mode: mae or mode: supervised.")
         row_flags(spec, str(name), label)
         _check_modalities(info, where, label)
+        removers = list(load_rows())[1:]
+        if info.get("component") is not None and info["component"] not in removers:
+            raise ConfigError(
+                f"{label}: {where}.component={info['component']!r}: give the Table 1 row that removes it."
+                f"{did_you_mean(info['component'], removers)}"
+            )
+    if spec.get("interaction") is not None:
+        _check_interaction(spec, label)
     if spec.get("groups"):
         if spec.get("mode") not in MODES or spec.get("row") is None:
             raise ConfigError(
@@ -70,6 +85,21 @@ def check_table(spec: dict, label: str) -> None:
             for value, info in (gspec.get("entries") or {}).items():
                 _keys(info or {}, GROUP_ENTRY_KEYS, f"groups.{group}.entries.{value}.", label)
                 _check_modalities(info or {}, f"groups.{group}.entries.{value}", label)
+
+
+def _check_interaction(spec: dict, label: str) -> None:
+    """interaction: {reference: <row of this table>, change: put_back | remove, path: table1 | fig8};
+    the rows with `component:` (the Table 1 row that removes it) are compared."""
+    inter = spec["interaction"]
+    _keys(inter, ("reference", "change", "path"), "interaction.", label)
+    rows = list(spec.get("rows") or {})
+    if inter.get("reference") not in rows:
+        raise ConfigError(
+            f"{label}: interaction.reference: give the row the others are compared with, one of {rows}."
+        )
+    for key, valid in (("change", CHANGES), ("path", PATHS)):
+        if inter.get(key, valid[0]) not in valid:
+            raise ConfigError(f"{label}: interaction.{key}={inter[key]!r}.{did_you_mean(inter[key], valid)}")
 
 
 def _check_modalities(info: dict, where: str, label: str) -> None:
