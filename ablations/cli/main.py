@@ -127,8 +127,12 @@ def main(argv: list[str] | None = None) -> int:
             print(refused_text(refused) + status_text(runs, args.runs_dir))
             return 0
         print(refused_text(refused), end="")
-        if sel is not None and not args.only and not args.bench:
-            D.main_only(save_definition, args.runs_dir, C.selected_table(sel))
+        if sel is not None and not args.only and not args.bench and rank == 0:
+            try:  # a user table's rows, kept beside its runs for --report (study/definitions.py)
+                save_definition(args.runs_dir, C.selected_table(sel))
+            except OSError as e:
+                print(f"ablate.py: error: {e}. {os_fix(e)}", file=sys.stderr)
+                return 1
         if args.launcher:  # submits jobs and returns; each job runs this command with --only <run>
             return submit_runs(args, sel, runs, sys.argv[1:] if argv is None else argv, main)
         D.init_distributed()  # once, before any work: every rank joins here or fails here
