@@ -96,7 +96,10 @@ def interactions_markdown(frame: pd.DataFrame, spec: dict) -> str:
     """One line per component and modality: alone, in the path, difference (each Δ [95% CI])."""
     path = PATH_LABEL.get(spec["interaction"].get("path", "table1"), "path")
     lines = []
+    trained = set(frame.loc[frame["seeds"] > 0, "modality"])  # a modality without runs is left out
     for (comp, entry, m), g in frame.groupby(["component", "entry", "modality"], sort=False):
+        if m not in trained:
+            continue
         by = g.set_index("measure")
         why = by["why"].iloc[0]
         alone = why if why else _cell(by.loc["alone"])
