@@ -36,6 +36,7 @@ COLUMNS = [
     "seeds",
     "distinguishable",
     "why",
+    "runs",  # the entry's own finished runs
 ]
 MEASURES = ("alone", "path", "difference")
 PATH_LABEL = {"table1": "Table 1 path (MAE)", "fig8": "Fig. 8 path (supervised)"}
@@ -87,7 +88,15 @@ def interactions(df: pd.DataFrame, runs_dir: Path, variant: str, table: str, spe
             for measure, terms in zip(MEASURES, (alone, in_path, alone + [(-w, r) for w, r in in_path])):
                 rec = contrast(runs_dir, terms) if not (why and measure != "path") else contrast(runs_dir, [])
                 recs.append(
-                    {"component": comp, "entry": name, "modality": m, "measure": measure, **rec, "why": why}
+                    {
+                        "component": comp,
+                        "entry": name,
+                        "modality": m,
+                        "measure": measure,
+                        **rec,
+                        "why": why,
+                        "runs": len(runs),
+                    }
                 )
     return pd.DataFrame(recs, columns=COLUMNS)
 
@@ -96,7 +105,7 @@ def interactions_markdown(frame: pd.DataFrame, spec: dict) -> str:
     """One line per component and modality: alone, in the path, difference (each Δ [95% CI])."""
     path = PATH_LABEL.get(spec["interaction"].get("path", "table1"), "path")
     lines = []
-    trained = set(frame.loc[frame["seeds"] > 0, "modality"])  # a modality without runs is left out
+    trained = set(frame.loc[frame["runs"] > 0, "modality"])  # a modality without runs is left out
     for (comp, entry, m), g in frame.groupby(["component", "entry", "modality"], sort=False):
         if m not in trained:
             continue
