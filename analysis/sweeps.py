@@ -49,22 +49,28 @@ def sweep_markdown(frame: pd.DataFrame, keys: list[str]) -> str:
 
 
 def sweep_plot(frame: pd.DataFrame, keys: list[str], out: Path, title: str) -> list[Path]:
-    """Top-1 (mean ± std over seeds) against the swept value, one line per entry, per modality;
-    with several swept keys the x axis lists the combinations."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, m in zip(axes, MODS):
+    """Per modality: top-1 (mean ± std over seeds) against the swept value, one line per entry
+    (top), and each value's difference to the first with its paired 95% interval (bottom); with
+    several swept keys the x axis lists the combinations."""
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.4), sharex="col")
+    for (ax, dax), m in zip(axes.T, MODS):
         part = frame[frame["modality"] == m]
         if part.empty:
             ax.text(0.5, 0.5, f"no {m} runs", ha="center", va="center", transform=ax.transAxes, color=PAPER)
         for entry, g in part.groupby("entry", sort=False):
             numeric = len(keys) == 1 and all(isinstance(v, (int, float)) for v in g[keys[0]])
             x = g[keys[0]].to_numpy(float) if numeric else np.arange(len(g))
-            ax.errorbar(x, g["top1"], yerr=g["top1_std"].fillna(0), marker="o", capsize=3, label=entry)
+            line = ax.errorbar(x, g["top1"], yerr=g["top1_std"].fillna(0), marker="o", capsize=3, label=entry)
+            d = g.reindex(columns=["diff", "low", "high"]).astype(float).fillna({"diff": 0.0})
+            err = np.stack([(d["diff"] - d["low"]).fillna(0), (d["high"] - d["diff"]).fillna(0)])
+            dax.errorbar(x, d["diff"], yerr=err, marker="o", capsize=3, color=line[0].get_color())
             if not numeric:
-                ax.set_xticks(x, [", ".join(str(r[k]) for k in keys) for _, r in g.iterrows()], fontsize=8)
-        ax.set_xlabel(", ".join(keys))
+                dax.set_xticks(x, [", ".join(str(r[k]) for k in keys) for _, r in g.iterrows()], fontsize=8)
         ax.set_ylabel("top-1 (%)", color=OURS)
         ax.set_title(m)
+        dax.axhline(0.0, color="black", lw=0.8)
+        dax.set_xlabel(", ".join(keys))
+        dax.set_ylabel("Δ vs the first value, 95% CI")
         if not part.empty:
             ax.legend(fontsize=7)
     fig.suptitle(title)
