@@ -15,6 +15,8 @@ COLUMNS = ["name", "table", "entry", "modality", "variant", "preset", "seed", "m
            "top1", "top5", "throughput", "params", "macs", "train_time_s", "config"]  # fmt: skip
 # Row mvitv2's model with Hiera's conventions (models.model_stats.model_summary), beside row a.
 CONVENTION_COLUMNS = ["params_hiera_conventions", "macs_hiera_conventions"]
+# A sweep's runs (--set key=a,b,c): its id and this run's swept values (ablations/study/sweep.py).
+SWEEP_COLUMNS = ["sweep_id", "sweep_values"]
 
 
 def paper_numbers() -> dict:
@@ -94,8 +96,12 @@ def load_runs(runs_dir, quiet: bool = False) -> pd.DataFrame:
         rec.update({k: m.get(k) for k in COLUMNS[9:15]})
         rec["config"] = cfg
         rec.update({k: m.get(k) for k in CONVENTION_COLUMNS})
+        sweep = m.get("run", {}).get("sweep") or {}
+        values = sweep.get("values")  # in the order the keys were given (metrics.json sorts them)
+        values = {k: values[k] for k in sweep.get("keys", values)} if values else None
+        rec.update(sweep_id=sweep.get("id"), sweep_values=values)
         records.append(rec)
-    df = pd.DataFrame(records, columns=COLUMNS + CONVENTION_COLUMNS)
+    df = pd.DataFrame(records, columns=COLUMNS + CONVENTION_COLUMNS + SWEEP_COLUMNS)
     for col in COLUMNS[9:15] + CONVENTION_COLUMNS:
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df.attrs["damaged"] = damaged

@@ -12,9 +12,10 @@ import pandas as pd
 from ablations.store.atomic import write_atomic
 from ablations.study.config import MODALITIES, list_rows
 from ablations.train.reconstructions import FILE as RECONSTRUCTIONS
-from analysis import differences, plots, speed_table, table3_plot, tables, trends
+from analysis import differences, plots, speed_table, table3_plot, table_report, tables, trends
 from analysis.collect import load_runs, new_report, no_recipe, paper_numbers, say_damaged
 from analysis.reconstructions import draw_reconstructions, load_arrays
+from analysis.sweeps import write_sweeps
 
 DIFF_TITLES = {
     "table1": "\n## Is each change more than noise? Each row minus the row before\n\n",
@@ -187,9 +188,12 @@ def write_report(runs_dir, out: Path | None = None, measure_speed: bool = True) 
         if {"table1", "fig8"} & set(written):  # the trends read Table 1's and Fig. 8's runs
             write_atomic(vdir / "trends.md", trends.trends_markdown(df, runs_dir, variant))
             index += [f"- [trends: do the paper's three trends hold?]({variant}/trends.md)"]
+        index += table_report.write_tables(df, runs_dir, vdir, variant)
         figures = copy_reconstructions(runs_dir, df[df["variant"] == variant], vdir)
         index += [f"- plots: `{variant}/*.png`, `{variant}/*.pdf`"]
         index += [f"- MAE reconstructions: [{f.stem}]({variant}/{f.name})" for f in figures] + [""]
+    sweeps = write_sweeps(df, runs_dir, out)
+    index += ["## Sweeps", "", *sweeps, ""] if sweeps else []
     write_atomic(out / "index.md", "\n".join(index))
     return out
 
@@ -234,4 +238,8 @@ def table_text(runs_dir, variant: str, name: str, modalities: tuple[str, ...] = 
     if name == "table1":
         speeds = table1_speeds(df, runs_dir, variant, False)
         return tables.table1(df, variant, paper_numbers(), speeds, modalities=modalities)[1]
-    return tables.__dict__[name](df, variant, paper_numbers(), modalities=modalities)[1]
+    if name in ("table3", "fig8"):
+        return tables.__dict__[name](df, variant, paper_numbers(), modalities=modalities)[1]
+    report = Path(runs_dir) / "report" / variant
+    parts = [report / f"{name}.md", report / f"{name}_interactions.md"]
+    return "\n".join(p.read_text().split("\n", 3)[-1] for p in parts if p.exists())

@@ -53,8 +53,24 @@ def paired_difference(
     a, b = np.atleast_2d(correct_a), np.atleast_2d(correct_b)
     if a.shape != b.shape or a.shape[1] == 0:
         raise ValueError(f"paired runs need the same (seeds, samples); got {a.shape} and {b.shape}")
-    k, n = a.shape
-    d = b.astype(np.int8) - a.astype(np.int8)  # (K, N)
+    return _bootstrap(b.astype(np.int8) - a.astype(np.int8), n_boot, seed, level)
+
+
+def paired_contrast(terms: list[tuple[int, np.ndarray]], n_boot: int = N_BOOT, seed: int = SEED,
+                    level: float = LEVEL) -> Difference:  # fmt: skip
+    """sum of weight x correct over several runs, paired per sample and seed, e.g. an interaction
+    [(+1, with_alone), (-1, without_alone), (-1, with_path), (+1, without_path)]: the same
+    bootstrap as paired_difference (which is [(-1, a), (+1, b)])."""
+    arrays = [np.atleast_2d(c) for _, c in terms]
+    if any(x.shape != arrays[0].shape for x in arrays) or arrays[0].shape[1] == 0:
+        raise ValueError(f"paired runs need the same (seeds, samples); got {[x.shape for x in arrays]}")
+    d = sum(int(w) * x.astype(np.int8) for (w, _), x in zip(terms, arrays))
+    return _bootstrap(np.asarray(d, dtype=np.int8), n_boot, seed, level)
+
+
+def _bootstrap(d: np.ndarray, n_boot: int, seed: int, level: float) -> Difference:
+    """d: (K, N) small integers per seed and sample; the method of this module's docstring."""
+    k, n = d.shape
     per_seed = 100.0 * d.mean(1)  # (K,)
     patterns, counts = np.unique(d.T, axis=0, return_counts=True)  # (U, K), (U,)
     rng = np.random.default_rng(seed)

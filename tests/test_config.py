@@ -11,7 +11,7 @@ def resolve(**kw):
 
 
 @pytest.mark.parametrize("preset", C.list_presets())
-@pytest.mark.parametrize("table", ["table1", "table3", "fig8"])
+@pytest.mark.parametrize("table", ["table1", "table3", "fig8", "loo", "one"])
 def test_every_preset_and_table_resolves(preset, table):
     for modality in C.preset_modalities(C.load_preset(preset)):
         runs = resolve(table=table, preset=preset, modality=modality)
@@ -45,7 +45,7 @@ def test_a_preset_extends_another_by_its_changes_only(tmp_path, monkeypatch):
         sup.name == "fig8/f/image/laptop/seed0" and sup.config["supervised"] == cpu_sup.config["supervised"]
     )
     # an unknown key in the child, and a cycle, are errors naming the file
-    monkeypatch.setattr(C, "PRESET_DIR", tmp_path)
+    monkeypatch.setattr(C.S, "PRESET_DIR", tmp_path)
     (tmp_path / "base.yaml").write_text((C.Path(C.__file__).parent / "presets" / "cpu.yaml").read_text())
     (tmp_path / "bad.yaml").write_text("preset: {extends: base}\npretrain: {epoch: 8}\n")
     with pytest.raises(C.ConfigError, match="bad.yaml .extends base.: Unknown key 'pretrain.epoch'"):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ablations.cli.launch.options import check as check_launch
 from ablations.cli.launch.submit import submit_runs
-from ablations.cli.output import bench, dry_run_text, print_table, print_trends, show_list
+from ablations.cli.output import bench, dry_run_text, print_table, print_trends, refused_text, show_list
 from ablations.cli.parser import parser
 from ablations.data import check_data
 from ablations.data.common import repeats
@@ -29,6 +29,7 @@ from ablations.errors import DETERMINISTIC, RunError, advice, kind_of, os_fix
 from ablations.study import config as C
 from ablations.study import failure
 from ablations.study import runs as R
+from ablations.study.definitions import check_definition, save_definition
 from ablations.study.identity import files_fingerprint
 from ablations.study.status import status_text
 from ablations.train import distributed as D
@@ -98,9 +99,13 @@ def main(argv: list[str] | None = None) -> int:
 def command(args, argv: list[str] | None) -> int:
     """main's work, under its stop request."""
     if args.list:
-        print(show_list())
+        try:
+            print(show_list(args.table, args.preset))
+        except C.ConfigError as e:
+            print(f"ablate.py: error: {e}", file=sys.stderr)
+            return 2
         return 0
-    sel, runs = None, []  # --report reads every finished run; it needs no selection
+    sel, runs, refused = None, [], []  # --report reads every finished run; it needs no selection
     try:
         check_launch(args)
         if args.attn_backend is not None and not args.bench:
@@ -109,7 +114,10 @@ def command(args, argv: list[str] | None) -> int:
             raise C.ConfigError(f"--devices {args.devices}: give 1 or more devices, or drop it.")
         if not args.report:
             sel = selection(args)
-            runs = C.resolve(sel)
+            runs, refused = C.resolve_all(sel)
+            check_definition(args.runs_dir, C.selected_table(sel))
+            if not runs:
+                raise C.ConfigError(f"Nothing to run: every entry is refused.\n{refused_text(refused)}")
         if args.only:
             runs = only(runs, args.only)
         if args.plan or args.device_mem is not None:
@@ -126,11 +134,18 @@ def command(args, argv: list[str] | None) -> int:
         print(f"ablate.py: error: {e}", file=sys.stderr)
         return 2
     if args.dry_run:
-        print(dry_run_text(runs))
+        print(refused_text(refused) + dry_run_text(runs))
         return 0
     if args.status:
-        print(status_text(runs, args.runs_dir))
+        print(refused_text(refused) + status_text(runs, args.runs_dir))
         return 0
+    print(refused_text(refused), end="")
+    if sel is not None and not args.only and not args.bench and D.env_world()[0] == 0:
+        try:  # a user table's rows, kept beside its runs for --report (study/definitions.py)
+            save_definition(args.runs_dir, C.selected_table(sel))
+        except OSError as e:
+            print(f"ablate.py: error: {e}. {os_fix(e, args.runs_dir)}", file=sys.stderr)
+            return 1
     if args.launcher:  # submits jobs and returns; each job runs this command with --only <run>
         return submit_runs(args, sel, runs, sys.argv[1:] if argv is None else argv, main)
     D.init_distributed()  # once, before any work: every rank joins here or fails here
@@ -240,7 +255,8 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
     D.main_only(print_table, sel, runs, args.runs_dir)
     D.main_only(print_trends, sel, report / runs[0].variant / "trends.md")
     counts = {k: list(outcomes.values()).count(k) for k in sorted(set(outcomes.values()))}
-    print(f"\n{len(runs)} runs: {counts}. Report: {report}/{runs[0].variant}/")
+    where = f"sweeps/{runs[0].sweep['id']}" if runs[0].sweep else runs[0].variant
+    print(f"\n{len(runs)} runs: {counts}. Report: {report}/{where}/")
     return 1 if counts.get("failed") or counts.get("changed") or counts.get("locked") else 0
 
 

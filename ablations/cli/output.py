@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from ablations.study import config as C
+from ablations.study import sources as S
 from ablations.train import distributed as D
 from ablations.train.batching import describe
 from ablations.train.memory_plan import phase_runtime
@@ -17,27 +18,38 @@ from analysis.trends import verdicts
 from models.steps import row_changes
 
 
-def show_list() -> str:
-    """Rows, tables and presets, each list read from its files (the lists --help shows)."""
+def show_list(table: str | None = None, preset: str | None = None) -> str:
+    """Rows, tables and presets, each list read from its files (the lists --help shows), each
+    entry with where it comes from (a built-in file, or the user files given with --table /
+    --preset)."""
     rows = row_changes()
     paper = paper_numbers()
-    lines = [f"Rows (--step; from {C.source('rows')}, each = previous + one change):"]
+    lines = [f"Rows (--step; from {C.source('rows')}, each = previous + one change; tables add inline rows):"]
     for row in C.list_rows():
         label = paper["table1"]["rows"].get(row, {}).get("label", "")
         changes = ", ".join(f"{k}={v}" for k, v in (rows.get(row) or {}).items())
         lines.append(f"  {row:8s} {label}  [{changes}]")
-    lines.append(f"\nTables (--table N / --fig N; from {C.source('tables')}):")
-    for t in C.list_tables():
-        spec = C.load_table(t)
+    lines.append(f"\nTables (--table N / --fig N; from {C.source('tables')}; or --table <file.yaml>):")
+    extra = [table] if table and S.is_path(table) else []
+    for t in C.list_tables() + extra:
+        src, spec = S.table_source(t), C.load_table(t)
         n = {m: len(C.table_entries(t, m)) for m in C.MODALITIES}
         runs = f"{n['image']} image / {n['video']} video runs"
-        lines.append(f"  {t:8s} {C.table_flag(t):10s} {spec.get('title', '')}  ({runs})")
-    lines.append(f"\nPresets (--preset; from {C.source('presets')}):")
-    for p in C.list_presets():
-        meta = C.load_preset(p).get("preset", {})
-        lines.append(f"  {p:10s} {meta.get('description', '')}  [{', '.join(meta.get('modalities', []))}]")
+        flag = C.table_flag(t) if src.builtin else f"--table {t}"
+        lines.append(f"  {src.name:8s} {flag:10s} {spec.get('title', '')}  ({runs})  <- {src.origin}")
+    lines.append(f"\nPresets (--preset; from {C.source('presets')}; or --preset <file.yaml>):")
+    extra = [preset] if preset and S.is_path(preset) else []
+    for p in C.list_presets() + extra:
+        src, meta = S.preset_source(p), C.load_preset(p).get("preset", {})
+        modalities = ", ".join(C.preset_modalities(C.load_preset(p)))
+        lines.append(f"  {src.name:10s} {meta.get('description', '')}  [{modalities}]  <- {src.origin}")
     lines.append(f"\nModes: {', '.join(C.MODES)}.  Modalities: {', '.join(C.MODALITIES)}.")
     return "\n".join(lines)
+
+
+def refused_text(refused: list[C.Refused]) -> str:
+    """The entries a table leaves out (refused: explain), one line each with the reason."""
+    return "".join(f"# [refused] {r.table}/{r.entry} ({r.modality}): {r.reason}\n" for r in refused)
 
 
 def dry_run_text(runs: list[C.Run]) -> str:
@@ -65,10 +77,14 @@ def print_table(sel: C.Selection, runs: list[C.Run], runs_dir: Path) -> None:
     """The table that was asked for (for --step: its header and that row), ours beside the paper's,
     with columns for the modality the selection ran only."""
 
-    name = C.selected_table(sel)
+    if runs[0].sweep:  # one table over every point: the report's
+        path = Path(runs_dir) / "report" / "sweeps" / runs[0].sweep["id"] / "sweep.md"
+        print(f"\nSweep ({path}):\n\n{path.read_text().split(chr(10), 2)[-1] if path.exists() else ''}")
+        return
+    name = S.table_source(C.selected_table(sel)).name
     ran = {run.modality for run in runs}
     text = table_text(runs_dir, runs[0].variant, name, tuple(m for m in C.MODALITIES if m in ran))
-    if sel.step is not None:
+    if sel.step is not None and name in C.PAPER_TABLES:
         lines = text.splitlines()
         text = "\n".join(lines[:2] + [ln for ln in lines[2:] if ln.startswith(f"| {sel.step} |")]) + "\n"
     print(f"\n{name} ({runs[0].variant}, {runs[0].modality}), ours beside the paper's:\n")

@@ -48,17 +48,24 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = p.add_mutually_exclusive_group()
-    what.add_argument("--step", metavar="ROW", help=escaped(rows_help()))
-    what.add_argument("--table", metavar="N", help=escaped(tables_help(figures=False)))
+    p.add_argument("--step", metavar="ROW", help=escaped(rows_help() + "; with --table, one entry of it"))
+    what.add_argument(
+        "--table", metavar="N", help=escaped(tables_help(figures=False) + "; or a YAML table file")
+    )
     what.add_argument("--fig", metavar="N", help=escaped(tables_help(figures=True)))
     p.add_argument(
         "--mode", help="mae (pretrain + finetune) or supervised (from scratch); default: the table's"
     )
     p.add_argument("--modality", help="image or video (default: the preset's first; image for cpu)")
-    p.add_argument("--preset", default=DEFAULT_PRESET, help=escaped(presets_help()))
+    user_preset = "; or a YAML preset file (preset: {extends: cpu} and its changes)"
+    p.add_argument("--preset", default=DEFAULT_PRESET, help=escaped(presets_help() + user_preset))
     p.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override config values (dotted keys; values parsed as YAML): "
-                        "--set a=1 b=2, or --set a=1 --set b=2")  # fmt: skip
+                        "--set a=1 b=2, or --set a=1 --set b=2. A comma list sweeps: "
+                        "--set mae.mask_ratio=0.4,0.6 "
+                        "is one run per value (several swept keys: every combination); brackets, braces and "
+                        "quotes keep their commas ([32,32] is one value), \\, is a literal "
+                        "comma")  # fmt: skip
     p.add_argument("--seeds", type=int, default=1, help="repeat with N seeds; tables show mean ± std")
     p.add_argument("--runs-dir", default="runs", type=Path, help="where run folders go (default: runs/)")
     p.add_argument("--force", action="store_true", help="retrain runs that already finished")

@@ -9,7 +9,6 @@ definitions), Table 3 lists one-key changes to row f. Every value is checked bef
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
@@ -19,8 +18,12 @@ import yaml
 
 from ablations.errors import ConfigError
 from ablations.store.hashing import file_sha256
+from ablations.study import sources as S
+from ablations.study import sweep as W
+from ablations.study import table_rows as T
 from ablations.study.identity import NEUTRAL_KEYS
 from ablations.study.validate import MODES, PHASES, check_config  # noqa: F401  (PHASES: C.PHASES)
+from ablations.study.yaml_files import load_yaml
 from models import steps
 from models.hints import did_you_mean
 from models.steps import ROWS_FILE
@@ -31,7 +34,15 @@ PRESET_DIR = HERE / "presets"
 TABLE_DIR = HERE / "tables"
 
 MODALITIES = ("image", "video")
-PRESET_META_KEYS = ("preset", "image", "video", "coupled")  # keys of a preset file that are not config
+PRESET_META_KEYS = (
+    "name",
+    "preset",
+    "image",
+    "video",
+    "coupled",
+)  # keys of a preset file that are not config
+PRESET_SECTION_KEYS = ("description", "modalities", "extends")  # a preset file's `preset:` section
+PAPER_TABLES = ("table1", "table3", "fig8")  # the paper's: --mode moves between table1 and fig8
 # Keys the selection flags own: setting them with --set would make a run's name lie.
 SELECTION_KEYS = {"mode": "--mode", "model.step": "--step", "model.modality": "--modality", "seed": "--seeds"}
 # Left out of run names (folder variants): how a run trains (identity.NEUTRAL_KEYS), and where its
@@ -64,23 +75,12 @@ DEFAULTS = {
 # ----------------------------------------------------------------------------- loading
 
 
-def load_yaml(path: Path) -> dict:
-    """A YAML file as a fresh dict (parsed once per process; callers may modify the copy)."""
-    return copy.deepcopy(_parse(Path(path), Path(path).stat().st_mtime_ns))
-
-
-@functools.cache
-def _parse(path: Path, mtime_ns: int) -> dict:
-    with open(path) as f:
-        return yaml.safe_load(f) or {}
-
-
 def list_presets() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    return S.builtin_names(S.PRESET_DIR)
 
 
 def list_tables() -> list[str]:
-    return sorted(p.stem for p in TABLE_DIR.glob("*.yaml"))
+    return S.builtin_names(S.TABLE_DIR)
 
 
 def list_rows() -> list[str]:
@@ -114,18 +114,24 @@ def is_figure(name: str) -> bool:
     return table_flag(name).startswith("--fig ")
 
 
-def load_preset(name: str, _children: tuple[str, ...] = ()) -> dict:
-    """A preset file as a dict. `preset: {extends: <other>}` starts from the other preset and
-    changes only the keys it gives (which must exist there; the image/video overlays may add)."""
-    if name not in list_presets():
-        raise ConfigError(f"Unknown preset {name!r}.{did_you_mean(name, list_presets())}")
-    preset = load_yaml(PRESET_DIR / f"{name}.yaml")
+def load_preset(ref: str, _children: tuple[str, ...] = (), _relative_to: Path | None = None) -> dict:
+    """A preset (a built-in name or a YAML file) as a dict. `preset: {extends: <other>}` starts
+    from the other preset (a built-in name, or a file relative to this one) and changes only the
+    keys it gives (which must exist there; the image/video overlays may add)."""
+    src = S.preset_source(ref, _relative_to)
+    name = src.name if src.builtin else str(src.path)
+    preset = {k: v for k, v in load_yaml(src.path).items() if k != "name"}
+    for key in preset.get("preset") or {}:
+        if key not in PRESET_SECTION_KEYS:
+            raise ConfigError(f"{name}: unknown key 'preset.{key}'.{did_you_mean(key, PRESET_SECTION_KEYS)}")
     base = (preset.get("preset") or {}).get("extends")
     if not base:
+        if not src.builtin:
+            check_user_preset(preset, name)
         return preset
-    if base == name or base in _children:
+    if str(src.path) in _children:
         raise ConfigError(f"Preset {name!r} extends {base!r}, which extends it back.")
-    tree = with_defaults(load_preset(base, (*_children, name)))
+    tree = with_defaults(load_preset(base, (*_children, str(src.path)), src.path))
     for key, value in preset.items():
         if key == "preset":
             tree["preset"] = {**tree.get("preset", {}), **value}
@@ -135,8 +141,31 @@ def load_preset(name: str, _children: tuple[str, ...] = ()) -> dict:
             try:
                 deep_update(tree, {key: value}, path="", strict=True)
             except ConfigError as e:
-                raise ConfigError(f"{name}.yaml (extends {base}): {e}") from e
+                label = f"{name}.yaml" if src.builtin else name
+                raise ConfigError(f"{label} (extends {base}): {e}. Fix the key in the file.") from e
     return tree
+
+
+def check_user_preset(preset: dict, label: str) -> None:
+    """A user preset without `extends:` holds the whole tree: no key missing, none unknown."""
+    known = {k for p in list_presets() for k in flat_keys(_config_part(with_defaults(load_preset(p))))}
+    have = flat_keys(_config_part(with_defaults(copy.deepcopy(preset))))
+    for key in have:
+        if key not in known and not key.startswith("model.overrides."):
+            raise ConfigError(
+                f"{label}: unknown key {key!r}.{did_you_mean(key, _nearby(key, sorted(known)))}"
+            )
+    cpu = flat_keys(_config_part(with_defaults(load_preset("cpu"))))
+    missing = [k for k in cpu if k not in have and not k.startswith("bench")]
+    if missing:
+        raise ConfigError(
+            f"{label}: missing key {missing[0]!r} ({len(missing)} missing). Give the whole tree, or start "
+            "from a built-in and give only the changes: `preset: {extends: cpu}`."
+        )
+
+
+def _config_part(tree: dict) -> dict:
+    return {k: v for k, v in tree.items() if k not in PRESET_META_KEYS}
 
 
 def with_defaults(tree: dict) -> dict:
@@ -147,10 +176,17 @@ def with_defaults(tree: dict) -> dict:
     return tree
 
 
-def load_table(name: str) -> dict:
-    if name not in list_tables():
-        raise ConfigError(f"Unknown table {name!r}.{did_you_mean(name, list_tables())}")
-    return load_yaml(TABLE_DIR / f"{name}.yaml")
+def load_table(ref: str) -> dict:
+    """A table (a built-in name or a YAML file), checked (table_rows.check_table)."""
+    src = S.table_source(ref)
+    spec = load_yaml(src.path)
+    T.check_table(spec, table_label(src))
+    return spec
+
+
+def table_label(src: S.Source) -> str:
+    """How errors name a table: its built-in file name, or the user file's path."""
+    return f"{src.name}.yaml" if src.builtin else str(src.path)
 
 
 def preset_modalities(preset: dict) -> list[str]:
@@ -209,13 +245,19 @@ def deep_update(tree: dict, overlay: dict, path: str = "", strict: bool = True) 
 
 
 def parse_sets(items: list[str]) -> dict:
-    """["mae.mask_ratio=0.75", "data.root=/x"] -> {"mae.mask_ratio": 0.75, "data.root": "/x"}."""
+    """["mae.mask_ratio=0.75", "data.root=/x"] -> {"mae.mask_ratio": 0.75, "data.root": "/x"};
+    a comma list sweeps: "mae.mask_ratio=0.4,0.6" -> {"mae.mask_ratio": Sweep((0.4, 0.6))}
+    (study/sweep.py)."""
     out = {}
     for item in items or []:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set pretrain.epochs=20")
         key, raw = item.split("=", 1)
-        out[key.strip()] = _number(_parse_value(key.strip(), raw)) if raw.strip() else None
+        key = key.strip()
+        values = [
+            _number(_parse_value(key, piece)) if piece.strip() else None for piece in W.split_values(key, raw)
+        ]
+        out[key] = values[0] if len(values) == 1 else W.Sweep(values)
     return out
 
 
@@ -316,13 +358,14 @@ class Run:
     """One training run: its folder name and resolved config."""
 
     name: str  # e.g. table1/f/image/cpu/seed0
-    table: str  # table1 | table3 | fig8
-    entry: str  # a row (table1, fig8) or a Table 3 entry "group-value"
+    table: str  # table1 | table3 | fig8 | loo | one | a user table's name
+    entry: str  # a row (table1, fig8), a Table 3 entry "group-value", an inline row
     modality: str
-    preset: str
+    preset: str  # the preset's name (a user file's `name:` or stem)
     variant: str  # the preset, plus "+<hash>" when --set changed it
     seed: int
     config: dict = field(compare=False, hash=False)
+    sweep: dict | None = field(default=None, compare=False, hash=False)  # {"id", "values": {key: value}}
 
     @property
     def meta(self) -> dict:
@@ -330,53 +373,51 @@ class Run:
         return {k: getattr(self, k) for k in keys} | {
             "mode": self.config["mode"],
             "row": self.config["model"]["step"],
+            "overrides": dict(self.config["model"].get("overrides") or {}),
+            "sweep": self.sweep,
         }
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A table entry validation refuses, in a table that explains instead of failing (refused: explain)."""
+
+    table: str
+    entry: str
+    modality: str
+    reason: str
 
 
 @dataclass
 class Selection:
     """What the command line asked for."""
 
-    table: str | None = None  # "table1" | "table3" | "fig8"
+    table: str | None = None  # "table1" | "table3" | "fig8" | a built-in table name | a table file
     step: str | None = None
     mode: str | None = None
     modality: str | None = None  # None: the preset's first (image, or video for k400-*)
-    preset: str = "cpu"
-    sets: dict = field(default_factory=dict)
+    preset: str = "cpu"  # a built-in name or a preset file
+    sets: dict = field(default_factory=dict)  # values may be sweep.Sweep (several runs)
     seeds: int = 1
 
 
 def table_name(arg: str) -> str:
-    """'1' -> 'table1', '3' -> 'table3', '8' (with --fig) -> 'fig8'; table names pass through."""
-    names = {table_flag(t).split()[-1]: t for t in list_tables()}
-    name = names.get(str(arg), str(arg))
+    """'1' -> 'table1', '3' -> 'table3', '8' (with --fig) -> 'fig8'; built-in names pass through;
+    a table file stays its path (checked here: exit 2 before any work)."""
+    if S.is_path(arg):
+        load_table(arg)
+        return str(arg)
+    name = S.TABLE_ALIASES.get(str(arg), str(arg))
     if name not in list_tables():
         valid = ", ".join(table_flag(t) for t in sorted(list_tables(), key=is_figure))
-        raise ConfigError(f"Unknown table {arg!r}. Valid: {valid}.")
+        raise ConfigError(f"Unknown table {arg!r}. Valid: {valid}, or a table file: --table ./my_table.yaml.")
     return name
 
 
 def table_entries(table: str, modality: str) -> list[tuple[str, dict]]:
-    """[(entry name, {"mode", "step", "set": {dotted: value}, "scale": {dotted: factor}})] in table order."""
-    spec = load_table(table)
-    rows = list_rows()
-    out = []
-    if "rows" in spec:
-        for row, info in spec["rows"].items():
-            if row not in rows:
-                raise ConfigError(f"{table}.yaml: unknown row {row!r}.{did_you_mean(row, rows)}")
-            out.append((row, {"mode": info["mode"], "step": row, "set": {}, "scale": {}}))
-    for group, gspec in (spec.get("groups") or {}).items():
-        for value, info in gspec["entries"].items():
-            info = info or {}
-            if modality not in info.get("modalities", MODALITIES):
-                continue
-            scale = {
-                k: (f[modality] if isinstance(f, dict) else f) for k, f in (info.get("scale") or {}).items()
-            }
-            entry = {"mode": spec["mode"], "step": spec["row"], "set": info.get("set") or {}, "scale": scale}
-            out.append((f"{group}-{value}", entry))
-    return out
+    """[(entry name, {"mode", "step", "model": {flag: value}, "set": {dotted: value},
+    "scale": {dotted: factor}, "component"})] in table order (study/table_rows.py)."""
+    return T.table_entries(load_table(table), modality, table_label(S.table_source(table)))
 
 
 def entry_changes(entry: dict, base: dict) -> dict:
@@ -393,6 +434,8 @@ def build_config(preset: str, modality: str, entry: dict, sets: dict, seed: int)
     check_sets(cfg, sets)
     deep_update(cfg, sets)
     cfg["mode"], cfg["model"]["step"], cfg["seed"] = entry["mode"], entry["step"], seed
+    if entry.get("model"):  # an inline row's flags win over the preset's and --set's overrides
+        cfg["model"]["overrides"] = {**(cfg["model"].get("overrides") or {}), **entry["model"]}
     changes = entry_changes(entry, cfg)
     deep_update(cfg, changes)
     apply_coupled(cfg, load_preset(preset).get("coupled") or [], keep={*sets, *changes}, name=preset)
@@ -460,41 +503,93 @@ def selected_table(sel: Selection) -> str:
 
 
 def resolve(sel: Selection) -> list[Run]:
-    """Expand a selection into runs. Runs whose config equals a Table 1 row (Table 3's defaults,
-    Fig. 8's supervised MViTv2) share that row's folder, so they are trained once."""
+    return resolve_all(sel)[0]
+
+
+def resolve_all(sel: Selection) -> tuple[list[Run], list[Refused]]:
+    """Expand a selection into runs (one per entry, seed and sweep point), and the entries a table
+    with `refused: explain` leaves out, with why. Runs whose config equals a Table 1 row (Table
+    3's defaults, Fig. 8's supervised MViTv2, an inline row equal to a built-in one) share that
+    row's folder, so they are trained once."""
     if sel.modality is None:
         sel = replace(sel, modality=preset_modalities(load_preset(sel.preset))[0])
     if sel.modality not in MODALITIES:
         raise ConfigError(f"Unknown modality {sel.modality!r}.{did_you_mean(sel.modality, MODALITIES)}")
+    preset = S.preset_source(sel.preset)
     load_preset(sel.preset)
     if sel.seeds < 1:
         raise ConfigError("--seeds must be at least 1.")
     table = selected_table(sel)
-    entries = table_entries(table, sel.modality)
-    if sel.step is not None:
-        if sel.step not in list_rows():
-            raise ConfigError(f"Unknown row {sel.step!r}.{did_you_mean(sel.step, list_rows())}")
-        entries = [(n, dict(e, mode=sel.mode or e["mode"])) for n, e in entries if n == sel.step]
-        if not entries:
-            raise ConfigError(f"Row {sel.step!r} is not in {table}.")
-    recipe_sets = {k: v for k, v in sel.sets.items() if k not in NAME_NEUTRAL_KEYS}
-    recipe_sets = {k: v for k, v in recipe_sets.items() if not presets_own(sel.preset, sel.modality, k, v)}
-    if sel.sets.get("finetune.init"):  # the folder follows the checkpoint's content, not its path
-        recipe_sets["finetune.init_sha256"] = file_sha256(sel.sets["finetune.init"])
-    variant = sel.preset + (f"+{config_hash(recipe_sets)}" if recipe_sets else "")
+    source = S.table_source(table)
+    spec = load_table(table)
+    entries = selected_entries(sel, table, source)
     canonical = {t: dict(table_entries(t, sel.modality)) for t in ("table1", "fig8") if t in list_tables()}
-    runs = []
-    for s in range(sel.seeds):
-        seed = preset_config(sel.preset, sel.modality)["seed"] + s
-        for entry_name, entry in entries:
-            cfg = build_config(sel.preset, sel.modality, entry, sel.sets, seed)
-            check_config(cfg, f"{table}/{entry_name}")
-            owner, owner_entry = table, entry_name
-            for t, rows in canonical.items():  # share folders with identical Table 1 / Fig. 8 runs
-                same = rows.get(cfg["model"]["step"])
-                if same and build_config(sel.preset, sel.modality, same, sel.sets, seed) == cfg:
-                    owner, owner_entry = t, cfg["model"]["step"]
-                    break
-            name = f"{owner}/{owner_entry}/{sel.modality}/{variant}/seed{seed}"
-            runs.append(Run(name, owner, owner_entry, sel.modality, sel.preset, variant, seed, cfg))
-    return list({r.name: r for r in runs}.values())  # unique, order kept
+    swept = W.swept_keys(sel.sets)
+    if swept and len(W.points(sel.sets)) < 2:
+        raise ConfigError(f"--set {swept[0]}: a sweep needs two values or more, e.g. {swept[0]}=0.4,0.6.")
+    runs, refused = [], []
+    for sets, values in W.points(sel.sets):
+        own = {k: v for k, v in sets.items() if not presets_own(sel.preset, sel.modality, k, v)}
+        variant = variant_name(preset.name, own)  # a set equal to the preset's own names no variant
+        sweep = {"id": sweep_id(preset.name, sel.sets), "keys": swept, "values": values} if swept else None
+        for s in range(sel.seeds):
+            seed = preset_config(sel.preset, sel.modality)["seed"] + s
+            for entry_name, entry in entries:
+                cfg = build_config(sel.preset, sel.modality, entry, sets, seed)
+                key = f"rows.{entry_name}" if entry_name in (spec.get("rows") or {}) else entry_name
+                where = f"{source.name}/{entry_name}" if source.builtin else f"{source.path}: {key}"
+                try:
+                    check_config(cfg, where)
+                except ConfigError as e:
+                    if spec.get("refused", "error") != "explain":
+                        raise
+                    refused.append(Refused(source.name, entry_name, sel.modality, str(e)))
+                    continue
+                owner, owner_entry = source.name, entry_name
+                for t, rows in canonical.items():  # share folders with identical Table 1 / Fig. 8 runs
+                    same = rows.get(cfg["model"]["step"])
+                    if same and build_config(sel.preset, sel.modality, same, sets, seed) == cfg:
+                        owner, owner_entry = t, cfg["model"]["step"]
+                        break
+                name = f"{owner}/{owner_entry}/{sel.modality}/{variant}/seed{seed}"
+                runs.append(
+                    Run(name, owner, owner_entry, sel.modality, preset.name, variant, seed, cfg, sweep)
+                )
+    unique = list({r.name: r for r in runs}.values())  # order kept
+    return unique, list({(r.entry, r.reason): r for r in refused}.values())
+
+
+def selected_entries(sel: Selection, table: str, source: S.Source) -> list[tuple[str, dict]]:
+    """The table's entries for this selection: --step picks one, --mode retrains a non-paper
+    table's entries in that mode (each then named <entry>@<mode>, its own run folder)."""
+    entries = table_entries(table, sel.modality)
+    paper = source.builtin and source.name in PAPER_TABLES
+    if sel.mode is not None and not paper:
+        entries = [
+            (n if e["mode"] == sel.mode else f"{n}@{sel.mode}", dict(e, mode=sel.mode)) for n, e in entries
+        ]
+    if sel.step is None:
+        return entries
+    names = [n for n, _ in entries]
+    if sel.step not in names:
+        if sel.step in list_rows():
+            raise ConfigError(f"Row {sel.step!r} is not in {source.name}. Its entries: {', '.join(names)}.")
+        raise ConfigError(f"Unknown row {sel.step!r}.{did_you_mean(sel.step, [*list_rows(), *names])}")
+    return [(n, dict(e, mode=sel.mode or e["mode"])) for n, e in entries if n == sel.step]
+
+
+def variant_name(preset: str, sets: dict) -> str:
+    """The folder variant: the preset's name, plus a hash of the --set values that change results."""
+    recipe = {k: v for k, v in sets.items() if k not in NAME_NEUTRAL_KEYS}
+    if sets.get("finetune.init"):  # the folder follows the checkpoint's content, not its path
+        recipe["finetune.init_sha256"] = file_sha256(sets["finetune.init"])
+    return preset + (f"+{config_hash(recipe)}" if recipe else "")
+
+
+def sweep_id(preset: str, sets: dict) -> str:
+    """Names one sweep across its points: the preset, the swept keys and the other --set values
+    (so adding a value later extends the same sweep)."""
+    swept = W.swept_keys(sets)
+    fixed = {k: v for k, v in sets.items() if k not in swept and k not in NAME_NEUTRAL_KEYS}
+    leaves = "+".join(k.split(".")[-1] for k in swept)
+    return f"{preset}-{leaves}-{config_hash([sorted(swept), fixed])}"

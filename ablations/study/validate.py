@@ -16,6 +16,7 @@ from ablations.data.common import repeats
 from ablations.data.transforms import parse_randaug
 from ablations.errors import ConfigError
 from ablations.study.bounds import MAX_BATCH, check_numbers, check_span
+from ablations.study.leak import GEOMETRY, leak_message
 from models import SIZES, ModelConfig, model_config, steps
 from models.compile import MODES as COMPILE_MODES
 from models.hints import did_you_mean
@@ -66,9 +67,11 @@ def check_config(cfg: dict, name: str = "config") -> None:
             "model), or blocks (each transformer block: shorter compile, see models/compile.py)."
         )
     if cfg["mode"] == "mae" and row == "mvitv2":
+        built_on = " (an inline row built on mvitv2: build it from a, i.e. `from: a`)" if cfg["model"].get(
+            "overrides") else ""  # fmt: skip
         raise ConfigError(
-            "Row mvitv2 cannot be MAE-pretrained: its relative positions and overlapping convs are not "
-            "sparse (that is what rows a-d remove). Use --mode supervised, or a row from a on."
+            f"{name}: row mvitv2 cannot be MAE-pretrained{built_on}: its relative positions and overlapping "
+            "convs are not sparse (that is what rows a-d remove). Use --mode supervised, or a row from a on."
         )
     for phase in PHASES[cfg["mode"]]:
         _check_phase(cfg[phase], phase, name)
@@ -144,7 +147,34 @@ def _check_model(cfg: dict, name: str) -> ModelConfig:
         raise ConfigError(f"{name}: model.overrides {overrides} do not make a valid model: {e}") from None
 
 
+def _check_sparse(cfg: dict, model: ModelConfig, name: str) -> None:
+    """Flag combinations sparse MAE cannot train, then the no-leak check for rows that are not
+    built-in (study/leak.py): both before any work."""
+    if cfg["mae"].get("dense"):
+        return
+    if model.position == "relative":
+        raise ConfigError(
+            f"{name}: position: relative cannot be trained with sparse MAE (masked units are deleted; "
+            "relative positions index the whole grid). Fix: position: absolute, or mode: supervised."
+        )
+    if model.overlap and not model.separate_and_pad:
+        raise ConfigError(
+            f"{name}: overlap: true under MAE needs separate_and_pad: true (the pools would read across "
+            "deleted mask units). Fix: add separate_and_pad: true (as rows a-c), or overlap: false."
+        )
+    m = cfg["model"]
+    overrides = {k: v for k, v in (m.get("overrides") or {}).items() if k not in GEOMETRY}
+    if overrides:
+        leak = leak_message(m["step"], m["modality"], overrides)
+        if leak:
+            raise ConfigError(
+                f"{name}: this row leaks under sparse MAE: {leak}, so pretraining could copy what it "
+                f"should predict. Fix the flags {overrides}, or train it with mode: supervised."
+            )
+
+
 def _check_mae(cfg: dict, model: ModelConfig, name: str) -> None:
+    _check_sparse(cfg, model, name)
     units = math.prod(model.mask_spatial_shape)
     ratio = cfg["mae"]["mask_ratio"]
     keep = int(units * (1 - ratio))

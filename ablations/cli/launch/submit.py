@@ -23,6 +23,7 @@ from ablations.store.atomic import write_json_atomic
 from ablations.store.lock import RunLocked, exclusive
 from ablations.study import runs as R
 from ablations.study.identity import run_identity
+from ablations.study.sources import is_path
 from ablations.study.status import active_job, folder_state, jobs_record, status_text
 from analysis.report import write_report
 
@@ -37,10 +38,14 @@ def job_argv(argv: list[str], runs_dir: Path) -> list[str]:
     own = {"launcher", "nodes", "gpus_per_node", "tasks_per_node", "cpus_per_task", "partition", "account",
            "time", "slurm_opts", "signal_delay", "wait", "force", "runs_dir", "quiet"}  # fmt: skip
     options = {s: a for a in p._actions for s in a.option_strings}
-    kept, skip_value = [], False
+    kept, skip_value, file_value = [], False, False
     for tok in argv:
         if skip_value:
             skip_value = False
+            continue
+        if file_value:  # a job may start in another folder: a table or preset file goes absolute
+            file_value = False
+            kept.append(str(Path(tok).resolve()) if is_path(tok) else tok)
             continue
         name = tok.split("=", 1)[0]
         # argparse accepts unique prefixes (--launch): the user's argv already parsed, so a prefix is unique.
@@ -50,6 +55,12 @@ def job_argv(argv: list[str], runs_dir: Path) -> list[str]:
         if action is not None and action.dest in own:
             skip_value = action.nargs != 0 and "=" not in tok
             continue
+        if action is not None and action.dest in ("table", "preset"):
+            value = tok.split("=", 1)[1] if "=" in tok else None
+            if value is None:
+                file_value = True
+            elif is_path(value):
+                tok = f"{name}={Path(value).resolve()}"
         kept.append(tok)
     return kept + ["--runs-dir", str(Path(runs_dir).resolve()), "--quiet"]
 

@@ -1,0 +1,198 @@
+"""A table file's schema and its entries; rows may be defined inline, where they are used.
+
+    rows:
+      f: {mode: mae}                                   # a built-in row (models/rows.yaml)
+      f+conv: {from: f, model: {pool: conv}, mode: mae} # an inline row: a base row + model flags
+      f+conv-8: {from: f+conv, set: {pretrain.epochs: 8}}
+    groups: {<group>: {title, entries: {<value>: {set | scale, modalities}}}}   # with row:, mode:
+
+Built-in tables and user files go through the same check (check_table). An inline row is run as
+its base row (model.step) plus the flag changes (model.overrides); one whose flags equal a
+built-in row's is that row, so it shares the row's run folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, fields
+
+from ablations.errors import ConfigError
+from ablations.study.sources import NAME_RE
+from ablations.study.validate import MODES
+from models import ModelConfig, load_rows, rows_first
+from models.config import CHOICES as FLAG_CHOICES
+from models.hints import did_you_mean
+
+MODALITIES = ("image", "video")
+TABLE_KEYS = ("name", "title", "description", "rows", "groups", "row", "mode", "refused", "interaction")
+ROW_KEYS = ("mode", "from", "model", "set", "scale", "modalities", "component", "note")
+GROUP_ENTRY_KEYS = ("set", "scale", "modalities")
+# refused: what a table does with an entry that validation refuses (error: exit 2; explain: the
+# entry is left out, and the dry run, the output and the report say why).
+REFUSED = ("error", "explain")
+CHANGES = ("put_back", "remove")  # interaction: the rows put a component back, or remove it
+PATHS = ("table1", "fig8")  # interaction: the cumulative path (MAE, or supervised)
+MODEL_FIELDS = {f.name: f for f in fields(ModelConfig)}
+
+
+def _keys(tree, valid, where: str, label: str) -> None:
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{label}: {where} must be a mapping, got {tree!r}.")
+    for key in tree:
+        if key not in valid:
+            raise ConfigError(f"{label}: unknown key {where + str(key)!r}.{did_you_mean(key, valid)}")
+
+
+def check_table(spec: dict, label: str) -> None:
+    """ConfigError naming the file (label), the key and the fix; nothing that needs a preset."""
+    _keys(spec, TABLE_KEYS, "", label)
+    if not spec.get("rows") and not spec.get("groups"):
+        raise ConfigError(f"{label}: no runs: give `rows:` (row name -> {{mode: mae}}) or `groups:`.")
+    if spec.get("refused", "error") not in REFUSED:
+        raise ConfigError(f"{label}: refused: {spec['refused']!r}.{did_you_mean(spec['refused'], REFUSED)}")
+    for name, info in (spec.get("rows") or {}).items():
+        where = f"rows.{name}"
+        if not NAME_RE.match(str(name)):
+            raise ConfigError(
+                f"{label}: {where}: a row name is a folder name: use letters, digits and ._+- only."
+            )
+        _keys(info or {}, ROW_KEYS, f"{where}.", label)
+        info = info or {}
+        mode = info.get("mode", spec.get("mode"))
+        if mode is None:
+            raise ConfigError(
+                f"{label}: {where}: no mode: give mode: mae or supervised (on the row, or at the top)."
+            )
+        if mode not in MODES:
+            raise ConfigError(f"{label}: {where}.mode={mode!r}: give mode: mae or mode: supervised.")
+        row_flags(spec, str(name), label)
+        _check_modalities(info, where, label)
+        removers = list(load_rows())[1:]
+        if info.get("component") is not None and info["component"] not in removers:
+            raise ConfigError(
+                f"{label}: {where}.component={info['component']!r}: give the Table 1 row that removes it."
+                f"{did_you_mean(info['component'], removers)}"
+            )
+    if spec.get("interaction") is not None:
+        _check_interaction(spec, label)
+    if spec.get("groups"):
+        if spec.get("mode") not in MODES or spec.get("row") is None:
+            raise ConfigError(
+                f"{label}: groups need `row:` (the row they change) and `mode:` (mae or supervised)."
+            )
+        row_flags({**spec, "rows": {**(spec.get("rows") or {}), "": {"from": spec["row"]}}}, "", label)
+        for group, gspec in spec["groups"].items():
+            _keys(gspec, ("title", "entries"), f"groups.{group}.", label)
+            for value, info in (gspec.get("entries") or {}).items():
+                _keys(info or {}, GROUP_ENTRY_KEYS, f"groups.{group}.entries.{value}.", label)
+                _check_modalities(info or {}, f"groups.{group}.entries.{value}", label)
+
+
+def _check_interaction(spec: dict, label: str) -> None:
+    """interaction: {reference: <row of this table>, change: put_back | remove, path: table1 | fig8};
+    the rows with `component:` (the Table 1 row that removes it) are compared."""
+    inter = spec["interaction"]
+    _keys(inter, ("reference", "change", "path"), "interaction.", label)
+    rows = list(spec.get("rows") or {})
+    if inter.get("reference") not in rows:
+        raise ConfigError(
+            f"{label}: interaction.reference: give the row the others are compared with, one of {rows}."
+        )
+    for key, valid in (("change", CHANGES), ("path", PATHS)):
+        if inter.get(key, valid[0]) not in valid:
+            raise ConfigError(f"{label}: interaction.{key}={inter[key]!r}.{did_you_mean(inter[key], valid)}")
+
+
+def _check_modalities(info: dict, where: str, label: str) -> None:
+    for m in info.get("modalities", MODALITIES):
+        if m not in MODALITIES:
+            raise ConfigError(f"{label}: {where}.modalities: {m!r}.{did_you_mean(m, MODALITIES)}")
+
+
+def check_flags(model: dict, where: str, label: str) -> None:
+    """Model flags: known ModelConfig fields (did-you-mean), values from their choices."""
+    _keys(model, list(MODEL_FIELDS), f"{where}.model.", label)
+    for key, value in model.items():
+        if key in FLAG_CHOICES and value not in FLAG_CHOICES[key]:
+            raise ConfigError(
+                f"{label}: {where}.model.{key}={value!r}.{did_you_mean(value, FLAG_CHOICES[key])}"
+            )
+        default = MODEL_FIELDS[key].default
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"{label}: {where}.model.{key}={value!r}: give true or false.")
+        if default is not MISSING and isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{label}: {where}.model.{key}={value!r}: give a number like {default!r}.")
+
+
+def row_flags(spec: dict, name: str, label: str, _seen: tuple[str, ...] = ()) -> tuple[str, dict]:
+    """(built-in row it runs as, model flag changes) of a table row; inline rows resolved."""
+    builtin = load_rows()
+    info = (spec.get("rows") or {}).get(name) or {}
+    where = f"rows.{name}" if name else "row"
+    if "from" not in info:
+        if name not in builtin:
+            raise ConfigError(
+                f"{label}: {where}: {name!r} is not a built-in row.{did_you_mean(name, list(builtin))} "
+                f"To define it here, give its base row and flags: {name}: {{from: f, model: {{pool: conv}}}}."
+            )
+        if info.get("model"):
+            raise ConfigError(
+                f"{label}: {where}: model: changes need `from:` (the base row), e.g. from: {name}."
+            )
+        return name, {}
+    if name in builtin:
+        raise ConfigError(f"{label}: {where}: {name!r} is a built-in row; give the inline row another name.")
+    base = str(info["from"])
+    if base in _seen or base == name:
+        raise ConfigError(f"{label}: {where}.from: {base!r} leads back to {name!r}; break the circle.")
+    model = info.get("model") or {}
+    check_flags(model, where, label)
+    here = spec.get("rows") or {}
+    if "from" in (here.get(base) or {}):  # another inline row of this table
+        step, changes = row_flags(spec, base, label, (*_seen, name))
+    elif base in builtin:
+        step, changes = base, {}
+    else:
+        rows = [*builtin, *(spec.get("rows") or {})]
+        raise ConfigError(f"{label}: {where}.from: unknown row {base!r}.{did_you_mean(base, rows)}")
+    return canonical(step, {**changes, **model})
+
+
+def canonical(step: str, changes: dict) -> tuple[str, dict]:
+    """The shortest way to say a row: changes its base already has are dropped, and flags equal
+    to a built-in row's (other than MViTv2's, whose sizes differ) are that row."""
+    rows = load_rows()
+    changes = {k: v for k, v in changes.items() if rows[step].get(k, MODEL_FIELDS[k].default) != v}
+    if step != rows_first() and changes:
+        flags = {**rows[step], **changes}
+        for row, row_flags_ in rows.items():
+            if row != rows_first() and row_flags_ == flags:
+                return row, {}
+    return step, changes
+
+
+def table_entries(spec: dict, modality: str, label: str) -> list[tuple[str, dict]]:
+    """[(entry name, {"mode", "step", "model", "set", "scale", "component"})] in table order."""
+    out = []
+    for name, info in (spec.get("rows") or {}).items():
+        info = info or {}
+        if modality not in info.get("modalities", MODALITIES):
+            continue
+        step, model = row_flags(spec, str(name), label)
+        out.append((str(name), _entry(info, modality, info.get("mode", spec.get("mode")), step, model)))
+    if spec.get("groups"):
+        step, model = row_flags(
+            {**spec, "rows": {**(spec.get("rows") or {}), "": {"from": spec["row"]}}}, "", label
+        )
+        for group, gspec in spec["groups"].items():
+            for value, info in gspec["entries"].items():
+                info = info or {}
+                if modality in info.get("modalities", MODALITIES):
+                    out.append((f"{group}-{value}", _entry(info, modality, spec["mode"], step, model)))
+    return out
+
+
+def _entry(info: dict, modality: str, mode: str, step: str, model: dict) -> dict:
+    scale = {k: (f[modality] if isinstance(f, dict) else f) for k, f in (info.get("scale") or {}).items()}
+    return {"mode": mode, "step": step, "model": dict(model), "set": dict(info.get("set") or {}),
+            "scale": scale, "component": info.get("component")}  # fmt: skip

@@ -1,0 +1,103 @@
+"""A sweep (--set key=a,b,c) as one table and one plot against the swept key: per table entry and
+modality, top-1 at each value and its difference to the first value with a paired 95% interval.
+
+Written to runs/report/sweeps/<sweep id>/sweep.{md,csv,png,pdf}; the id names the preset, the
+swept keys and the other --set values (ablations/study/config.sweep_id)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ablations.store.atomic import write_atomic
+from analysis.differences import compare, interval_text
+from analysis.plots import MODS, OURS, PAPER, plt, save
+from analysis.tables import fmt, markdown, stat
+
+
+def sweep_frame(df: pd.DataFrame, runs_dir: Path, sweep: str) -> pd.DataFrame:
+    """One record per (table/entry, modality, swept values), in value order."""
+    runs = df[df["sweep_id"] == sweep]
+    keys = list(runs["sweep_values"].iloc[0])
+    recs = []
+    for (table, entry, m), group in runs.groupby(["table", "entry", "modality"], sort=False):
+        # a swept value may be a list or mapping ([32,32]): grouped by its JSON text
+        key = group["sweep_values"].map(lambda v: json.dumps([v[k] for k in keys], sort_keys=True))
+        points = sorted(set(key), key=lambda text: _order(json.loads(text)))
+        for p in points:
+            acc, sd, n = stat(group[key == p], "top1")
+            d = compare(runs_dir, group[key == points[0]], group[key == p], p, m) if p != points[0] else None
+            rec = {"entry": f"{table}/{entry}", "modality": m, **dict(zip(keys, json.loads(p)))}
+            rec |= {"top1": acc, "top1_std": sd, "seeds": n, "delta": interval_text(d) if d else "(first)"}
+            recs.append(rec | ({k: d[k] for k in ("diff", "low", "high")} if d else {}))
+    return pd.DataFrame(recs)
+
+
+def _order(point: list):
+    """Numbers in numeric order, anything else after them in text order."""
+    return tuple((0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v)) for v in point)
+
+
+def sweep_markdown(frame: pd.DataFrame, keys: list[str]) -> str:
+    rows = [[r["entry"], r["modality"], *(str(r[k]) for k in keys), fmt(r["top1"], r["top1_std"], r["seeds"]),
+             r["delta"], str(r["seeds"])] for _, r in frame.iterrows()]  # fmt: skip
+    head = ["entry", "modality", *keys, "top-1", "Δ vs the first value [95% CI]", "seeds"]
+    return markdown(head, rows)
+
+
+def sweep_plot(frame: pd.DataFrame, keys: list[str], out: Path, title: str) -> list[Path]:
+    """Per modality: top-1 (mean ± std over seeds) against the swept value, one line per entry
+    (top), and each value's difference to the first with its paired 95% interval (bottom); with
+    several swept keys the x axis lists the combinations."""
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.4), sharex="col")
+    for (ax, dax), m in zip(axes.T, MODS):
+        part = frame[frame["modality"] == m]
+        if part.empty:
+            ax.text(0.5, 0.5, f"no {m} runs", ha="center", va="center", transform=ax.transAxes, color=PAPER)
+        for entry, g in part.groupby("entry", sort=False):
+            numeric = len(keys) == 1 and all(isinstance(v, (int, float)) for v in g[keys[0]])
+            x = g[keys[0]].to_numpy(float) if numeric else np.arange(len(g))
+            line = ax.errorbar(x, g["top1"], yerr=g["top1_std"].fillna(0), marker="o", capsize=3, label=entry)
+            d = g.reindex(columns=["diff", "low", "high"]).astype(float).fillna({"diff": 0.0})
+            err = np.stack([(d["diff"] - d["low"]).fillna(0), (d["high"] - d["diff"]).fillna(0)])
+            dax.errorbar(x, d["diff"], yerr=err, marker="o", capsize=3, color=line[0].get_color())
+            if not numeric:
+                dax.set_xticks(x, [", ".join(str(r[k]) for k in keys) for _, r in g.iterrows()], fontsize=8)
+        ax.set_ylabel("top-1 (%)", color=OURS)
+        ax.set_title(m)
+        dax.axhline(0.0, color="black", lw=0.8)
+        dax.set_xlabel(", ".join(keys))
+        dax.set_ylabel("Δ vs the first value, 95% CI")
+        if not part.empty:
+            ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, out, "sweep")
+
+
+NOTE = (
+    "One run per value (and seed); Δ = top-1 minus the first value's, in points, paired bootstrap 95% "
+    "interval over the validation samples, widened by the seed spread with several seeds "
+    "(analysis/stats.py); **n.d.** = the interval contains 0.\n"
+)
+
+
+def write_sweeps(df: pd.DataFrame, runs_dir: Path, out: Path) -> list[str]:
+    """Every sweep's table and plot under out/sweeps/<id>/; returns index.md lines."""
+    lines = []
+    for sweep in sorted(df["sweep_id"].dropna().unique()):
+        keys = list(df[df["sweep_id"] == sweep]["sweep_values"].iloc[0])
+        frame = sweep_frame(df, runs_dir, sweep)
+        folder = out / "sweeps" / sweep
+        md = f"# Sweep {sweep}: {', '.join(keys)}\n\n{NOTE}\n{sweep_markdown(frame, keys)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(folder / "sweep.md", md)
+        write_atomic(
+            folder / "sweep.csv", frame.to_csv(index=False, float_format="%.4f", lineterminator="\n")
+        )
+        sweep_plot(frame, keys, folder, f"Sweep over {', '.join(keys)} ({sweep})")
+        lines.append(f"- sweep [{sweep}](sweeps/{sweep}/sweep.md): {', '.join(keys)}")
+    return lines

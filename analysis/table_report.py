@@ -1,0 +1,44 @@
+"""The report of the tables that are not the paper's (loo, one, user files), per variant:
+<name>.md/.csv (every entry), and for interaction tables <name>_interactions.md/.csv/.png."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ablations.errors import ConfigError
+from ablations.store.atomic import write_atomic
+from ablations.study.definitions import definitions
+from analysis import interaction_plot, interactions
+from analysis.entries import entries_table, has_runs
+
+
+def write_tables(df: pd.DataFrame, runs_dir: Path, vdir: Path, variant: str) -> list[str]:
+    """Writes the files of every such table with runs of its own in this variant; index lines."""
+    lines = []
+    for name, spec in definitions(runs_dir).items():
+        if not has_runs(df, name, variant):
+            continue
+        try:
+            frame, md = entries_table(df, runs_dir, variant, name, spec)
+        except ConfigError as e:  # a kept definition the schema no longer accepts: said, never fatal
+            print(f"[report] {name}: its definition runs/{name}/table.yaml is not valid now ({e}); skipped")
+            continue
+        title = spec.get("title", name)
+        write_atomic(vdir / f"{name}.md", f"# {title}\n\nRuns: `{variant}`.\n\n{md}")
+        write_atomic(
+            vdir / f"{name}.csv", frame.to_csv(index=False, float_format="%.4f", lineterminator="\n")
+        )
+        lines.append(f"- [{name}]({variant}/{name}.md): {title}")
+        if spec.get("interaction"):
+            inter = interactions.interactions(df, runs_dir, variant, name, spec)
+            md = interactions.NOTE + "\n" + interactions.interactions_markdown(inter, spec)
+            write_atomic(
+                vdir / f"{name}_interactions.md", f"# {title}: interactions\n\nRuns: `{variant}`.\n\n{md}"
+            )
+            csv = inter.to_csv(index=False, float_format="%.4f", lineterminator="\n")
+            write_atomic(vdir / f"{name}_interactions.csv", csv)
+            interaction_plot.interactions(inter, vdir, f"{name}_interactions", f"{title} ({variant})")
+            lines.append(f"- [{name}: alone vs in the path]({variant}/{name}_interactions.md)")
+    return lines
