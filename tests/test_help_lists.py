@@ -53,6 +53,8 @@ def test_the_lists_come_from_the_files_not_from_the_code(monkeypatch, capsys):
     monkeypatch.setattr(C, "load_preset", lambda n, *a: mine if n == "my-preset" else real_preset(n, *a))
     table9 = {"title": "Table 9: mine", "rows": {}}
     monkeypatch.setattr(C, "load_table", lambda n: table9 if n == "table9" else real_table(n))
+    real_entries = C.table_entries
+    monkeypatch.setattr(C, "table_entries", lambda n, m: [] if n == "table9" else real_entries(n, m))
     text = help_text(monkeypatch)
     assert "my-preset" in flag_help(text, "--preset")
     assert "9 = table9 (Table 9: mine)" in flag_help(text, "--table")
@@ -65,13 +67,13 @@ def test_the_lists_come_from_the_files_not_from_the_code(monkeypatch, capsys):
 def test_list_says_where_each_list_comes_from(capsys):
     listed = list_text(capsys)
     assert "Rows (--step; from models/rows.yaml" in listed
-    assert "Tables (--table N / --fig N; from ablations/study/tables/)" in listed
-    assert "Presets (--preset; from ablations/study/presets/)" in listed
+    assert "Tables (--table N / --fig N; from ablations/study/tables/;" in listed
+    assert "Presets (--preset; from ablations/study/presets/;" in listed
 
 
 @pytest.mark.parametrize("args, error", [
     (["--table", "8"], "fig8 is --fig 8, not --table 8."),
-    (["--table", "2"], "Valid: --table 1, --table 3, --fig 8."),
+    (["--table", "2"], "Valid: --table loo, --table one, --table 1, --table 3, --fig 8, or a table file"),
     (["--fig", "3"], "Unknown figure '3'. Valid: 8."),
 ])  # fmt: skip
 def test_table_flags_are_checked_against_the_table_files(capsys, args, error):

@@ -18,6 +18,15 @@ from analysis.trends import verdicts
 from models.steps import row_changes
 
 
+def origin_of(ref: str, kind: str, source) -> tuple[str, str]:
+    """(name, where it comes from) of a listed table or preset: a built-in name's file in the
+    package, or a user file (its name: the file's `name:` or stem)."""
+    if not S.is_path(ref):
+        return ref, f"built-in {C.source(kind)}{ref}.yaml"
+    src = source(ref)
+    return src.name, src.origin
+
+
 def show_list(table: str | None = None, preset: str | None = None) -> str:
     """Rows, tables and presets, each list read from its files (the lists --help shows), each
     entry with where it comes from (a built-in file, or the user files given with --table /
@@ -32,17 +41,19 @@ def show_list(table: str | None = None, preset: str | None = None) -> str:
     lines.append(f"\nTables (--table N / --fig N; from {C.source('tables')}; or --table <file.yaml>):")
     extra = [table] if table and S.is_path(table) else []
     for t in C.list_tables() + extra:
-        src, spec = S.table_source(t), C.load_table(t)
+        name, origin = origin_of(t, "tables", S.table_source)
+        spec = C.load_table(t)
         n = {m: len(C.table_entries(t, m)) for m in C.MODALITIES}
         runs = f"{n['image']} image / {n['video']} video runs"
-        flag = C.table_flag(t) if src.builtin else f"--table {t}"
-        lines.append(f"  {src.name:8s} {flag:10s} {spec.get('title', '')}  ({runs})  <- {src.origin}")
+        flag = f"--table {t}" if t in extra else C.table_flag(t)
+        lines.append(f"  {name:8s} {flag:10s} {spec.get('title', '')}  ({runs})  <- {origin}")
     lines.append(f"\nPresets (--preset; from {C.source('presets')}; or --preset <file.yaml>):")
     extra = [preset] if preset and S.is_path(preset) else []
     for p in C.list_presets() + extra:
-        src, meta = S.preset_source(p), C.load_preset(p).get("preset", {})
-        modalities = ", ".join(C.preset_modalities(C.load_preset(p)))
-        lines.append(f"  {src.name:10s} {meta.get('description', '')}  [{modalities}]  <- {src.origin}")
+        name, origin = origin_of(p, "presets", S.preset_source)
+        preset = C.load_preset(p)
+        meta, modalities = preset.get("preset", {}), ", ".join(C.preset_modalities(preset))
+        lines.append(f"  {name:10s} {meta.get('description', '')}  [{modalities}]  <- {origin}")
     lines.append(f"\nModes: {', '.join(C.MODES)}.  Modalities: {', '.join(C.MODALITIES)}.")
     return "\n".join(lines)
 
