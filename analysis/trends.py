@@ -11,7 +11,9 @@ whole interval lies on one side of 0. Verdicts:
     supervised f is significantly above 0.
 A trend whose comparisons lack runs (or their predictions.npz) is "not known yet", unless the
 comparisons that exist already contradict it; the missing runs are named with the command that
-trains them.
+trains them. A trend that depends on a row at chance (its top-1 interval, bootstrap over the val
+samples, reaches 1 / num_classes) is "not testable (rows X at chance)":
+a row that never learned has nothing to lose or gain, so no difference to it says anything.
 """
 
 from __future__ import annotations
@@ -20,15 +22,17 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ablations.store.predictions import predictions_path
 from ablations.study.config import MODALITIES, list_rows
 from analysis.collect import no_recipe
-from analysis.differences import compare, interval_text
+from analysis.differences import compare, correct_by_seed, interval_text
+from analysis.stats import LEVEL, N_BOOT, SEED
 from analysis.tables import fmt, mae_runs, stat, supervised_runs
 
-HOLDS, FAILS, UNKNOWN = "holds", "does not hold", "not known yet"
+HOLDS, FAILS, UNKNOWN, NOT_TESTABLE = "holds", "does not hold", "not known yet", "not testable"
 INTRO = (
     "# Do the paper's trends hold here?\n\nRuns: `{variant}`. Δ top-1 in percentage points, B minus A, "
     "with a paired bootstrap 95% interval over the validation samples, widened by the between-seed "
@@ -36,7 +40,8 @@ INTRO = (
     "A drop is *significant* when its whole interval is below 0. (1) holds when no adjacent "
     "difference between rows a-f (b - a, ..., f - e) and not f - a is a significant drop; (2) holds "
     "when supervised f - supervised mvitv2 is a significant drop; (3) holds when MAE f - supervised "
-    "f is significantly above 0. With one seed the intervals cover sample noise only.\n"
+    "f is significantly above 0. A trend is *not testable* when a row it depends on is at chance (its "
+    "top-1 interval reaches 1 / number of classes). With one seed the intervals cover sample noise only.\n"
 )
 
 
@@ -79,6 +84,51 @@ def diff(runs_dir: Path, a: Side, b: Side, m: str) -> dict:
     return rec
 
 
+def accuracy_interval(runs_dir: Path, side: Side) -> tuple[float, float, float, float] | None:
+    """(top-1, low, high, chance) in percent for a side with predictions, else None. The interval
+    is over the val samples only (bootstrap as in analysis/stats.py, seeds pooled per sample): it
+    asks whether these runs left chance, not how reproducible their accuracy is (a row at 30% and
+    70% in two seeds learned in both). Chance is 100 / the number of classes in the labels."""
+    by_seed = correct_by_seed(runs_dir, side.runs)
+    if not by_seed or len({c.shape for c, _ in by_seed.values()}) != 1:
+        return None
+    right = np.stack([c for c, _ in by_seed.values()]).mean(0)  # (N,) fraction of seeds right
+    chance = 100.0 / len(np.unique(np.concatenate([lab for _, lab in by_seed.values()])))
+    values, counts = np.unique(right, return_counts=True)
+    draws = np.random.default_rng(SEED).multinomial(len(right), counts / len(right), size=N_BOOT)
+    reps = 100.0 * (draws @ values) / len(right)
+    tail = 100 * (1 - LEVEL) / 2
+    low, high = np.percentile(reps, [tail, 100 - tail])
+    return 100.0 * float(right.mean()), float(low), float(high), chance
+
+
+def chance_check(runs_dir: Path, deps: list[Side]) -> tuple[str, list[str]] | None:
+    """(verdict "not testable (rows X at chance)", lines) when any side the trend depends on is at
+    chance (its interval reaches chance from above or lies below it), else None."""
+    at = []
+    for s in deps:
+        acc = accuracy_interval(runs_dir, s)
+        if acc is not None and acc[1] <= acc[3]:
+            at.append((s, acc))
+    if not at:
+        return None
+    chance = at[0][1][3]
+    names = ", ".join(s.label for s, _ in at)
+    lines = [
+        f"- at chance ({chance:.1f}% = 1 / classes inside or above the row's 95% interval): "
+        + "; ".join(f"{s.label} {a:.1f}% [{lo:.1f}, {hi:.1f}]" for s, (a, lo, hi, _) in at)
+    ]
+    return f"{NOT_TESTABLE} (rows {names} at chance)", lines
+
+
+def untestable(runs_dir: Path, deps: list[Side], verdict: str, key: str, lines: list[str], missing: list):
+    """The trend's result, or "not testable" with the same numbers when a row it needs is at chance."""
+    chance = chance_check(runs_dir, deps)
+    if chance is None:
+        return verdict, key, lines, missing
+    return chance[0], key, chance[1] + lines, missing
+
+
 def known(rec: dict) -> bool:
     return not math.isnan(rec["diff"])
 
@@ -112,7 +162,7 @@ def mae_keeps(runs_dir: Path, df: pd.DataFrame, m: str, variant: str) -> tuple[s
         lines.append("- significant drops: " + ", ".join(r["comparison"] for r in drops))
     verdict = FAILS if drops else HOLDS if all(known(r) for r in recs) else UNKNOWN
     key = "; ".join(seeds_text(r) for r in drops) if drops else seeds_text(recs[-1])
-    return verdict, key, lines, [x for r in recs for x in r["missing"]]
+    return untestable(runs_dir, mae, verdict, key, lines, [x for r in recs for x in r["missing"]])
 
 
 def supervised_loses(
@@ -123,10 +173,11 @@ def supervised_loses(
     rec = diff(runs_dir, a, b, m)
     lines = [f"- {a.text()}; {b.text()}", f"- {seeds_text(rec)}"]
     if not known(rec):
-        return UNKNOWN, seeds_text(rec), lines, rec["missing"]
+        return untestable(runs_dir, [a, b], UNKNOWN, seeds_text(rec), lines, rec["missing"])
     if rec["low"] > 0:
         lines.append("- reversed: supervised f is significantly better than supervised mvitv2")
-    return HOLDS if rec["high"] < 0 else FAILS, seeds_text(rec), lines, rec["missing"]
+    verdict = HOLDS if rec["high"] < 0 else FAILS
+    return untestable(runs_dir, [a, b], verdict, seeds_text(rec), lines, rec["missing"])
 
 
 def mae_beats_supervised(
@@ -137,10 +188,11 @@ def mae_beats_supervised(
     rec = diff(runs_dir, a, b, m)
     lines = [f"- {b.text()}; {a.text()}", f"- {seeds_text(rec)}"]
     if not known(rec):
-        return UNKNOWN, seeds_text(rec), lines, rec["missing"]
+        return untestable(runs_dir, [a, b], UNKNOWN, seeds_text(rec), lines, rec["missing"])
     winner = "MAE wins" if rec["low"] > 0 else "supervised wins" if rec["high"] < 0 else "not distinguishable"
     lines.append(f"- {winner}")
-    return HOLDS if rec["low"] > 0 else FAILS, seeds_text(rec), lines, rec["missing"]
+    verdict = HOLDS if rec["low"] > 0 else FAILS
+    return untestable(runs_dir, [a, b], verdict, seeds_text(rec), lines, rec["missing"])
 
 
 TRENDS = (

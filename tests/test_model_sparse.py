@@ -132,3 +132,40 @@ def test_conv_pooling_in_units_skips_only_taps_that_read_padding(unit, kernel, s
     assert flops[1] == flops[0] * 3**narrowed
     # The taps it drops are exactly those the full conv gives no gradient: they only read zeros.
     assert (gw_full != 0).sum() == conv.weight.numel() // 3**narrowed
+
+
+@pytest.mark.parametrize("modality", ["image", "video"])
+@pytest.mark.parametrize("step", ROWS)
+@pytest.mark.parametrize("encoder", ["classifier", "mae"])
+def test_nothing_masked_sparse_equals_dense_every_row(step, modality, encoder):
+    """Issue #23: the sparse path with every unit kept is the dense model, for each row a-f, image
+    and video, as the classifier (finetuning) and as the MAE encoder (one q-pool less): every
+    stage's features, and the MAE's fused latent. Bitwise where the dense model also runs in
+    mask units; rows d-e run dense in raster order, so they agree to float rounding."""
+    from models.mae import build_mae
+
+    torch.manual_seed(0)
+    if encoder == "mae":
+        model_cfg = {"size": "cpu-xs", "step": step, "modality": modality}
+        dec = {"mask_ratio": 0.9, "decoder_depth": 1, "decoder_dim": 16, "decoder_heads": 1}
+        mae = build_mae(model_cfg, dec)
+        m = mae.eval().encoder
+    else:
+        m = models.build("cpu-xs", step=step, modality=modality, num_classes=10).eval()
+    x = torch.randn(2, 3, *m.cfg.input_size)
+    keep = torch.ones(2, m.num_mask_units, dtype=torch.bool)
+    with torch.no_grad():
+        d_out, d_feats = m.forward_features(x, return_intermediates=True)
+        s_out, s_feats = m.forward_features(x, mask=keep, return_intermediates=True)
+        pairs = list(zip(d_feats, s_feats)) + [(d_out.mean(1), s_out.mean(1))]
+        if encoder == "mae":
+            pairs.append((mae.encoder.norm(mae.fusion(d_feats)), mae.forward_encoder(x, keep)))
+        else:
+            pairs.append((m(x), m.forward_head(s_out)))
+    assert len(d_feats) == len(m.stage_dims)
+    for dense, sparse in pairs:
+        assert dense.shape == sparse.shape
+        if m.needs_units:
+            assert torch.equal(dense, sparse)
+        else:
+            assert torch.allclose(dense, sparse, atol=1e-5, rtol=0)
