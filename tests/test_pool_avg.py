@@ -15,6 +15,7 @@ import models
 from models.config import PoolSpec
 from models.layers import pool_tokens, raster_to_units, units_to_raster
 from models.summary import count_macs, count_params
+from tests.test_model_sparse import random_keep
 
 AVG_POOL = {2: F.avg_pool2d, 3: F.avg_pool3d}
 # Rows with pool: avg that sparse MAE accepts: kernel = stride (f, d), overlapping inside units
@@ -83,14 +84,6 @@ def test_flag_is_interpreted_in_resolve_blocks():
     assert not any(n.startswith(("pool_", "norm_")) for blk in m.blocks for n, _ in blk.attn.named_children())
     with pytest.raises(ValueError, match="pool="):
         models.build("cpu-s", step="f", pool="mean")
-
-
-def random_keep(batch, units, kept, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    keep = torch.zeros(batch, units, dtype=torch.bool)
-    for b in range(batch):
-        keep[b, torch.randperm(units, generator=g)[:kept]] = True
-    return keep
 
 
 @pytest.mark.parametrize("modality", ["image", "video"])

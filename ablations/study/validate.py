@@ -15,7 +15,7 @@ from ablations.data import DATASETS
 from ablations.data.common import repeats
 from ablations.data.transforms import parse_randaug
 from ablations.errors import ConfigError
-from ablations.study.bounds import MAX_BATCH, check_numbers, check_span
+from ablations.study.bounds import MAX_BATCH, check_numbers, check_span, get
 from ablations.study.leak import GEOMETRY, leak_message
 from models import SIZES, ModelConfig, model_config, steps
 from models.compile import MODES as COMPILE_MODES
@@ -35,20 +35,11 @@ CHOICES = {
 PHASE_OWNED = {"drop_path": "drop_path", "drop_rate": "dropout", "head_init_scale": "head_init_scale"}
 
 
-def _get(cfg: dict, key: str):
-    node = cfg
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def check_config(cfg: dict, name: str = "config") -> None:
     """Every value of cfg, the model it builds and the fit between model, MAE and data."""
     check_numbers(cfg, name)  # first: what follows may do arithmetic on the numbers
     for key, valid in CHOICES.items():
-        value = _get(cfg, key)
+        value = get(cfg, key)
         if value not in valid:
             raise ConfigError(f"{name}: {key}={value!r} is not valid.{did_you_mean(value, valid)}")
     row = cfg["model"]["step"]
@@ -88,7 +79,7 @@ def check_config(cfg: dict, name: str = "config") -> None:
     for phase in PHASES[cfg["mode"]]:
         own = cfg[phase].get("train_size")
         key = f"{phase}.train_size" if own is not None else "data.train_size"
-        size, bs = (own if own is not None else _get(cfg, "data.train_size")), cfg[phase]["batch_size"]
+        size, bs = (own if own is not None else get(cfg, "data.train_size")), cfg[phase]["batch_size"]
         if cfg["data"]["name"].startswith("builtin") and size is not None and size < bs:
             raise ConfigError(
                 f"{name}: {key}={size} cannot fill one {phase} batch of {bs}: "
