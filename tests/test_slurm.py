@@ -177,7 +177,7 @@ def test_table1_seven_jobs_status_and_stale_lock(runs_root):
     assert out.returncode == 0, out.stdout + out.stderr
     broken_job = job_id(runs / "table1/f/image/tiny/seed0")
     state, detail = until("the broken run to fail", lambda: _failed(runs, broken), 180, 2)
-    assert f"slurm job {broken_job}: RuntimeError" in detail and "NVIDIA" in detail, detail
+    assert f"slurm job {broken_job}: deterministic: RuntimeError" in detail and "NVIDIA" in detail, detail
     # Row e's lock names a job that is gone (a node died under it): whoever comes next takes over.
     row_e = runs / next(n for n in run_names(table) if n.startswith("table1/e/"))
     row_e.mkdir(parents=True)

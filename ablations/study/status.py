@@ -136,7 +136,8 @@ def run_state(runs_dir: Path, run) -> tuple[str, str]:
         return "changed", "config.yaml differs from this config; --force retrains"
     recorded = failure.read(folder)  # this machine's or a job's last attempt (<run>/failed.json)
     if recorded:
-        return "failed", f"{recorded['kind']}: {recorded['message']}"
+        job = f"{record['launcher']} job {record['job_id']}: " if record else ""
+        return "failed", f"{job}{recorded['kind']}: {recorded['message']}"
     error = last_error(folder, record)
     if error:
         return "failed", f"{record['launcher']} job {record['job_id']}: {error}"

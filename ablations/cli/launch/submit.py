@@ -166,7 +166,7 @@ def wait_and_report(args, sel, runs, submitted: dict, poll_s: float = 3.0) -> in
         time.sleep(poll_s)
     print(status_text(runs, args.runs_dir))
     report = write_report(args.runs_dir)
-    finished = [r for r in runs if folder_state(args.runs_dir, r) == "done"]
+    finished = [r for r in runs if folder_state(args.runs_dir, r)[0] == "done"]
     if finished:
         print_table(sel, runs, args.runs_dir)
     print(f"\n{len(finished)}/{len(runs)} runs finished. Report: {report}/{runs[0].variant}/")
