@@ -42,7 +42,7 @@ def test_target_shapes_video():
     v = torch.randn(2, 3, 8, 32, 32)
     assert pixel_target(v, (2, 16, 16)).shape == (2, 4 * 2 * 2, 16 * 16 * 3)  # official: 768 per token
     assert hog_target(v, (2, 16, 16)).shape == (2, 4 * 2 * 2, 3 * 9 * 4)
-    assert hog_target(torch.randn(1, 3, 224, 224), (16, 16)).shape == (1, 196, 108)  # 3 channels x 9 bins x (16/8)^2 cells = 108
+    assert hog_target(torch.randn(1, 3, 224, 224), (16, 16)).shape == (1, 196, 108)  # 3 x 9 x (16/8)^2
 
 
 def test_video_targets_use_the_first_frame_of_each_token():
