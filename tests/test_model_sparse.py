@@ -19,11 +19,9 @@ def random_keep(batch, units, kept, seed=0):
     return keep
 
 
-@pytest.mark.parametrize("modality", ["image", "video"])
-@pytest.mark.parametrize("step", ROWS)
-def test_masked_pixels_cannot_change_sparse_outputs(step, modality):
-    torch.manual_seed(0)
-    m = models.build("cpu-xs", step=step, modality=modality, num_classes=0).eval()
+def assert_masked_pixels_cannot_change_outputs(m) -> list:
+    """Changing the pixels of masked units changes nothing the sparse encoder outputs (every
+    stage), while changing visible pixels does. Returns the stage features (half the units kept)."""
     x = torch.randn(2, 3, *m.cfg.input_size)
     keep = random_keep(2, m.num_mask_units, m.num_mask_units // 2)
     visible = F.interpolate(keep.view(2, 1, *m.mask_spatial_shape).float(), size=x.shape[2:])
@@ -36,6 +34,15 @@ def test_masked_pixels_cannot_change_sparse_outputs(step, modality):
     assert torch.equal(out, out_masked_changed)
     assert all(torch.equal(a, b) for a, b in zip(feats, feats2))
     assert (out - out_visible_changed).abs().max() > 1e-3
+    return feats
+
+
+@pytest.mark.parametrize("modality", ["image", "video"])
+@pytest.mark.parametrize("step", ROWS)
+def test_masked_pixels_cannot_change_sparse_outputs(step, modality):
+    torch.manual_seed(0)
+    m = models.build("cpu-xs", step=step, modality=modality, num_classes=0).eval()
+    feats = assert_masked_pixels_cannot_change_outputs(m)
     kept = m.num_mask_units // 2
     for f, dim, unit in zip(feats, m.stage_dims, m.stage_unit_sizes):
         assert f.shape == (2, kept, *unit, dim)

@@ -15,7 +15,7 @@ import models
 from models.config import PoolSpec
 from models.layers import pool_tokens, raster_to_units, units_to_raster
 from models.summary import count_macs, count_params
-from tests.test_model_sparse import random_keep
+from tests.test_model_sparse import assert_masked_pixels_cannot_change_outputs
 
 AVG_POOL = {2: F.avg_pool2d, 3: F.avg_pool3d}
 # Rows with pool: avg that sparse MAE accepts: kernel = stride (f, d), overlapping inside units
@@ -91,18 +91,7 @@ def test_flag_is_interpreted_in_resolve_blocks():
 def test_avg_pool_rows_do_not_leak_masked_pixels(step, modality):
     torch.manual_seed(0)
     m = models.build("cpu-xs", step=step, modality=modality, num_classes=0, pool="avg").eval()
-    x = torch.randn(2, 3, *m.cfg.input_size)
-    keep = random_keep(2, m.num_mask_units, m.num_mask_units // 2)
-    visible = F.interpolate(keep.view(2, 1, *m.mask_spatial_shape).float(), size=x.shape[2:])
-    with torch.no_grad():
-        out, feats = m.forward_features(x, mask=keep, return_intermediates=True)
-        out2, feats2 = m.forward_features(
-            x + (1 - visible) * 10 * torch.randn_like(x), mask=keep, return_intermediates=True
-        )
-        out_visible_changed = m.forward_features(x + visible * torch.randn_like(x), mask=keep)
-    assert torch.equal(out, out2)
-    assert all(torch.equal(a, b) for a, b in zip(feats, feats2))
-    assert (out - out_visible_changed).abs().max() > 1e-3
+    assert_masked_pixels_cannot_change_outputs(m)
 
 
 @pytest.mark.parametrize("step", AVG_ROWS)

@@ -4,19 +4,11 @@ speed timing runs only when there are two or more rows to compare (or with --ben
 
 import pytest
 
-from ablations.study import runs as R
 from tests import test_cli as shared
-from tests.test_cli import FakeTrainer, ablate, fake_measure, fake_speeds
+from tests.test_cli import ablate, fake_speeds
 
+fake = shared.fake  # the fake trainer fixture of test_cli
 plotted = shared.plotted  # autouse: plots recorded, not drawn; side-by-side timing faked
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    trainer = FakeTrainer()
-    monkeypatch.setattr(R, "run_training", trainer)
-    monkeypatch.setattr(R, "measure_model", fake_measure)
-    return trainer
 
 
 @pytest.fixture
