@@ -15,10 +15,8 @@ LABELS = {"alone": "alone", "path": "in the cumulative path", "difference": "alo
 
 
 def interactions(frame: pd.DataFrame, out: Path, stem: str, title: str) -> list[Path]:
-    # one panel per modality with results; both (each saying so) while neither has any
-    mods = [m for m in MODS if frame.loc[frame["modality"] == m, "diff"].notna().any()] or list(MODS)
-    fig, axes = plt.subplots(1, len(mods), figsize=(5.5 * len(mods), 3.8), squeeze=False)
-    for ax, m in zip(axes[0], mods):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, m in zip(axes, MODS):
         part = frame[frame["modality"] == m]
         comps = list(dict.fromkeys(part["component"]))
         x = np.arange(len(comps))

@@ -2,11 +2,9 @@
 accuracy has a known interaction (attention residual worth +5 alone, +9 beside KV pooling)."""
 
 import numpy as np
-import pandas as pd
 
 from ablations.store.predictions import save_predictions
 from ablations.study import runs as R
-from analysis import interaction_plot as IP
 from analysis.stats import paired_contrast, paired_difference
 from models import model_config
 from tests import test_cli as shared
@@ -59,14 +57,3 @@ def test_loo_reports_alone_path_and_difference(tmp_path, capsys, fake, monkeypat
     assert "refused: " in rel and "relative" in rel
     assert (report / "loo_interactions.png").exists() and (report / "loo.csv").exists()
     assert "| f+conv | mae | f pool=conv |" in (report / "loo.md").read_text()
-
-
-def test_interaction_figure_has_a_panel_per_modality_with_results(tmp_path, monkeypatch):
-    figs = []
-    monkeypatch.setattr(IP, "save", lambda fig, out, stem: figs.append(fig) or [])
-    rows = [{"component": "b", "modality": m, "measure": "alone", "diff": d, "low": d - 1, "high": d + 1}
-            for m, d in (("image", 2.0), ("video", float("nan")))]  # fmt: skip
-    IP.interactions(pd.DataFrame(rows), tmp_path, "x", "t")
-    assert [ax.get_title() for ax in figs[-1].axes] == ["image"]
-    IP.interactions(pd.DataFrame(rows).assign(diff=float("nan")), tmp_path, "x", "t")
-    assert [ax.get_title() for ax in figs[-1].axes] == ["image", "video"]  # nothing yet: both say so
