@@ -1,5 +1,6 @@
 """analysis.recipe_search: a grid file run as ordinary ablate.py runs, with a results table."""
 
+import pytest
 import yaml
 
 from analysis import recipe_search
@@ -11,6 +12,7 @@ def grid_file(tmp_path, points):
     return path
 
 
+@pytest.mark.slow  # two real runs through the search (~25 s); the bad-point check below stays fast
 def test_points_run_as_ablate_runs_and_are_tabled(tmp_path, capfd):
     # supervised points: one phase each, the quickest real runs
     grid = grid_file(

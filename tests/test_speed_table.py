@@ -34,6 +34,7 @@ def test_rounds_rotate_and_ratios_are_taken_per_round(monkeypatch):
         speed_table.time_side_by_side({"f": Net("f")}, rounds=0)
 
 
+@pytest.mark.slow  # real timing in 2 fresh processes (~25 s): the rotation logic above is the fast check
 def test_real_models_timed_side_by_side_and_cached(tmp_path):
     configs = {r.entry: r.config for r in C.resolve(C.Selection(table="table1", preset="tiny"))}
     configs = {k: configs[k] for k in ("mvitv2", "f")}
