@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from ablations.train.build import build_classifier, build_data, data_info
+from ablations.train.build import build_classifier, build_data, data_info, load_encoder
 
 
 def token_stats(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,8 +79,8 @@ def probe(run: Path, scratch: bool = False, train_items: int = 600, seed: int = 
     info = data_info(cfg)
     torch.manual_seed(seed)
     model = build_classifier(cfg, cfg["finetune"], info["num_classes"]).eval()
-    if not scratch:  # the head is the only part MAE does not train
-        model.load_state_dict(torch.load(encoder, map_location="cpu", weights_only=True), strict=False)
+    if not scratch:  # the finetune phase's loader: only the head may be missing
+        load_encoder(model, encoder)
     train_cfg = {**cfg, "data": {**cfg["data"], "train_size": train_items}}
     train = features(model, build_data(train_cfg, "train", None))
     val = features(model, build_data(cfg, "val", None))
