@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from ablations.train.build import build_classifier, build_data, data_info, load_encoder
+from ablations.train.build import DamagedArtifact, build_classifier, build_data, data_info, load_encoder
 
 
 def token_stats(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     try:
         print(json.dumps(probe(args.run, args.scratch, args.train_items)))
-    except FileNotFoundError as e:
+    except (FileNotFoundError, DamagedArtifact) as e:  # no or an unreadable encoder: one line
         print(f"feature_probe: error: {e}", file=sys.stderr)
         return 2
     return 0
