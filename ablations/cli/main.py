@@ -27,7 +27,7 @@ from ablations.data import check_data
 from ablations.data.common import repeats
 from ablations.errors import DETERMINISTIC, RunError, advice, kind_of, os_fix
 from ablations.study import config as C
-from ablations.study import failure
+from ablations.study import failure, homes
 from ablations.study import runs as R
 from ablations.study.definitions import check_definition, save_definition
 from ablations.study.identity import files_fingerprint
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def command(args, argv: list[str] | None) -> int:
     """main's work, under its stop request."""
+    homes.forget()  # run folders are read afresh by every invocation (another may have added some)
     if args.list:
         try:
             print(show_list(args.table, args.preset))

@@ -6,6 +6,8 @@ wall_time.json (the wall-clock segments of every invocation that worked on it) a
 written atomically once the run has finished. A run is finished when metrics.json exists and
 identity.json equals the identity asked for; a run whose identity changed is never reused or
 resumed (--force retrains it). A folder is trained by one process at a time (ablations/store/lock.py).
+A run is found by its identity, not its name: every selection that resolves to the same identity
+is led to the folder that first trained it (ablations/study/homes.py; names.json there lists them).
 train.log (ablations/store/runlog.py) has everything printed while the run trained, across resumes.
 """
 
@@ -28,7 +30,7 @@ import yaml
 from ablations.store.atomic import remove_orphans, write_atomic, write_json_atomic
 from ablations.store.lock import RunLocked, exclusive
 from ablations.store.runlog import tee_output
-from ablations.study import failure
+from ablations.study import failure, homes
 from ablations.study.config import Run
 from ablations.study.identity import identity_diff, run_identity
 from ablations.train import distributed as D
@@ -42,10 +44,12 @@ JOBS = "slurm"  # cluster jobs' records and logs (ablations/cli/launch): not par
 MISSING = "missing"
 READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 UNKNOWN = "what this folder trained is unknown"  # the reason status gives for a damaged folder
+KEPT = (LOCK, JOBS, failure.FILE, homes.NAMES)  # a folder with only these has trained nothing yet
 
 
 def run_dir(runs_dir: Path, run: Run) -> Path:
-    return Path(runs_dir) / run.name
+    """The run's folder: its identity's home wherever it was trained, else runs_dir/run.name."""
+    return homes.home(runs_dir, run)
 
 
 def read_file(path: Path, parse) -> tuple[object | None, str | None]:
@@ -78,7 +82,7 @@ def status(folder: Path, cfg: dict, ident: dict, log=print, repair: bool = True)
     matching run is rewritten (repair=False: nothing is written; --status only reads); an
     unreadable metrics.json makes the run 'partial', so its phases' done.json rebuild it without
     retraining."""
-    if not folder.exists() or all(p.name in (LOCK, JOBS, failure.FILE) for p in folder.iterdir()):
+    if not folder.exists() or all(p.name in KEPT for p in folder.iterdir()):
         return "new", []
     old, why = read_file(folder / IDENTITY, json.loads)
     if old is None:
@@ -108,9 +112,10 @@ def status(folder: Path, cfg: dict, ident: dict, log=print, repair: bool = True)
 
 
 def clear(folder: Path) -> None:
-    """Delete everything in a run folder but its lock and cluster job logs (for --force)."""
+    """Delete everything in a run folder but its lock, cluster job logs and the names that asked
+    for it (for --force; names of another identity no longer count: homes.names)."""
     for p in folder.iterdir():
-        if p.name in (LOCK, JOBS):
+        if p.name in (LOCK, JOBS, homes.NAMES):
             continue
         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
@@ -234,9 +239,8 @@ def execute(
     Under torchrun every rank calls this with the same run: rank 0 alone takes the lock, decides,
     writes files and copies its output to <run>/train.log; the other ranks get its decision and
     train with it. An error on any rank is raised on every rank (distributed.agreed)."""
-    folder = run_dir(runs_dir, run)
     with ExitStack() as held:  # rank 0's lock and log stay held until the run is done
-        outcome, metrics = D.main_only(claim, held, run, runs_dir, force, log)
+        outcome, metrics, folder = D.main_only(claim, held, run, runs_dir, force, log)
         if outcome != "train":
             return outcome, metrics
         set_threads(run.config)
@@ -244,54 +248,76 @@ def execute(
         return "trained", D.main_only(write_metrics, run, folder, result)
 
 
-def claim(held: ExitStack, run: Run, runs_dir: Path, force: bool, log=print) -> tuple[str, dict | None]:
-    """Take the run's lock (kept on `held`) and decide: ('train', None), ('skipped', metrics),
-    ('changed', None) or ('locked', None). Clears the folder for --force, writes config.yaml and
-    identity.json, and opens a wall-clock segment."""
-    folder = run_dir(runs_dir, run)
+def _home(run: Run, runs_dir: Path, ident: dict, log=print) -> Path | None:
+    """homes.settle, said when the run lives under another name; None when another command holds
+    the identity's index lock too long (said)."""
+    try:
+        folder = homes.settle(runs_dir, run, ident)
+    except RunLocked as e:
+        log(f"[busy] {run.name}: its identity is being settled by another command ({e}); skipped. "
+            "Rerun the same command.")  # fmt: skip
+        return None
+    except OSError as e:  # a read-only runs folder: a finished run is still found, not recorded
+        if e.errno not in READ_ONLY:
+            raise
+        folder = homes.home(runs_dir, run)
+    if folder != Path(runs_dir) / run.name:
+        log(f"[reuse] {run.name}: the same resolved config as {folder.relative_to(runs_dir).as_posix()}")
+    return folder
+
+
+def claim(held: ExitStack, run: Run, runs_dir: Path, force: bool, log=print) -> tuple[str, dict | None, Path]:
+    """Find the run's home (homes.settle), take its lock (kept on `held`) and decide: ('train',
+    None, folder), ('skipped', metrics, folder), ('changed', None, folder) or ('locked', None,
+    folder). Clears the folder for --force, writes config.yaml and identity.json, and opens a
+    wall-clock segment."""
     ident = run_identity(run.config)
+    folder = _home(run, runs_dir, ident, log)
+    if folder is None:
+        return "locked", None, run_dir(runs_dir, run)
+    name = folder.relative_to(runs_dir).as_posix()
     try:
         held.enter_context(exclusive(folder / LOCK, holder="another process training it", log=log))
     except RunLocked as e:
         log(
-            f"[busy] {run.name}: being trained by another process ({e}); skipped. Rerun the same "
+            f"[busy] {name}: being trained by another process ({e}); skipped. Rerun the same "
             "command once it has finished to report it."
         )
-        return "locked", None
+        return "locked", None, folder
     except OSError as e:  # a read-only disk: a finished run needs no lock to be reported
         finished = e.errno in READ_ONLY and status(folder, run.config, ident, log, repair=False)[0] == "done"
         if force or not finished:
             raise
-        log(f"[skip] {run.name}: finished (metrics.json; its folder is read-only: {e.strerror})")
-        return "skipped", read_metrics(folder)
+        log(f"[skip] {name}: finished (metrics.json; its folder is read-only: {e.strerror})")
+        return "skipped", read_metrics(folder), folder
     orphans = remove_orphans(folder)  # we hold the lock: no live process writes here
     if orphans:
         log(
-            f"[repair] {run.name}: removed {len(orphans)} temporary file(s) a killed process left: "
+            f"[repair] {name}: removed {len(orphans)} temporary file(s) a killed process left: "
             f"{', '.join(str(p.relative_to(folder)) for p in orphans[:3])}"
         )
     state, reasons = status(folder, run.config, ident, log)
     if state == "done" and not force:
-        log(f"[skip] {run.name}: finished (metrics.json); --force retrains it")
-        return "skipped", read_metrics(folder)
+        log(f"[skip] {name}: finished (metrics.json); --force retrains it")
+        return "skipped", read_metrics(folder), folder
     if state == "changed" and not force:
         more = f"; and {len(reasons) - 8} more" if len(reasons) > 8 else ""
         log(
-            f"[changed] {run.name}: this folder trained something else ({'; '.join(reasons[:8])}{more}). "
+            f"[changed] {name}: this folder trained something else ({'; '.join(reasons[:8])}{more}). "
             "It is neither reused nor resumed: pass --force to retrain it here, or --runs-dir to train "
             "elsewhere."
         )
-        return "changed", None
+        return "changed", None, folder
     if force and state != "new":
         clear(folder)
     open_segment(folder)  # before this invocation writes: a killed segment ends at its own last write
     held.enter_context(tee_output(folder))
     if state == "partial" and not force:
-        log(f"[resume] {run.name}: unfinished, resuming from its checkpoints")
+        log(f"[resume] {name}: unfinished, resuming from its checkpoints")
     write_atomic(folder / CONFIG, yaml.safe_dump(run.config, sort_keys=False))
     write_json_atomic(ident, folder / IDENTITY)
-    log(f"[train] {run.name}")
-    return "train", None
+    log(f"[train] {name}")
+    return "train", None, folder
 
 
 def write_metrics(run: Run, folder: Path, result: dict) -> dict:
