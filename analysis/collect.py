@@ -1,4 +1,9 @@
-"""Read every finished run under runs/ into one DataFrame (one row per run folder)."""
+"""Read every finished run under runs/ into one DataFrame: one row per name a selection gave it.
+
+A run folder holds one identity, and every selection that asked for it is recorded in its
+names.json (ablations/study/homes.py): a sweep point equal to the preset's default, a Table 3
+entry trained by a sweep of row f. Each such name is a row here (its `folder` column says where
+the files are), so each table and sweep reports the run whoever trained it."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import pandas as pd
 import yaml
 
 from ablations.study import config as C
+from ablations.study import homes
 
 PAPER_FILE = Path(__file__).parent / "paper_numbers.yaml"
 COLUMNS = ["name", "table", "entry", "modality", "variant", "preset", "seed", "mode", "row",
@@ -16,7 +22,8 @@ COLUMNS = ["name", "table", "entry", "modality", "variant", "preset", "seed", "m
 # Row mvitv2's model with Hiera's conventions (models.model_stats.model_summary), beside row a.
 CONVENTION_COLUMNS = ["params_hiera_conventions", "macs_hiera_conventions"]
 # A sweep's runs (--set key=a,b,c): its id and this run's swept values (ablations/study/sweep.py).
-SWEEP_COLUMNS = ["sweep_id", "sweep_values"]
+SWEEP_COLUMNS = ["sweep_id", "sweep_values", "sweep_baseline"]
+FOLDER = "folder"  # where the run's files are, relative to runs/ (the name may lead there from elsewhere)
 
 
 def paper_numbers() -> dict:
@@ -75,16 +82,18 @@ def read_run(folder: Path) -> tuple[dict | None, dict | None, str | None]:
     return m, cfg, None
 
 
-def load_runs(runs_dir, quiet: bool = False) -> pd.DataFrame:
-    """Finished runs (those with metrics.json); unfinished folders are left out, and damaged ones
-    (read_run) are said in one line each (unless quiet) and listed in df.attrs["damaged"] as
-    [(folder, why)]: one damaged folder never stops the report of the others."""
+def load_runs(runs_dir, quiet: bool = False, sweeps: bool = False) -> pd.DataFrame:
+    """Finished runs (those with metrics.json), one row per name (the folder's own, and each name
+    in its names.json); unfinished folders are left out, and damaged ones (read_run) are said in
+    one line each (unless quiet) and listed in df.attrs["damaged"] as [(folder, why)]: one damaged
+    folder never stops the report of the others. sweeps=True: one row per sweep point instead
+    (a run may be a point of several sweeps), rows outside sweeps left out."""
     records, damaged = [], []
     runs_dir = Path(runs_dir)
     # Run folders sit at <table>/<row>/<modality>/<variant>/seed<k> (ablations.study.runs.run_dir);
     # runs kept deeper (a recipe search's runs/search/<grid>/...) belong to another report.
     for path in sorted(runs_dir.glob("*/*/*/*/seed*/metrics.json")):
-        if path.relative_to(runs_dir).parts[0] in ("report", "search"):
+        if path.relative_to(runs_dir).parts[0] in homes.RESERVED:
             continue
         m, cfg, why = read_run(path.parent)
         if why is not None:
@@ -92,16 +101,24 @@ def load_runs(runs_dir, quiet: bool = False) -> pd.DataFrame:
             if not quiet:
                 say_damaged(why)
             continue
-        rec = {k: m["run"].get(k) for k in COLUMNS[:9]}
-        rec.update({k: m.get(k) for k in COLUMNS[9:15]})
-        rec["config"] = cfg
-        rec.update({k: m.get(k) for k in CONVENTION_COLUMNS})
-        sweep = m.get("run", {}).get("sweep") or {}
-        values = sweep.get("values")  # in the order the keys were given (metrics.json sorts them)
-        values = {k: values[k] for k in sweep.get("keys", values)} if values else None
-        rec.update(sweep_id=sweep.get("id"), sweep_values=values)
-        records.append(rec)
-    df = pd.DataFrame(records, columns=COLUMNS + CONVENTION_COLUMNS + SWEEP_COLUMNS)
+        folder = path.parent.relative_to(runs_dir).as_posix()
+        for meta in [m["run"], *homes.names(path.parent, homes.folder_key(path.parent))]:
+            rec = {k: meta.get(k) for k in COLUMNS[:9]}
+            rec.update({k: m.get(k) for k in COLUMNS[9:15]})
+            rec["config"] = cfg
+            rec.update({k: m.get(k) for k in CONVENTION_COLUMNS})
+            sweep = meta.get("sweep") or {}
+            values = sweep.get("values")  # in the order the keys were given (metrics.json sorts them)
+            values = {k: values[k] for k in sweep.get("keys", values)} if values else None
+            rec.update(sweep_id=sweep.get("id"), sweep_values=values, sweep_baseline=sweep.get("baseline"))
+            records.append(rec | {FOLDER: folder})
+    df = pd.DataFrame(records, columns=COLUMNS + CONVENTION_COLUMNS + SWEEP_COLUMNS + [FOLDER])
+    if sweeps:
+        df = df[df["sweep_id"].notna()]
+        df = df[~df[["name", "sweep_id"]].astype(str).duplicated()]
+    else:  # a name asked for by several sweeps (or by a sweep and a table) is one run of its table
+        df = df[~df["name"].duplicated()]
+    df = df.reset_index(drop=True)
     for col in COLUMNS[9:15] + CONVENTION_COLUMNS:
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df.attrs["damaged"] = damaged

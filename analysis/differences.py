@@ -26,7 +26,7 @@ def correct_by_seed(runs_dir: Path, runs: pd.DataFrame) -> dict[int, tuple[np.nd
     reads; a damaged one is said once and left out (the other runs are still compared)."""
     out = {}
     for r in runs.itertuples():
-        path = predictions_path(Path(runs_dir) / str(r.name), str(r.mode))
+        path = predictions_path(Path(runs_dir) / str(r.folder), str(r.mode))
         if path.exists():
             try:
                 pred = load_predictions(path)

@@ -192,7 +192,7 @@ def write_report(runs_dir, out: Path | None = None, measure_speed: bool = True) 
         figures = copy_reconstructions(runs_dir, df[df["variant"] == variant], vdir)
         index += [f"- plots: `{variant}/*.png`, `{variant}/*.pdf`"]
         index += [f"- MAE reconstructions: [{f.stem}]({variant}/{f.name})" for f in figures] + [""]
-    sweeps = write_sweeps(df, runs_dir, out)
+    sweeps = write_sweeps(load_runs(runs_dir, quiet=True, sweeps=True), runs_dir, out)
     index += ["## Sweeps", "", *sweeps, ""] if sweeps else []
     write_atomic(out / "index.md", "\n".join(index))
     return out
@@ -213,7 +213,7 @@ def copy_reconstructions(runs_dir: Path, runs: pd.DataFrame, vdir: Path) -> list
     damaged file is said once and skipped: it never stops the report."""
     out = []
     for r in runs[runs["mode"] == "mae"].sort_values("name").itertuples():
-        pre = runs_dir / str(r.name) / "pretrain"
+        pre = runs_dir / str(r.folder) / "pretrain"
         dst = vdir / f"reconstructions_{r.table}_{r.entry}_{r.modality}_seed{r.seed}.png"
         src = pre / RECONSTRUCTIONS
         try:

@@ -1,5 +1,10 @@
 """A sweep (--set key=a,b,c) as one table and one plot against the swept key: per table entry and
-modality, top-1 at each value and its difference to the first value with a paired 95% interval.
+modality, top-1 at each value and its difference to the baseline with a paired 95% interval.
+
+The baseline is the point the user named: the preset's own value of each swept key when the list
+has it (sweeping across the default), else the first value given. Every finished point counts,
+whoever trained it (a point equal to the preset's default is often the plain run of the row:
+analysis/collect.py reads the names each run folder was asked for by).
 
 Written to runs/report/sweeps/<sweep id>/sweep.{md,csv,png,pdf}; the id names the preset, the
 swept keys and the other --set values (ablations/study/config.sweep_id)."""
@@ -22,18 +27,27 @@ def sweep_frame(df: pd.DataFrame, runs_dir: Path, sweep: str) -> pd.DataFrame:
     """One record per (table/entry, modality, swept values), in value order."""
     runs = df[df["sweep_id"] == sweep]
     keys = list(runs["sweep_values"].iloc[0])
+    named = baseline(runs, keys)
     recs = []
     for (table, entry, m), group in runs.groupby(["table", "entry", "modality"], sort=False):
         # a swept value may be a list or mapping ([32,32]): grouped by its JSON text
         key = group["sweep_values"].map(lambda v: json.dumps([v[k] for k in keys], sort_keys=True))
         points = sorted(set(key), key=lambda text: _order(json.loads(text)))
+        base = named if named in points else points[0]  # the named one is not finished yet: the first
         for p in points:
             acc, sd, n = stat(group[key == p], "top1")
-            d = compare(runs_dir, group[key == points[0]], group[key == p], p, m) if p != points[0] else None
+            d = compare(runs_dir, group[key == base], group[key == p], p, m) if p != base else None
             rec = {"entry": f"{table}/{entry}", "modality": m, **dict(zip(keys, json.loads(p)))}
-            rec |= {"top1": acc, "top1_std": sd, "seeds": n, "delta": interval_text(d) if d else "(first)"}
+            rec |= {"top1": acc, "top1_std": sd, "seeds": n, "delta": interval_text(d) if d else "(baseline)"}
             recs.append(rec | ({k: d[k] for k in ("diff", "low", "high")} if d else {}))
     return pd.DataFrame(recs)
+
+
+def baseline(runs: pd.DataFrame, keys: list[str]) -> str | None:
+    """The JSON text of the sweep's baseline point (its runs record it: ablations/study/config.py),
+    None for runs from before the baseline was recorded (their first point is the baseline)."""
+    named = [b for b in runs["sweep_baseline"] if isinstance(b, dict) and set(keys) <= set(b)]
+    return json.dumps([named[0][k] for k in keys], sort_keys=True) if named else None
 
 
 def _order(point: list):
@@ -44,13 +58,13 @@ def _order(point: list):
 def sweep_markdown(frame: pd.DataFrame, keys: list[str]) -> str:
     rows = [[r["entry"], r["modality"], *(str(r[k]) for k in keys), fmt(r["top1"], r["top1_std"], r["seeds"]),
              r["delta"], str(r["seeds"])] for _, r in frame.iterrows()]  # fmt: skip
-    head = ["entry", "modality", *keys, "top-1", "Δ vs the first value [95% CI]", "seeds"]
+    head = ["entry", "modality", *keys, "top-1", "Δ vs the baseline [95% CI]", "seeds"]
     return markdown(head, rows)
 
 
 def sweep_plot(frame: pd.DataFrame, keys: list[str], out: Path, title: str) -> list[Path]:
     """Per modality: top-1 (mean ± std over seeds) against the swept value, one line per entry
-    (top), and each value's difference to the first with its paired 95% interval (bottom); with
+    (top), and each value's difference to the baseline with its paired 95% interval (bottom); with
     several swept keys the x axis lists the combinations."""
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.4), sharex="col")
     for (ax, dax), m in zip(axes.T, MODS):
@@ -70,7 +84,7 @@ def sweep_plot(frame: pd.DataFrame, keys: list[str], out: Path, title: str) -> l
         ax.set_title(m)
         dax.axhline(0.0, color="black", lw=0.8)
         dax.set_xlabel(", ".join(keys))
-        dax.set_ylabel("Δ vs the first value, 95% CI")
+        dax.set_ylabel("Δ vs the baseline, 95% CI")
         if not part.empty:
             ax.legend(fontsize=7)
     fig.suptitle(title)
@@ -79,7 +93,8 @@ def sweep_plot(frame: pd.DataFrame, keys: list[str], out: Path, title: str) -> l
 
 
 NOTE = (
-    "One run per value (and seed); Δ = top-1 minus the first value's, in points, paired bootstrap 95% "
+    "One run per value (and seed); Δ = top-1 minus the baseline's (the preset's own value when swept, "
+    "else the first value given), in points, paired bootstrap 95% "
     "interval over the validation samples, widened by the seed spread with several seeds "
     "(analysis/stats.py); **n.d.** = the interval contains 0.\n"
 )

@@ -61,7 +61,7 @@ class Side:
         """What keeps this side out of a comparison, or None."""
         if self.runs.empty:
             return "no finished run"
-        paths = [predictions_path(runs_dir / str(r.name), str(r.mode)) for r in self.runs.itertuples()]
+        paths = [predictions_path(runs_dir / str(r.folder), str(r.mode)) for r in self.runs.itertuples()]
         return None if any(p.exists() for p in paths) else "finished without predictions.npz"
 
     def text(self) -> str:

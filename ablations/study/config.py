@@ -257,8 +257,20 @@ def parse_sets(items: list[str]) -> dict:
         values = [
             _number(_parse_value(key, piece)) if piece.strip() else None for piece in W.split_values(key, raw)
         ]
-        out[key] = values[0] if len(values) == 1 else W.Sweep(values)
+        value = values[0] if len(values) == 1 else W.Sweep(values)
+        if key in out and W.Sweep in (type(out[key]), type(value)):  # one would silently drop the other
+            raise ConfigError(
+                f"--set {key} is given twice ({_text(out[key])}, then {_text(value)}) and one of them "
+                f"sweeps it: give it once, e.g. --set {key}={_text(value)}."
+            )
+        out[key] = value
     return out
+
+
+def _text(value) -> str:
+    """A --set value as it is typed (a sweep as its comma list)."""
+    items = list(value) if isinstance(value, W.Sweep) else [value]
+    return ",".join(json.dumps(v) if isinstance(v, (list, dict)) else str(v) for v in items)
 
 
 def _parse_value(key: str, raw: str):
@@ -523,15 +535,18 @@ def resolve_all(sel: Selection) -> tuple[list[Run], list[Refused]]:
     source = S.table_source(table)
     spec = load_table(table)
     entries = selected_entries(sel, table, source)
+    check_swept_entries(sel, entries, source)
     canonical = {t: dict(table_entries(t, sel.modality)) for t in ("table1", "fig8") if t in list_tables()}
     swept = W.swept_keys(sel.sets)
     if swept and len(W.points(sel.sets)) < 2:
         raise ConfigError(f"--set {swept[0]}: a sweep needs two values or more, e.g. {swept[0]}=0.4,0.6.")
     runs, refused = [], []
+    base = sweep_baseline(sel) if swept else None
     for sets, values in W.points(sel.sets):
         own = {k: v for k, v in sets.items() if not presets_own(sel.preset, sel.modality, k, v)}
         variant = variant_name(preset.name, own)  # a set equal to the preset's own names no variant
-        sweep = {"id": sweep_id(preset.name, sel.sets), "keys": swept, "values": values} if swept else None
+        sweep = {"id": sweep_id(preset.name, sel.sets), "keys": swept, "values": values, "baseline": base}
+        sweep = sweep if swept else None
         for s in range(sel.seeds):
             seed = preset_config(sel.preset, sel.modality)["seed"] + s
             for entry_name, entry in entries:
@@ -557,6 +572,47 @@ def resolve_all(sel: Selection) -> tuple[list[Run], list[Refused]]:
                 )
     unique = list({r.name: r for r in runs}.values())  # order kept
     return unique, list({(r.entry, r.reason): r for r in refused}.values())
+
+
+def sweep_baseline(sel: Selection) -> dict:
+    """{swept key: the point the user named}: the preset's own value when the sweep lists it
+    (sweeping across the default), else the first value given. Reports measure every point's
+    difference against it (analysis/sweeps.py)."""
+    cfg, out = preset_config(sel.preset, sel.modality), {}
+    for key in W.swept_keys(sel.sets):
+        try:
+            own = get_dotted(cfg, key)
+        except (KeyError, TypeError):  # model.overrides.<flag>: the row's own value is not the preset's
+            own = None
+        values = list(sel.sets[key])
+        out[key] = own if own is not None and own in values else values[0]
+    return out
+
+
+def check_swept_entries(sel: Selection, entries: list[tuple[str, dict]], source: S.Source) -> None:
+    """A table entry that sets a swept key itself would make every point of the sweep the same
+    run under several labels: refused before any work, with the entries that leave it alone."""
+    swept = W.swept_keys(sel.sets)
+    if not swept:
+        return
+
+    def own(entry: dict) -> list[str]:  # the keys the entry sets whatever --set says
+        return [*entry["set"], *(f"model.overrides.{k}" for k in entry.get("model") or {})]
+
+    for key in swept:
+        setting = [n for n, e in entries if any(_overlaps(key, k) for k in own(e))]
+        if not setting:
+            continue
+        free = [n for n, e in entries if not any(_overlaps(k, o) for k in swept for o in own(e))]
+        named = ", ".join(setting[:4]) + (f" and {len(setting) - 4} more" if len(setting) > 4 else "")
+        fix = f"sweep an entry that leaves it alone (--step {free[0]}), or " if free else ""
+        one = len(setting) == 1
+        who = f"{source.name}'s {'entry' if one else 'entries'} {named} set{'s' if one else ''}"
+        raise ConfigError(
+            f"--set {key}={_text(sel.sets[key])}: {who} {key} {'itself' if one else 'themselves'}, so "
+            f"every point would be one run under several labels. Instead {fix}drop {key} from --set "
+            "(the table's entries already choose it)."
+        )
 
 
 def selected_entries(sel: Selection, table: str, source: S.Source) -> list[tuple[str, dict]]:
