@@ -21,7 +21,15 @@ from pathlib import Path
 
 from ablations.cli.launch.options import check as check_launch
 from ablations.cli.launch.submit import submit_runs
-from ablations.cli.output import bench, dry_run_text, print_table, print_trends, refused_text, show_list
+from ablations.cli.output import (
+    bench,
+    dry_run_text,
+    print_table,
+    print_trends,
+    refused_text,
+    show_list,
+    sweep_size,
+)
 from ablations.cli.parser import parser
 from ablations.data import check_data
 from ablations.data.common import repeats
@@ -32,6 +40,7 @@ from ablations.study import runs as R
 from ablations.study.definitions import check_definition, save_definition
 from ablations.study.identity import files_fingerprint
 from ablations.study.status import status_text
+from ablations.study.sweep import CONFIRM_RUNS
 from ablations.train import distributed as D
 from ablations.train import memory_plan as M
 from ablations.train.batching import plan_batch
@@ -121,6 +130,11 @@ def command(args, argv: list[str] | None) -> int:
                 raise C.ConfigError(f"Nothing to run: every entry is refused.\n{refused_text(refused)}")
         if args.only:
             runs = only(runs, args.only)
+        elif runs and runs[0].sweep and len(runs) > CONFIRM_RUNS and not (args.yes or previews(args)):
+            raise C.ConfigError(
+                f"{sweep_size(runs).removeprefix('# ').strip()}: more than {CONFIRM_RUNS}. Add --yes to "
+                "train them all (--dry-run lists them, --status shows where they stand)."
+            )
         if args.plan or args.device_mem is not None:
             runs, plans = planned(args, runs)
             if args.plan:
@@ -135,7 +149,7 @@ def command(args, argv: list[str] | None) -> int:
         print(f"ablate.py: error: {e}", file=sys.stderr)
         return 2
     if args.dry_run:
-        print(refused_text(refused) + dry_run_text(runs))
+        print(refused_text(refused) + dry_run_text(runs, args.runs_dir))
         return 0
     if args.status:
         print(refused_text(refused) + status_text(runs, args.runs_dir))
@@ -154,6 +168,11 @@ def command(args, argv: list[str] | None) -> int:
         return run_command(args, sel, runs)
     finally:
         D.shutdown()
+
+
+def previews(args) -> bool:
+    """The command only shows or reads (no training, no jobs)."""
+    return bool(args.dry_run or args.status or args.plan or args.bench or args.report)
 
 
 def planned(args, runs: list[C.Run]) -> tuple[list[C.Run], int]:

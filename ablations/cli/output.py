@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
 
 from ablations.study import config as C
+from ablations.study import homes
 from ablations.study import sources as S
+from ablations.study import sweep as W
 from ablations.train import distributed as D
 from ablations.train.batching import describe
 from ablations.train.memory_plan import phase_runtime
@@ -63,18 +66,32 @@ def refused_text(refused: list[C.Refused]) -> str:
     return "".join(f"# [refused] {r.table}/{r.entry} ({r.modality}): {r.reason}\n" for r in refused)
 
 
-def dry_run_text(runs: list[C.Run]) -> str:
-    """Each run's resolved config as YAML, headed by comments: its folder, and how each phase's
-    global batch splits over this launch's processes (WORLD_SIZE; runtime.max_batch_per_device)."""
+def dry_run_text(runs: list[C.Run], runs_dir: Path = Path("runs")) -> str:
+    """Each run's resolved config as YAML, headed by comments: its folder (or the folder it reuses:
+    the same resolved config trained under another name), its sweep point, and how each phase's
+    global batch splits over this launch's processes (WORLD_SIZE; runtime.max_batch_per_device).
+    A sweep starts with its size."""
 
     world = D.env_world()[1]
     docs = []
     for run in runs:
+        home = homes.reuses(runs_dir, run)
+        point = W.point_label(run.sweep)
+        head = f"# run: {run.name}\n" + (f"# sweep point: {point}\n" if point else "")
+        head += f"# reuses {home} (the same resolved config; trained once)\n" if home else ""
         phases = C.PHASES[run.config["mode"]]
         caps = {p: phase_runtime(run.config["runtime"], p)[0] for p in phases}  # the memory plan's, if any
         batches = "".join(f"# {p}: {describe(run.config[p], world, caps[p])}\n" for p in phases)
-        docs.append(f"# run: {run.name}\n{batches}" + yaml.safe_dump(run.config, sort_keys=False))
-    return "---\n".join(docs)
+        docs.append(f"{head}{batches}" + yaml.safe_dump(run.config, sort_keys=False))
+    return (sweep_size(runs) if runs and runs[0].sweep else "") + "---\n".join(docs)
+
+
+def sweep_size(runs: list[C.Run]) -> str:
+    """'# sweep <id>: P points x E entries x S seeds = N runs' (a YAML comment)."""
+    points = len({json.dumps(r.sweep["values"], sort_keys=True) for r in runs})
+    entries, seeds = len({(r.table, r.entry) for r in runs}), len({r.seed for r in runs})
+    return (f"# sweep {runs[0].sweep['id']}: {points} points x {entries} entries x {seeds} seeds = "
+            f"{len(runs)} runs\n")  # fmt: skip
 
 
 def bench(runs: list[C.Run], attn_backend: str = "math") -> str:

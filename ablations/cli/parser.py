@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ablations.study import config as C
+from ablations.study.sweep import CONFIRM_RUNS
 
 LAUNCHERS = ("slurm", "local")
 DEFAULT_PRESET = "cpu"
@@ -91,6 +92,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", type=int, help="devices the plan splits the global batch over "
                    "(default: 8 for --plan, this launch's processes otherwise)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars: plain log lines, as in log files")
+    p.add_argument("--yes", action="store_true",
+                   help=f"train a sweep of more than {CONFIRM_RUNS} runs (without it such a sweep is "
+                   "refused; --dry-run shows the count)")  # fmt: skip
     add_launcher_arguments(p)
     return p
 

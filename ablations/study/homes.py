@@ -133,6 +133,12 @@ def home(runs_dir: Path, run) -> Path:
     return Path(runs_dir) / (find(runs_dir, run.name, key) or run.name)
 
 
+def reuses(runs_dir: Path, run) -> str | None:
+    """The folder (relative to runs_dir) where a run that another name trained lives, if any."""
+    folder = home(runs_dir, run)
+    return folder.relative_to(runs_dir).as_posix() if folder != Path(runs_dir) / run.name else None
+
+
 @contextmanager
 def index_lock(runs_dir: Path, key: str, wait_s: float = LOCK_WAIT_S):
     """The identity's index lock, waited for (it is held for milliseconds)."""

@@ -24,8 +24,9 @@ import re
 from pathlib import Path
 
 from ablations.store.lock import JOB_ALIVE, describe, holder_alive, read_record, slurm_job_state
-from ablations.study import failure
+from ablations.study import failure, homes
 from ablations.study import runs as R
+from ablations.study import sweep as W
 from ablations.study.identity import run_identity
 
 QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "CONFIGURING"}
@@ -159,8 +160,16 @@ def _reason(job: dict) -> str:
     return f"{job['state'].lower()}: {out}" if out else job["state"].lower()
 
 
+def label(run) -> str:
+    """The run's name, with its sweep point by its values beside the variant's hash."""
+    point = W.point_label(run.sweep)
+    return f"{run.name} [{point}]" if point else run.name
+
+
 def status_text(runs, runs_dir: Path) -> str:
-    rows = [(run.name, *run_state(runs_dir, run)) for run in runs]
+    rows = [(label(run), *run_state(runs_dir, run)) for run in runs]
+    rows = [(n, s, f"reuses {home}: {d}" if (home := homes.reuses(runs_dir, run)) else d)
+            for (n, s, d), run in zip(rows, runs)]  # fmt: skip
     w0, w1 = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
     lines = [f"{'run':{w0}}  {'state':{w1}}  detail"]
     lines += [f"{n:{w0}}  {s:{w1}}  {d}".rstrip() for n, s, d in rows]

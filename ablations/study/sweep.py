@@ -14,6 +14,7 @@ import itertools
 from ablations.errors import ConfigError
 
 OPEN, CLOSE = "[{(", "]})"
+CONFIRM_RUNS = 64  # a sweep of more runs trains only with --yes (a typo in a list can queue days of GPUs)
 
 
 class Sweep(tuple):
@@ -62,6 +63,15 @@ def points(sets: dict) -> list[tuple[dict, dict]]:
         values = dict(zip(swept, combo))
         out.append(({**sets, **values}, values))
     return out
+
+
+def point_label(sweep: dict | None) -> str:
+    """A run's sweep point by its values, e.g. "mask_ratio=0.5 (baseline)" ("" outside sweeps)."""
+    if not sweep:
+        return ""
+    values = sweep["values"]
+    text = ", ".join(f"{k.split('.')[-1]}={values[k]}" for k in sweep.get("keys", values))
+    return text + (" (baseline)" if values == sweep.get("baseline") else "")
 
 
 def swept_keys(sets: dict) -> list[str]:
