@@ -42,6 +42,7 @@ def paper_speedup(step: str, modality: str, paper: dict | None = None) -> float:
 RUN_KEYS = ("name", "table", "entry", "modality", "variant", "seed")
 CONFIG_SECTIONS = ("model", "data", "mae", "runtime")
 _SAID: set = set()  # damaged files already said by this report
+_FAILED: list = []  # parts of this report that could not be written: the exit status says so
 
 
 def say_damaged(what: str, consequence: str = "this run is left out of the report") -> None:
@@ -51,8 +52,21 @@ def say_damaged(what: str, consequence: str = "this run is left out of the repor
         print(f"[damaged] {what}; {consequence}", flush=True)
 
 
+def say_failed(what: str, consequence: str) -> None:
+    """say_damaged for a part of the report that is left out (a table): failed_parts() lists it."""
+    if what not in _FAILED:
+        _FAILED.append(what)
+        say_damaged(what, consequence)
+
+
+def failed_parts() -> list[str]:
+    """What the report written last left out (ablate.py then exits 1)."""
+    return list(_FAILED)
+
+
 def new_report() -> None:
     _SAID.clear()
+    _FAILED.clear()
 
 
 def read_run(folder: Path) -> tuple[dict | None, dict | None, str | None]:

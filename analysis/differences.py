@@ -31,7 +31,8 @@ def correct_by_seed(runs_dir: Path, runs: pd.DataFrame) -> dict[int, tuple[np.nd
             try:
                 pred = load_predictions(path)
             except DamagedPredictions as e:
-                say_damaged(str(e), "this run is left out of the differences")
+                say_damaged(str(e), f"this run is left out of the differences; redo it with --force on that "
+                            f"run: the command that trained it with --only {r.name} --force")  # fmt: skip
                 continue
             out[int(r.seed)] = (correct(pred, 1), pred["label"])
     return out

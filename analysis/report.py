@@ -122,8 +122,9 @@ def write_report(runs_dir, out: Path | None = None, measure_speed: bool = True) 
     new_report()
     df = load_runs(runs_dir)
     paper = paper_numbers()
-    index = ["# Report", "", f"{len(df)} finished runs under `{runs_dir}`.", ""]
+    index = ["# Report", "", f"{df['folder'].nunique()} finished runs under `{runs_dir}`.", ""]
     index += damaged_rows(df.attrs.get("damaged", []))
+    index += table_report.damaged_definitions(runs_dir)
     for variant in sorted(df["variant"].dropna().unique()):
         vdir = out / variant
         vdir.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from ablations.errors import ConfigError
 from ablations.store.atomic import write_atomic
 from ablations.study.definitions import definitions
 from analysis import interaction_plot, interactions
+from analysis.collect import say_failed
 from analysis.entries import entries_table, has_runs
 
 
@@ -42,3 +43,14 @@ def write_tables(df: pd.DataFrame, runs_dir: Path, vdir: Path, variant: str) -> 
             interaction_plot.interactions(inter, vdir, f"{name}_interactions", f"{title} ({variant})")
             lines.append(f"- [{name}: alone vs in the path]({variant}/{name}_interactions.md)")
     return lines
+
+
+def damaged_definitions(runs_dir: Path) -> list[str]:
+    """Each user table whose kept definition (runs/<name>/table.yaml) does not read: said in one
+    line with the fix, and counted as a part of the report that failed; index.md lines."""
+    damaged = []
+    definitions(runs_dir, damaged)
+    for name, why, fix in damaged:
+        say_failed(f"table {name}: {why}", f"this table is left out of the report; {fix}")
+    rows = [f"| `{name}` | damaged: {why}; {fix} |" for name, why, fix in damaged]
+    return ["## Damaged tables (left out)", "", "| table | state |", "|---|---|", *rows, ""] if rows else []

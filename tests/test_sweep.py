@@ -97,7 +97,9 @@ def test_a_sweep_of_list_values_is_one_table_and_plot(tmp_path, monkeypatch):
     assert len(rows) == 4 and rows[0].startswith("| table1/f | image | [0.2, 1.0] | 0.4 |")
     # the baseline is the preset's own point (rrc_scale [0.2, 1.0], mask_ratio 0.6), not the first row
     assert rows[1].startswith("| table1/f | image | [0.2, 1.0] | 0.6 | 56.00 | (baseline) |")
-    assert rows[0].startswith("| table1/f | image | [0.2, 1.0] | 0.4 | 54.00 | – |")  # no predictions: no interval
+    assert rows[0].startswith(
+        "| table1/f | image | [0.2, 1.0] | 0.4 | 54.00 | – |"
+    )  # no predictions: no interval
     assert (folder / "sweep.png").exists()
 
 

@@ -47,6 +47,7 @@ from ablations.train.batching import plan_batch
 from ablations.train.engine import eta_text
 from ablations.train.interrupt import INTERRUPTED_EXIT, Stopped, StopRequest, exit_code
 from ablations.train.memory_plan import phase_runtime
+from analysis.collect import failed_parts
 from analysis.report import write_report
 
 
@@ -241,7 +242,7 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
         except (OSError, D.RankFailed) as e:  # a missing, read-only or full runs folder
             print(f"ablate.py: error: {fault_text(e, args.runs_dir / 'report')}", file=sys.stderr)
             return 2
-        return 0
+        return 1 if parts_failed() else 0
     if args.bench:
         print(D.main_only(bench, runs, args.attn_backend or "math"))
         return 0
@@ -277,7 +278,12 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
     counts = {k: list(outcomes.values()).count(k) for k in sorted(set(outcomes.values()))}
     where = f"sweeps/{runs[0].sweep['id']}" if runs[0].sweep else runs[0].variant
     print(f"\n{len(runs)} runs: {counts}. Report: {report}/{where}/")
-    return 1 if counts.get("failed") or counts.get("changed") or counts.get("locked") else 0
+    return 1 if counts.get("failed") or counts.get("changed") or counts.get("locked") or parts_failed() else 0
+
+
+def parts_failed() -> bool:
+    """The report written last left a part out (a damaged table definition: said above)."""
+    return bool(D.main_only(failed_parts))
 
 
 def left_text(left: list[C.Run], runs: list[C.Run], runs_dir) -> str:

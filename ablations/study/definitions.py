@@ -30,7 +30,10 @@ def check_definition(runs_dir: Path, table: str) -> None:
     path = Path(runs_dir) / src.name / FILE
     if src.builtin or not path.exists():
         return
-    kept, first = load_yaml(path), path.read_text().split("\n", 1)[0].removeprefix("# from ")
+    try:
+        kept, first = load_yaml(path), path.read_text().split("\n", 1)[0].removeprefix("# from ")
+    except (ConfigError, OSError, UnicodeDecodeError):  # damaged: this command rewrites it (save_definition)
+        return
     if first != str(src.path) and kept != load_table(table) | {"name": src.name}:
         raise ConfigError(
             f"{src.path}: table name {src.name!r} is already used under {Path(runs_dir) / src.name} by "
@@ -50,10 +53,27 @@ def save_definition(runs_dir: Path, table: str) -> None:
     )
 
 
-def definitions(runs_dir: Path) -> dict[str, dict]:
-    """{table name: spec} of the built-in non-paper tables and the user tables with runs here."""
+def definitions(runs_dir: Path, damaged: list | None = None) -> dict[str, dict]:
+    """{table name: spec} of the built-in non-paper tables and the user tables with runs here. A
+    kept definition that does not read is left out, and (name, why, fix) appended to `damaged`."""
     out = {t: load_table(t) for t in list_tables() if t not in PAPER_TABLES}
     for path in sorted(Path(runs_dir).glob(f"*/{FILE}")):
-        if path.parent.name not in out:
+        if path.parent.name in out:
+            continue
+        try:
             out[path.parent.name] = load_yaml(path)
+        except (ConfigError, OSError, UnicodeDecodeError) as e:
+            if damaged is not None:
+                first = _first_line(path).removeprefix("# from ")
+                table = first if first.endswith((".yaml", ".yml")) else "<its table file>"
+                fix = f"rerun its table (python ablate.py --table {table} ...) to rewrite it"
+                damaged.append((path.parent.name, str(e).rstrip("."), fix))
     return out
+
+
+def _first_line(path: Path) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.readline().strip()
+    except OSError:
+        return ""

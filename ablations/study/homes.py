@@ -41,6 +41,9 @@ IDENTITY, CONFIG, METRICS = "identity.json", "config.yaml", "metrics.json"
 # Top-level names of a runs folder that are not tables: its report, recipe searches, the index.
 RESERVED = ("report", "sweeps", "search", INDEX, "README.md", "README")
 RUN_GLOB = "*/*/*/*/seed*"  # <table>/<entry>/<modality>/<variant>/seed<k> (runs.run_dir)
+# What a folder holds before anything trained there: its lock, cluster job logs, a failed attempt's
+# record, and the names settle() wrote (runs.status calls such a folder "new").
+SETUP = (".lock", "slurm", "failed.json", NAMES)
 LOCK_WAIT_S = 60.0  # the index lock is held for milliseconds; a minute means something is wrong
 
 
@@ -72,7 +75,7 @@ def folder_key(folder: Path) -> str | None:
 
 def started(folder: Path) -> bool:
     """The folder holds more than a lock (and cluster job logs): a run began there."""
-    return folder.is_dir() and any(p.name not in (".lock", "slurm", "failed.json") for p in folder.iterdir())
+    return folder.is_dir() and any(p.name not in SETUP for p in folder.iterdir())
 
 
 @functools.cache

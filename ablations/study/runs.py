@@ -31,7 +31,7 @@ from ablations.store.atomic import remove_orphans, write_atomic, write_json_atom
 from ablations.store.lock import RunLocked, exclusive
 from ablations.store.runlog import tee_output
 from ablations.study import failure, homes
-from ablations.study.config import Run
+from ablations.study.config import PHASES, Run
 from ablations.study.identity import identity_diff, run_identity
 from ablations.train import distributed as D
 from ablations.train.phases import run_training as train
@@ -44,7 +44,7 @@ JOBS = "slurm"  # cluster jobs' records and logs (ablations/cli/launch): not par
 MISSING = "missing"
 READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 UNKNOWN = "what this folder trained is unknown"  # the reason status gives for a damaged folder
-KEPT = (LOCK, JOBS, failure.FILE, homes.NAMES)  # a folder with only these has trained nothing yet
+KEPT = homes.SETUP  # a folder with only these has trained nothing yet
 
 
 def run_dir(runs_dir: Path, run: Run) -> Path:
@@ -106,9 +106,16 @@ def status(folder: Path, cfg: dict, ident: dict, log=print, repair: bool = True)
     metrics, why = read_file(folder / METRICS, json.loads)
     if metrics is not None:
         return "done", []
-    if why != MISSING:
-        log(f"[repair] {folder / METRICS} {why}: rebuilding it from the phases' done.json")
+    if why != MISSING or phases_done(folder, cfg):
+        log(f"[repair] {folder / METRICS} {why}: every phase is done; rebuilding it from the phases' "
+            "done.json (no training)" if phases_done(folder, cfg) else
+            f"[repair] {folder / METRICS} {why}: rebuilding it from the phases' done.json")  # fmt: skip
     return "partial", []
+
+
+def phases_done(folder: Path, cfg: dict) -> bool:
+    """Every phase of the run has its done.json: what is left is writing metrics.json."""
+    return all((Path(folder) / p / "done.json").is_file() for p in PHASES[cfg["mode"]])
 
 
 def clear(folder: Path) -> None:

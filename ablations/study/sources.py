@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ablations.errors import ConfigError
+from ablations.study.homes import RESERVED
 from ablations.study.yaml_files import load_yaml
 from models.hints import did_you_mean
 
@@ -81,6 +82,11 @@ def _source(arg: str, folder: Path, kind: str, example: str, relative_to: Path |
     name = _declared_name(path) or path.stem
     if not NAME_RE.match(name):
         raise ConfigError(f"{path}: name {name!r} is not a folder name: use letters, digits and ._+- only.")
+    if kind == "table" and name in RESERVED:
+        raise ConfigError(
+            f"{path}: name {name!r} is a name the runs folder uses for itself ({', '.join(RESERVED[:3])}). "
+            "Set another `name:` at the top of the file."
+        )
     if name in names or name in TABLE_ALIASES:
         raise ConfigError(
             f"{path}: name {name!r} is the built-in {kind} {name!r}: the two would share run folders. "

@@ -7,6 +7,7 @@
     failed       its last attempt failed: transient (rerun to resume) or deterministic (fix first),
                  from <run>/failed.json, else the error's last line in the job's logs
     stopped      started, not running, no error (resumable: the same command continues it)
+    trained      every phase done but metrics.json missing or unreadable (the same command rebuilds it)
     changed      config.yaml differs from this selection's config (--force retrains)
     damaged      identity.json and config.yaml unreadable or not a run's: what it trained is unknown
     not started  no folder yet
@@ -122,7 +123,9 @@ def run_state(runs_dir: Path, run) -> tuple[str, str]:
     state, reasons = folder_state(runs_dir, run)
     if state == "done":
         top1 = (R.read_metrics(folder) or {}).get("top1")
-        return "finished", f"top-1 {top1:.1f}" if isinstance(top1, (int, float)) else "top-1 -"
+        why = R.read_file(folder / R.IDENTITY, json.loads)[1]
+        note = f"; {R.IDENTITY} {why}: taken from {R.CONFIG} (the next run of it rewrites it)" if why else ""
+        return "finished", (f"top-1 {top1:.1f}" if isinstance(top1, (int, float)) else "top-1 -") + note
     record, holder = jobs_record(folder), read_record(folder / R.LOCK)
     if holder and holder_alive(holder, lock_free=False):
         return "running", f"{describe(holder)}: {progress(folder)}"
@@ -142,6 +145,9 @@ def run_state(runs_dir: Path, run) -> tuple[str, str]:
     error = last_error(folder, record)
     if error:
         return "failed", f"{record['launcher']} job {record['job_id']}: {error}"
+    if state == "partial" and R.phases_done(folder, run.config):
+        why = R.read_file(folder / R.METRICS, json.loads)[1]
+        return "trained", f"every phase done, {R.METRICS} {why}: the same command rebuilds it (no training)"
     if state == "partial":
         return "stopped", f"resumable, {progress(folder)}"
     return "not started", ""
