@@ -188,10 +188,7 @@ DRIVER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from ablations.cli import main as cli
-    from ablations.study import config as C
-from ablations.study import homes
-from ablations.study import runs as R
-from ablations.study.identity import run_identity
+    from ablations.study import runs as R
 
     def train(cfg, folder, progress=True):
         with open(sys.argv[1], "a") as f:
