@@ -12,6 +12,7 @@ swept keys and the other --set values (ablations/study/config.sweep_id)."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +47,10 @@ def sweep_frame(df: pd.DataFrame, runs_dir: Path, sweep: str) -> pd.DataFrame:
 def baseline(runs: pd.DataFrame, keys: list[str]) -> str | None:
     """The JSON text of the sweep's baseline point (its runs record it: ablations/study/config.py),
     None for runs from before the baseline was recorded (their first point is the baseline)."""
-    named = [b for b in runs["sweep_baseline"] if isinstance(b, dict) and set(keys) <= set(b)]
-    return json.dumps([named[0][k] for k in keys], sort_keys=True) if named else None
+    named = [json.dumps([b[k] for k in keys], sort_keys=True) for b in runs["sweep_baseline"]
+             if isinstance(b, dict) and set(keys) <= set(b)]  # fmt: skip
+    # a sweep extended later (one more value) may name another baseline: most of its points' wins
+    return Counter(named).most_common(1)[0][0] if named else None
 
 
 def _order(point: list):
