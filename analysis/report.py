@@ -226,7 +226,8 @@ def copy_reconstructions(runs_dir: Path, runs: pd.DataFrame, vdir: Path) -> list
             else:
                 continue
         except ValueError as e:
-            print(f"[damaged] {e}; the report goes on without this figure")
+            print(f"[damaged] {e}; the report goes on without this figure (redo it with --force on that "
+                  f"run: the command that trained it with --only {r.name} --force)")  # fmt: skip
             continue
         out.append(dst)
     return out
