@@ -110,7 +110,10 @@ def write_sweeps(df: pd.DataFrame, runs_dir: Path, out: Path) -> list[str]:
         keys = list(df[df["sweep_id"] == sweep]["sweep_values"].iloc[0])
         frame = sweep_frame(df, runs_dir, sweep)
         folder = out / "sweeps" / sweep
-        md = f"# Sweep {sweep}: {', '.join(keys)}\n\n{NOTE}\n{sweep_markdown(frame, keys)}"
+        base = frame[frame["delta"] == "(baseline)"].head(1)
+        said = ", ".join(f"{k}={base[k].iloc[0]}" for k in keys) if len(base) else "-"
+        md = f"# Sweep {sweep}: {', '.join(keys)}\n\n{NOTE}\nBaseline: {said}.\n\n"
+        md += sweep_markdown(frame, keys)
         folder.mkdir(parents=True, exist_ok=True)
         write_atomic(folder / "sweep.md", md)
         write_atomic(

@@ -74,6 +74,7 @@ def test_a_sweep_across_the_default_reports_both_points(tmp_path, fake, capsys):
     # both points, in value order; the baseline is the preset's default, not the first value given
     assert [r.split("|")[3].strip() for r in rows] == ["0.6", "0.75"]
     assert "(baseline)" in rows[0] and "(baseline)" not in rows[1]
+    assert "Baseline: mae.mask_ratio=0.6." in next((runs / "report/sweeps").glob("*/sweep.md")).read_text()
     capsys.readouterr()
     assert ablate(runs, "--step", "f", "--set", "mae.mask_ratio=0.75,0.6", "--status") == 0
     out = capsys.readouterr().out
