@@ -247,15 +247,16 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
         print(D.main_only(bench, runs, args.attn_backend or "math"))
         return 0
     files_fingerprint.cache_clear()  # data files are fingerprinted afresh by every invocation
-    outcomes = {}
+    outcomes, folders = {}, {}
     with StopRequest() as stop:  # training shares it; a signal between runs stops before the next
         for i, run in enumerate(runs, 1):
             if signal := stop.agreed():
                 print(f"\n[stopped] by {signal} before {run.name}. Rerun the same command to go on.")
                 return exit_code(signal)
-            left = left_text(runs[i - 1 :], runs, args.runs_dir)
+            left = left_text(runs[i - 1 :], runs, args.runs_dir, folders)
             print(f"\n== run {i} of {len(runs)}: {run.name} ({left})", flush=True)
             outcomes[run.name] = train_one(args, run)
+            folders[run.name] = R.run_dir(args.runs_dir, run)  # where it trained, or the run it reused
             if isinstance(outcomes[run.name], int):  # stopped: the exit status
                 return outcomes[run.name]
     # 0 means every run is done: a run another process holds ("locked") is not, so it is 1 as well.
@@ -286,12 +287,15 @@ def parts_failed() -> bool:
     return bool(D.main_only(failed_parts))
 
 
-def left_text(left: list[C.Run], runs: list[C.Run], runs_dir) -> str:
+def left_text(left: list[C.Run], runs: list[C.Run], runs_dir, folders: dict | None = None) -> str:
     """The selection's time left: the mean wall time of its finished runs (metrics.json) times its
-    unfinished runs from this one on."""
-    walls = [m["wall_time_s"] for r in runs if isinstance(m := R.read_metrics(R.run_dir(runs_dir, r)), dict)
+    unfinished runs from this one on. folders: {run name: its folder}, looked up once per command
+    (finding a run's folder reads its identity: not once per run and per run)."""
+    folders = folders if folders is not None else {}
+    where = lambda r: folders.get(r.name) or folders.setdefault(r.name, R.run_dir(runs_dir, r))  # noqa: E731
+    walls = [m["wall_time_s"] for r in runs if isinstance(m := R.read_metrics(where(r)), dict)
              and isinstance(m.get("wall_time_s"), (int, float))]  # fmt: skip
-    todo = sum(R.read_metrics(R.run_dir(runs_dir, r)) is None for r in left)
+    todo = sum(R.read_metrics(where(r)) is None for r in left)
     if not todo:
         return "selection: finished runs only"
     if not walls:
