@@ -94,6 +94,7 @@ def test_a_sweep_point_and_a_table3_entry_train_once(tmp_path, fake, capsys):
     assert len(fake.trained) == 2 and not (runs / T05).exists()  # found, not trained again
     out = capsys.readouterr().out
     assert f"[reuse] {T05}: the same resolved config as {F05}" in out
+    assert "| mask_ratio | 0.5 | 50.00 |" in out  # the table printed after training has the entry
     # Table 3's report has the entry, trained by the sweep
     table3 = (runs / "report/tiny/table3.md").read_text()
     assert any(ln.startswith("| mask_ratio") and "0.5" in ln and "50.0" in ln for ln in table3.splitlines())

@@ -114,7 +114,9 @@ def print_table(sel: C.Selection, runs: list[C.Run], runs_dir: Path) -> None:
     text = table_text(runs_dir, runs[0].variant, name, tuple(m for m in C.MODALITIES if m in ran))
     if sel.step is not None and name in C.PAPER_TABLES:
         lines = text.splitlines()
-        text = "\n".join(lines[:2] + [ln for ln in lines[2:] if ln.startswith(f"| {sel.step} |")]) + "\n"
+        # Table 3's rows are "| <group> | <value> |" for its entry <group>-<value>
+        row = f"| {' | '.join(sel.step.split('-', 1))} |" if name == "table3" else f"| {sel.step} |"
+        text = "\n".join(lines[:2] + [ln for ln in lines[2:] if ln.startswith(row)]) + "\n"
     print(f"\n{name} ({runs[0].variant}, {runs[0].modality}), ours beside the paper's:\n")
     print(text)
 
