@@ -13,7 +13,7 @@ from ablations.store.atomic import write_atomic
 from ablations.study.config import MODALITIES, list_rows
 from ablations.train.reconstructions import FILE as RECONSTRUCTIONS
 from analysis import differences, plots, speed_table, table3_plot, table_report, tables, trends
-from analysis.collect import load_runs, new_report, no_recipe, paper_numbers, say_damaged
+from analysis.collect import load_runs, new_report, no_recipe, paper_numbers, run_results, say_damaged
 from analysis.reconstructions import draw_reconstructions, load_arrays
 from analysis.sweeps import write_sweeps
 
@@ -128,6 +128,8 @@ def write_report(runs_dir, out: Path | None = None, measure_speed: bool = True) 
         vdir = out / variant
         vdir.mkdir(parents=True, exist_ok=True)
         written = tables_with_runs(df, variant)
+        runs_csv = run_results(df, variant).to_csv(index=False, float_format="%.4f", lineterminator="\n")
+        write_atomic(vdir / "runs.csv", runs_csv)
         speeds = table1_speeds(df, runs_dir, variant, measure_speed) if "table1" in written else {}
         built = build_tables(df, variant, paper, speeds)
         diff_of = {
@@ -182,7 +184,7 @@ def write_report(runs_dir, out: Path | None = None, measure_speed: bool = True) 
                 "table3_differences",
                 f"Table 3: each entry minus its default ({variant})",
             )
-        index += [f"## {variant}", ""] + [
+        index += [f"## {variant}", "", f"- [runs.csv]({variant}/runs.csv): every finished run's top-1"] + [
             f"- [{n}]({variant}/{n}.md) ([csv]({variant}/{n}.csv))" for n in written
         ]
         if {"table1", "fig8"} & set(written):  # the trends read Table 1's and Fig. 8's runs
