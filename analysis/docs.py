@@ -392,7 +392,7 @@ def redraw(figures: Path = FIGURES) -> list[Path]:
     for folder in sorted(p for p in figures.iterdir() if p.is_dir()):
         res = Results(folder)
         with tempfile.TemporaryDirectory() as tmp:
-            out, title = Path(tmp), f"({folder.name} preset)"
+            out, title = Path(tmp), f"({folder.name})"  # the report's titles
             if res.has("table1") and (folder / "table1_accuracy.png").exists():
                 plots.table1_accuracy(res.frame("table1"), out, f"Table 1 accuracy per row {title}")
             if res.has("fig8") and (folder / "fig8_mae_vs_supervised.png").exists():

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis import docs as D
 from ablations.study import config as C
+from analysis import docs as D
 from analysis.report import write_report
 from tests.test_analysis import fake_run
 
@@ -127,7 +127,8 @@ def test_every_link_to_a_page_section_exists():
 
 
 def test_every_readme_section_named_in_the_text_exists():
-    sections = {ln.lstrip("#").strip() for ln in (ROOT / "README.md").read_text().splitlines() if ln.startswith("#")}
+    lines = (ROOT / "README.md").read_text().splitlines()
+    sections = {ln.lstrip("#").strip() for ln in lines if ln.startswith("#")}
     bad = [
         f"{path.relative_to(ROOT)}: README section {m[1]!r}"
         for path in text_files()
@@ -135,7 +136,7 @@ def test_every_readme_section_named_in_the_text_exists():
         if m[1].strip() not in sections
     ]
     assert not bad, "\n".join(bad)
-    assert README_SECTION.search('(README: Running on GPUs and clusters)')  # the pattern finds them
+    assert README_SECTION.search("(README: Running on GPUs and clusters)")  # the pattern finds them
 
 
 def test_the_anchor_rules():
