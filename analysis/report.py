@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from ablations.errors import ConfigError
 from ablations.store.atomic import write_atomic
 from ablations.study.config import MODALITIES, list_rows
+from ablations.study.definitions import definitions
 from ablations.train.reconstructions import FILE as RECONSTRUCTIONS
 from analysis import differences, plots, speed_table, table3_plot, table_report, tables, trends
 from analysis.collect import load_runs, new_report, no_recipe, paper_numbers, run_results, say_damaged
+from analysis.entries import entries_table
 from analysis.reconstructions import draw_reconstructions, load_arrays
 from analysis.sweeps import write_sweeps
 
@@ -244,4 +247,11 @@ def table_text(runs_dir, variant: str, name: str, modalities: tuple[str, ...] = 
         return tables.__dict__[name](df, variant, paper_numbers(), modalities=modalities)[1]
     report = Path(runs_dir) / "report" / variant
     parts = [report / f"{name}.md", report / f"{name}_interactions.md"]
-    return "\n".join(p.read_text().split("\n", 3)[-1] for p in parts if p.exists())
+    texts = [p.read_text().split("\n", 3)[-1] for p in parts if p.exists()]
+    spec = definitions(runs_dir).get(name)
+    if texts and spec is not None:  # the entries again, with columns for `modalities` only
+        try:
+            texts[0] = entries_table(df, runs_dir, variant, name, spec, modalities)[1]
+        except ConfigError:  # a kept definition the schema no longer accepts: the report said so
+            pass
+    return "\n".join(texts)
