@@ -52,6 +52,18 @@ def test_every_page_agrees_with_the_committed_results_files():
     assert D.main(["--check"]) == 0
 
 
+def test_no_marker_starts_a_line_inside_a_paragraph():
+    """A line starting with <!-- would end the paragraph (Markdown reads an HTML block there):
+    inline markers sit mid-line, block markers on lines of their own."""
+    bad = [
+        f"{page.relative_to(ROOT)}:{i}"
+        for page in D.pages()
+        for i, line in enumerate(page.read_text().splitlines(), 1)
+        if line.startswith("<!-- results:") and not line.endswith("-->")
+    ]
+    assert not bad
+
+
 def test_a_number_edited_by_hand_is_stale(tmp_path):
     for page in D.pages():
         dst = tmp_path / page.relative_to(ROOT)
