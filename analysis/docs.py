@@ -32,7 +32,7 @@ from ablations.study.config import list_rows, load_table
 from analysis import interaction_plot, plots
 from analysis.differences import interval_text
 from analysis.interactions import COMPONENTS
-from analysis.tables import markdown, table3_entries
+from analysis.tables import UNITS, markdown, table3_entries
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "analysis" / "figures"
@@ -270,6 +270,24 @@ def effect(rec: dict, bold: bool = True) -> str:
     return text if text.endswith("n.d.") or not bold else f"**{text}**"
 
 
+def view_speed(results: Results, modality: str) -> str:
+    """Table 1's speed column: each row's throughput over mvitv2's ([min-max over rounds] where the
+    report timed them side by side), beside the paper's ratio."""
+    t1 = results.frame("table1")
+    unit = UNITS[modality]
+    lines = []
+    for r in t1.to_dict("records"):
+        ratio, low, high = (r[f"{modality}_speedup{k}"] for k in ("", "_low", "_high"))
+        cell = DASH if math.isnan(ratio) else f"{ratio:.2f}x"
+        if not math.isnan(low) and not math.isnan(high) and low != high:
+            cell += f" [{low:.2f}-{high:.2f}]"
+        if r["row"] == list_rows()[0] and not math.isnan(r[f"{modality}_speed"]):
+            cell += f" ({r[f'{modality}_speed']:.0f} {unit})"
+        paper = r[f"{modality}_paper_speedup"]
+        lines.append([r["row"], cell, DASH if math.isnan(paper) else f"{paper:.2f}x"])
+    return "\n" + markdown(["row", f"{unit} x mvitv2 (ours)", "paper x mvitv2 (Hiera-L, A100 fp16)"], lines)
+
+
 def view_top1(results: Results, table: str, entry: str, modality: str, mode: str, seed: str = "") -> str:
     """One run's top-1 (`seed`), or the mean over the entry's runs: '42.8'."""
     runs = (
@@ -320,6 +338,7 @@ VIEWS = {
     "top1": view_top1,
     "seeds": view_seeds,
     "row": view_row,
+    "speed": view_speed,
     "std": view_std,
     "diff": view_diff,
 }
