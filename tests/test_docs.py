@@ -88,13 +88,21 @@ def test_a_bad_marker_is_one_clear_error():
         D.generate("<!-- results: cpu seeds table1 z image mae --><!-- /results -->")
 
 
-def test_transcribed_results_files_say_so_and_hold_only_published_numbers():
-    for csv in FIGURES_CSV:
-        head = csv.read_text().splitlines()[0]
-        assert not head.startswith("#") or "overwrites this file" in csv.read_text()[:600], csv
+def test_the_command_names_a_missing_report_and_redraws_figures(tmp_path, capsys):
+    assert D.main(["--publish", str(tmp_path / "nope")]) == 2
+    assert "is not a report folder" in capsys.readouterr().err
+    figures = tmp_path / "figures"
+    shutil.copytree(D.FIGURES / "laptop", figures / "laptop")
+    drawn = D.redraw(figures)
+    assert sorted(p.name for p in drawn) == sorted(p.name for p in (D.FIGURES / "laptop").glob("*.png"))
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in drawn)
 
 
-FIGURES_CSV = sorted(D.FIGURES.glob("*/*.csv"))
+def test_a_transcribed_results_file_says_so_and_what_overwrites_it():
+    for csv in sorted(D.FIGURES.glob("*/*.csv")):
+        text = csv.read_text()
+        if text.startswith("#"):  # a report's own CSV has no header comment
+            assert "Transcribed from the last published report" in text and "--publish" in text, csv
 
 
 def test_a_report_is_published_and_rendered(tmp_path, monkeypatch):
