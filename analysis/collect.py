@@ -21,6 +21,9 @@ COLUMNS = ["name", "table", "entry", "modality", "variant", "preset", "seed", "m
            "top1", "top5", "throughput", "params", "macs", "train_time_s", "config"]  # fmt: skip
 # Row mvitv2's model with Hiera's conventions (models.model_stats.model_summary), beside row a.
 CONVENTION_COLUMNS = ["params_hiera_conventions", "macs_hiera_conventions"]
+# One line per finished run in the report's runs.csv (the results file the docs are built from).
+RESULT_COLUMNS = ["table", "entry", "modality", "mode", "seed", "top1", "top5", "throughput", "params",
+                  "macs", "train_time_s"]  # fmt: skip
 # A sweep's runs (--set key=a,b,c): its id and this run's swept values (ablations/study/sweep.py).
 SWEEP_COLUMNS = ["sweep_id", "sweep_values", "sweep_baseline"]
 FOLDER = "folder"  # where the run's files are, relative to runs/ (the name may lead there from elsewhere)
@@ -137,6 +140,13 @@ def load_runs(runs_dir, quiet: bool = False, sweeps: bool = False) -> pd.DataFra
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df.attrs["damaged"] = damaged
     return df
+
+
+def run_results(df: pd.DataFrame, variant: str) -> pd.DataFrame:
+    """The variant's finished runs, one line each (RESULT_COLUMNS), in a fixed order: the report's
+    runs.csv, from which analysis.docs writes every per-run number the docs show."""
+    runs = df.loc[df["variant"] == variant, RESULT_COLUMNS]
+    return runs.sort_values(["table", "entry", "modality", "mode", "seed"]).reset_index(drop=True)
 
 
 def no_recipe(df: pd.DataFrame, variant: str) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ from ablations.errors import ConfigError
 from ablations.study.config import MODALITIES, check_config, deep_update, entry_changes
 from ablations.study.table_rows import table_entries
 from analysis.differences import compare, interval_text
-from analysis.tables import fmt, markdown, select, stat
+from analysis.tables import fmt, modality_markdown, select, stat
 from models import load_rows, rows_first
 
 
@@ -62,11 +62,22 @@ def why_missing(df: pd.DataFrame, table: str, name: str, entry: dict, m: str, va
     return "not trained yet"
 
 
+def table_modalities(spec: dict, table: str) -> tuple[str, ...]:
+    """The modalities a table has entries for (an image-only table: image)."""
+    return tuple(m for m in MODALITIES if table_entries(spec, m, table))
+
+
 def entries_table(
-    df: pd.DataFrame, runs_dir: Path, variant: str, table: str, spec: dict
+    df: pd.DataFrame,
+    runs_dir: Path,
+    variant: str,
+    table: str,
+    spec: dict,
+    modalities: tuple[str, ...] | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """Per entry: mode, row + flags, top-1 (mean ± std over seeds) and the difference to the
-    table's first entry with its paired 95% interval, per modality."""
+    table's first entry with its paired 95% interval, per modality. The Markdown has columns for
+    `modalities` only (default: those the table has entries for); the DataFrame has every one's."""
     recs, md = [], []
     per_mod = {m: table_entries(spec, m, table) for m in MODALITIES}
     names = list(dict.fromkeys(n for m in MODALITIES for n, _ in per_mod[m]))
@@ -100,7 +111,8 @@ def entries_table(
     head = ["entry", "mode", "row + flags"] + [
         h for m in MODALITIES for h in (f"{m} top-1", f"Δ vs {first} [95% CI]")
     ]
-    return pd.DataFrame(recs), markdown(head, md)
+    shown = table_modalities(spec, table) if modalities is None else modalities
+    return pd.DataFrame(recs), modality_markdown(head, md, 3, shown)
 
 
 def has_runs(df: pd.DataFrame, table: str, variant: str) -> bool:

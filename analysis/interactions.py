@@ -39,6 +39,10 @@ COLUMNS = [
     "runs",  # the entry's own finished runs
 ]
 MEASURES = ("alone", "path", "difference")
+# Each component by name, keyed by the Table 1 row that removes it (models/rows.yaml): tables name
+# components by that row (`component: b`); figures and docs say what it is.
+COMPONENTS = {"a": "relative positions", "b": "conv pooling", "c": "stride-1 pools",
+              "d": "overlapping kernels", "e": "attention residual", "f": "KV pooling"}  # fmt: skip
 PATH_LABEL = {"table1": "Table 1 path (MAE)", "fig8": "Fig. 8 path (supervised)"}
 
 

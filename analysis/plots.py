@@ -1,4 +1,5 @@
-"""Paper-style figures from the tables of analysis.tables (PNG + PDF, Agg backend)."""
+"""Paper-style figures from the tables of analysis.tables (PNG + PDF, Agg backend). A figure has a
+panel only for the modalities with results (with_results)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,18 @@ def save(fig, out: Path, stem: str) -> list[Path]:
     return paths
 
 
+def with_results(has: dict[str, bool]) -> tuple[str, ...]:
+    """The modalities a figure has a panel for: those with results ({modality: has results}),
+    or every one while none has (each empty panel then says why)."""
+    return tuple(m for m in MODS if has.get(m)) or MODS
+
+
+def panels(mods: tuple[str, ...], width: float = 5.0, height: float = 3.6, rows: int = 1):
+    """(fig, axes): one column per modality of `mods` (`rows` rows), axes[row][col]."""
+    fig, axes = plt.subplots(rows, len(mods), figsize=(width * len(mods), height * rows), squeeze=False)
+    return fig, axes
+
+
 def _empty(ax, m: str, no_recipe: tuple[str, ...] = (), kind: str = "") -> None:
     """An empty panel says why: no (kind of) runs yet, or a modality the preset has no recipe for."""
     text = f"no {m} recipe in this preset" if m in no_recipe else f"no {m}{kind} runs yet"
@@ -36,9 +49,10 @@ def _empty(ax, m: str, no_recipe: tuple[str, ...] = (), kind: str = "") -> None:
 
 def table1_accuracy(t1: pd.DataFrame, out: Path, title: str, no_recipe: tuple[str, ...] = ()) -> list[Path]:
     """Top-1 per row, ours (left axis) and the paper's (right axis: different scale and data)."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    mods = with_results({m: t1[f"{m}_top1"].notna().any() for m in MODS})
+    fig, axes = panels(mods)
     x = np.arange(len(t1))
-    for ax, m in zip(axes, MODS):
+    for ax, m in zip(axes[0], mods):
         ax.set_title(f"{m} ({'IN1K' if m == 'image' else 'K400'} in the paper)")
         ax.set_xticks(x, t1["row"])
         ax.set_xlabel("Table 1 row (cumulative changes)")
@@ -61,9 +75,10 @@ def table1_accuracy(t1: pd.DataFrame, out: Path, title: str, no_recipe: tuple[st
 def table1_speed(t1: pd.DataFrame, out: Path, title: str, no_recipe: tuple[str, ...] = ()) -> list[Path]:
     """Throughput relative to the mvitv2 row, ours vs the paper's (ratios are comparable); error
     bars: the min-max of the per-round ratios when the rows were timed side by side."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    mods = with_results({m: t1[f"{m}_speedup"].notna().any() for m in MODS})
+    fig, axes = panels(mods)
     x, w = np.arange(len(t1)), 0.38
-    for ax, m in zip(axes, MODS):
+    for ax, m in zip(axes[0], mods):
         ours = t1[f"{m}_speedup"].fillna(0)
         spread = np.stack(
             [ours - t1[f"{m}_speedup_low"].fillna(ours), t1[f"{m}_speedup_high"].fillna(ours) - ours]
@@ -87,9 +102,11 @@ def table1_speed(t1: pd.DataFrame, out: Path, title: str, no_recipe: tuple[str, 
 
 def fig8(f8: pd.DataFrame, out: Path, title: str, no_recipe: tuple[str, ...] = ()) -> list[Path]:
     """MAE vs supervised from scratch per row (paper Fig. 8: the trend reverses without MAE)."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    has = {m: f8[[f"{m}_mae_top1", f"{m}_supervised_top1"]].notna().any(axis=None) for m in MODS}
+    mods = with_results(has)
+    fig, axes = panels(mods)
     x = np.arange(len(f8))
-    for ax, m in zip(axes, MODS):
+    for ax, m in zip(axes[0], mods):
         any_data = False
         for key, label, color in (
             (f"{m}_mae_top1", "MAE + finetune", OURS),
@@ -116,8 +133,9 @@ def acc_vs_speed(
     t1: pd.DataFrame, f8: pd.DataFrame, out: Path, title: str, no_recipe: tuple[str, ...] = ()
 ) -> list[Path]:
     """Fig. 3 style: accuracy against throughput, one point per row; ours and the paper's."""
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
-    for r, m in enumerate(MODS):
+    mods = with_results({m: (t1[f"{m}_speed"].notna() & t1[f"{m}_top1"].notna()).any() for m in MODS})
+    fig, axes = plt.subplots(len(mods), 2, figsize=(10, 3.5 * len(mods)), squeeze=False)
+    for r, m in enumerate(mods):
         ours, paper = axes[r]
         speed = t1[f"{m}_speed"]
         series = [("Table 1 (MAE from row a)", t1[f"{m}_top1"], OURS)]
@@ -154,8 +172,9 @@ def differences(
 ) -> list[Path]:
     """Accuracy differences with their 95% intervals (analysis.differences), one panel per
     modality; hollow markers where the interval contains 0 (not distinguishable)."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, m in zip(axes, MODS):
+    mods = with_results({m: frame.loc[frame["modality"] == m, "diff"].notna().any() for m in MODS})
+    fig, axes = panels(mods)
+    for ax, m in zip(axes[0], mods):
         part = frame[frame["modality"] == m].reset_index(drop=True)
         x = np.arange(len(part))
         ok = part["diff"].notna().to_numpy()

@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from ablations.errors import ConfigError
 from ablations.store.atomic import write_atomic
 from ablations.study.config import MODALITIES, list_rows
+from ablations.study.definitions import definitions
 from ablations.train.reconstructions import FILE as RECONSTRUCTIONS
 from analysis import differences, plots, speed_table, table3_plot, table_report, tables, trends
-from analysis.collect import load_runs, new_report, no_recipe, paper_numbers, say_damaged
+from analysis.collect import load_runs, new_report, no_recipe, paper_numbers, run_results, say_damaged
+from analysis.entries import entries_table
 from analysis.reconstructions import draw_reconstructions, load_arrays
 from analysis.sweeps import write_sweeps
 
@@ -129,6 +132,8 @@ def write_report(runs_dir, out: Path | None = None, measure_speed: bool = True) 
         vdir = out / variant
         vdir.mkdir(parents=True, exist_ok=True)
         written = tables_with_runs(df, variant)
+        runs_csv = run_results(df, variant).to_csv(index=False, float_format="%.4f", lineterminator="\n")
+        write_atomic(vdir / "runs.csv", runs_csv)
         speeds = table1_speeds(df, runs_dir, variant, measure_speed) if "table1" in written else {}
         built = build_tables(df, variant, paper, speeds)
         diff_of = {
@@ -183,7 +188,7 @@ def write_report(runs_dir, out: Path | None = None, measure_speed: bool = True) 
                 "table3_differences",
                 f"Table 3: each entry minus its default ({variant})",
             )
-        index += [f"## {variant}", ""] + [
+        index += [f"## {variant}", "", f"- [runs.csv]({variant}/runs.csv): every finished run's top-1"] + [
             f"- [{n}]({variant}/{n}.md) ([csv]({variant}/{n}.csv))" for n in written
         ]
         if {"table1", "fig8"} & set(written):  # the trends read Table 1's and Fig. 8's runs
@@ -244,4 +249,11 @@ def table_text(runs_dir, variant: str, name: str, modalities: tuple[str, ...] = 
         return tables.__dict__[name](df, variant, paper_numbers(), modalities=modalities)[1]
     report = Path(runs_dir) / "report" / variant
     parts = [report / f"{name}.md", report / f"{name}_interactions.md"]
-    return "\n".join(p.read_text().split("\n", 3)[-1] for p in parts if p.exists())
+    texts = [p.read_text().split("\n", 3)[-1] for p in parts if p.exists()]
+    spec = definitions(runs_dir).get(name)
+    if texts and spec is not None:  # the entries again, with columns for `modalities` only
+        try:
+            texts[0] = entries_table(df, runs_dir, variant, name, spec, modalities)[1]
+        except ConfigError:  # a kept definition the schema no longer accepts: the report said so
+            pass
+    return "\n".join(texts)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ablations.store.atomic import write_atomic
 from analysis.differences import compare, interval_text
-from analysis.plots import MODS, OURS, PAPER, plt, save
+from analysis.plots import MODS, OURS, PAPER, plt, save, with_results
 from analysis.tables import fmt, markdown, stat
 
 
@@ -66,11 +66,12 @@ def sweep_markdown(frame: pd.DataFrame, keys: list[str]) -> str:
 
 
 def sweep_plot(frame: pd.DataFrame, keys: list[str], out: Path, title: str) -> list[Path]:
-    """Per modality: top-1 (mean ± std over seeds) against the swept value, one line per entry
-    (top), and each value's difference to the baseline with its paired 95% interval (bottom); with
+    """Per modality with runs: top-1 (mean ± std over seeds) against the swept value, one line per
+    entry (top), and each value's difference to the baseline with its paired 95% interval (bottom); with
     several swept keys the x axis lists the combinations."""
-    fig, axes = plt.subplots(2, 2, figsize=(10, 6.4), sharex="col")
-    for (ax, dax), m in zip(axes.T, MODS):
+    mods = with_results({m: (frame["modality"] == m).any() for m in MODS})
+    fig, axes = plt.subplots(2, len(mods), figsize=(5 * len(mods), 6.4), sharex="col", squeeze=False)
+    for (ax, dax), m in zip(axes.T, mods):
         part = frame[frame["modality"] == m]
         if part.empty:
             ax.text(0.5, 0.5, f"no {m} runs", ha="center", va="center", transform=ax.transAxes, color=PAPER)

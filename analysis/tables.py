@@ -249,8 +249,9 @@ def fig8(
                 _paper(p8, row, m, "acc"),
                 _paper(p1, row, m, "acc") if row != "mvitv2" else math.nan,
             )
-            rec |= {f"{m}_supervised_top1": sup, f"{m}_supervised_std": sup_sd, f"{m}_mae_top1": mae,
-                    f"{m}_mae_std": mae_sd, f"{m}_mae_minus_supervised": mae - sup,
+            rec |= {f"{m}_supervised_top1": sup, f"{m}_supervised_std": sup_sd,
+                    f"{m}_supervised_seeds": sup_n, f"{m}_mae_top1": mae, f"{m}_mae_std": mae_sd,
+                    f"{m}_mae_seeds": mae_n, f"{m}_mae_minus_supervised": mae - sup,
                     f"{m}_paper_supervised_B": p_sup, f"{m}_paper_mae_L": p_mae}  # fmt: skip
             cells += [fmt(sup, sup_sd, sup_n), fmt(mae, mae_sd, mae_n), fmt(mae - sup),
                       fmt(p_sup, digits=1), fmt(p_mae, digits=1)]  # fmt: skip

@@ -1,6 +1,7 @@
 """One end-to-end run with the real pieces (model, MAE, data, engine) on the tiny preset."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -17,7 +18,11 @@ def no_timing(*a, **k):
 def test_step_f_tiny_end_to_end(tmp_path, capsys, one_thread, monkeypatch):
     monkeypatch.setattr("analysis.speed_table.table_speeds", no_timing)
     runs = tmp_path / "runs"
-    assert cli.main(["--step", "f", "--preset", "tiny", "--runs-dir", str(runs), "--quiet"]) == 0
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("default")  # what a user's python prints: each warning once, with its line
+        assert cli.main(["--step", "f", "--preset", "tiny", "--runs-dir", str(runs), "--quiet"]) == 0
+    # no Python warning (a source line in the output) from a fresh run folder, TensorBoard's included
+    assert [str(w.message) for w in shown if not issubclass(w.category, DeprecationWarning)] == []
     folder = runs / "table1/f/image/tiny/seed0"
     m = json.loads((folder / "metrics.json").read_text())
     assert 0 <= m["top1"] <= 100 and m["params"] > 1e4 and m["macs"] > 1e5 and m["throughput"] > 0

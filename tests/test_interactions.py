@@ -46,6 +46,7 @@ def test_loo_reports_alone_path_and_difference(tmp_path, capsys, fake, monkeypat
     assert ablate(tmp_path, "--table", "loo", "--preset", "tiny", "--seeds", "2") == 0
     out = capsys.readouterr().out
     assert "# [refused] loo/f+relative (image)" in out
+    assert "| image top-1 |" in out and "video" not in out  # only images ran: no video columns
     report = tmp_path / "runs/report/tiny"
     md = (report / "loo_interactions.md").read_text()
     # attention residual: alone (f+attn_res - f) +5; in the path (d - e, KV pooling there) +9

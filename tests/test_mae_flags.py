@@ -5,11 +5,13 @@ back into Hiera) must still be in the encoder's state dict, or the finetune load
 (issue #20: "pretrained encoder ... lacks non-head weights: ['blocks.3.attn.pool_q.weight', ...]").
 """
 
+import warnings
+
 import pytest
 import torch
 
 import models
-from ablations.train.build import load_encoder
+from ablations.train.build import load_encoder, unused_weights_note
 from models.mae import build_mae
 
 SMALL = dict(decoder_depth=1, decoder_dim=32, decoder_heads=2)
@@ -105,3 +107,22 @@ def test_dense_mae_of_mvitv2_resizes_relative_position_tables():
 def test_params_q_pool_is_validated():
     with pytest.raises(ValueError, match="params_q_pool"):
         models.model_config("cpu-xs", "f", q_pool=2, params_q_pool=1)
+
+
+def test_kv_pools_the_classifier_has_no_place_for_are_explained_in_one_line(tmp_path):
+    """Row e with conv pooling: MAE keeps its last stage unpooled, so K/V are pooled there (stride
+    2); the classifier's KV stride there is 1 and, without stride-1 pools, it has no KV pool."""
+    mae = mae_for("e", "image", dict(pool="conv"))
+    torch.save(mae.encoder_state_dict(), tmp_path / "encoder.pth")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no Python warning with a source line
+        unused = load_encoder(
+            models.build("cpu-xs", "e", num_classes=10, pool="conv"), tmp_path / "encoder.pth"
+        )
+    assert len(unused) == 12 and all(".attn." in k for k in unused)
+    note = unused_weights_note(unused)
+    assert "\n" not in note and note.startswith(
+        "[finetune] 12 pretrained weights unused, the K/V pools of blocks"
+    )
+    assert unused_weights_note([]) is None
+    assert "no place in the classifier, unused" in unused_weights_note(["decoder.x"])

@@ -4,6 +4,7 @@ Mixup, so torch, numpy and python RNG restore, data order and skipped batches al
 
 import json
 import random
+import shutil
 
 import pytest
 import torch
@@ -93,12 +94,19 @@ def _run(run_dir, stop_at=None, seed=0):
     return model.state_dict()
 
 
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """(folder, final weights) of the run straight through: one for every test that compares."""
+    folder = tmp_path_factory.mktemp("straight")
+    return folder, _run(folder)
+
+
 @pytest.mark.parametrize("stop_at", [(1, 6), (1, 8), (0, 4)])
-def test_interrupted_run_resumes_bit_identical(tmp_path, stop_at):
+def test_interrupted_run_resumes_bit_identical(tmp_path, stop_at, straight):
     # (1, 6): killed 2 steps after the mid-epoch checkpoint at step 4 -> those steps are redone;
     # (1, 8): killed at the end of the epoch before its checkpoint -> resumes from step 4;
     # (0, 4): killed right after the first mid-epoch checkpoint.
-    ref = _run(tmp_path / "straight")
+    ref_dir, ref = straight
     with pytest.raises(Interrupt):
         _run(tmp_path / "resumed", stop_at=stop_at)
     ck = load_checkpoint(tmp_path / "resumed" / "checkpoint-last.pth")
@@ -112,11 +120,12 @@ def test_interrupted_run_resumes_bit_identical(tmp_path, stop_at):
     def steps(d):
         return [(r["epoch"], r["step"]) for r in map(json.loads, (d / "log.jsonl").read_text().splitlines())]
 
-    assert steps(tmp_path / "resumed") == steps(tmp_path / "straight")
+    assert steps(tmp_path / "resumed") == steps(ref_dir)
 
 
-def test_finished_run_is_not_retrained(tmp_path):
-    ref = _run(tmp_path / "a")
+def test_finished_run_is_not_retrained(tmp_path, straight):
+    ref_dir, ref = straight
+    shutil.copytree(ref_dir, tmp_path / "a")
     ck = load_checkpoint(tmp_path / "a" / "checkpoint-last.pth")
     assert (ck["epoch"], ck["step"]) == (3, 0)
     again = _run(tmp_path / "a", seed=5)  # loads the final checkpoint, trains nothing
@@ -125,7 +134,7 @@ def test_finished_run_is_not_retrained(tmp_path):
 
 
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM", "SIGUSR1"])
-def test_a_signal_saves_the_exact_step_and_resumes_bit_identical(tmp_path, signame):
+def test_a_signal_saves_the_exact_step_and_resumes_bit_identical(tmp_path, signame, straight):
     # A real Ctrl-C (or Slurm's SIGTERM / SIGUSR1) mid-epoch: the update in flight finishes, a
     # checkpoint is written at that very step (not at the last periodic one), and the resumed run
     # ends where a straight run ends.
@@ -134,7 +143,7 @@ def test_a_signal_saves_the_exact_step_and_resumes_bit_identical(tmp_path, signa
 
     from ablations.train.interrupt import Stopped
 
-    ref = _run(tmp_path / "straight")
+    ref = straight[1]
     seed_everything(0)
     model, sent = TinyNet(), []
     mixup = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=4)

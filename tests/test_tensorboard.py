@@ -2,27 +2,27 @@
 reconstruction figure per phase; runtime.tensorboard=false and a missing package write none."""
 
 import sys
+import warnings
 
 import pytest
 import torch
 from torch import nn
 
 from ablations.store import tblog
-from ablations.study.config import preset_config
+from ablations.study.config import MODALITIES, list_presets, load_preset, preset_config, preset_modalities
 from ablations.train.loop import fit
 from ablations.train.phases import run_training
 
-pytest.importorskip("tensorboard")
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
-
 
 def _events(folder):
-    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0})
+    ea = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    acc = ea.EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0})
     acc.Reload()
     return acc
 
 
 def test_tiny_run_writes_scalars_and_reconstructions(tmp_path):
+    pytest.importorskip("tensorboard")
     cfg = preset_config("tiny", "image")
     cfg["data"].update(train_size=64, val_size=16)
     cfg["runtime"]["tensorboard"] = True
@@ -57,14 +57,27 @@ def _fit(phase_dir, runtime):
     )
 
 
-def test_off_and_missing_package(tmp_path, monkeypatch):
+def test_off_and_missing_package(tmp_path, monkeypatch, capsys):
     _fit(tmp_path / "off", {"tensorboard": False})
     assert (tmp_path / "off" / "log.jsonl").exists()
     assert not list((tmp_path / "off").glob("events.*"))
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
-    with pytest.warns(UserWarning, match=r"tensorboard package is missing.*\[tb\]"):
+    monkeypatch.setattr(tblog, "_SAID", [])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one plain line, never a Python warning with its source line
         _fit(tmp_path / "missing", {"tensorboard": True})
+        _fit(tmp_path / "missing2", {"tensorboard": True})
+    err = capsys.readouterr().err
+    assert err.count("tensorboard package is missing") == 1 and "[tb]" in err  # once per process
     assert not list((tmp_path / "missing").glob("events.*"))
+
+
+def test_every_preset_leaves_tensorboard_off():
+    """The README's set-up does not install tensorboard: no preset asks for it."""
+    for name in list_presets():
+        for modality in MODALITIES:
+            if modality in preset_modalities(load_preset(name)):
+                assert preset_config(name, modality)["runtime"]["tensorboard"] is False, name
 
 
 def test_tags():

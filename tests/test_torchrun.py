@@ -119,6 +119,10 @@ def test_two_processes_train_the_recipe_of_one(reference):
     assert "[train]" in log and "[supervised] epoch 2/3" in log and "items/s ETA" in log
 
 
+# Slow: on the harness's side two nodes are two processes (torchrun sets the same RANK / WORLD_SIZE
+# / MASTER_ADDR; test_two_processes_train_the_recipe_of_one covers them, the Slurm tests run 2-task
+# jobs); what this adds is torchrun's c10d rendezvous. 47 s under load 8, ~15 s idle.
+@pytest.mark.slow
 def test_two_nodes_train_the_recipe_of_one(reference, tmp_path):
     port = free_port()
     launch = ["--nnodes", "2", "--nproc_per_node", "1", "--rdzv-backend", "c10d",

@@ -151,15 +151,21 @@ def test_trends_name_no_command_for_a_modality_the_preset_has_no_recipe_for(tmp_
     assert "ablate.py" not in video
     df = load_runs(tmp_path)
     assert no_recipe(df, "laptop") == ("video",)
-    texts = []
+    texts, titles = [], []
     save = plots.save
     monkeypatch.setattr(
         plots,
         "save",
-        lambda fig, *a: texts.extend(t.get_text() for x in fig.axes for t in x.texts) or save(fig, *a),
+        lambda fig, *a: (
+            texts.extend(t.get_text() for x in fig.axes for t in x.texts)
+            or titles.extend(x.get_title() for x in fig.axes)
+            or save(fig, *a)
+        ),
     )
     plots.fig8(tables.fig8(df, "laptop", paper_numbers())[0], tmp_path / "out", "t", no_recipe(df, "laptop"))
-    assert texts == ["no video recipe in this preset"]  # the empty video panel says why
+    assert titles == ["image"] and texts == []  # a panel only for the modality with results
+    plots.fig8(tables.fig8(df.iloc[:0], "laptop", paper_numbers())[0], tmp_path / "o2", "t", ("video",))
+    assert texts == ["no image runs yet", "no video recipe in this preset"]  # none has: each says why
 
 
 def test_trends_that_do_not_hold(tmp_path):

@@ -100,7 +100,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def add_launcher_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("clusters (one submitit job per run; README: Running on GPUs and clusters)")
+    g = p.add_argument_group("clusters (one submitit job per run; docs/scale.md#slurm)")
     arg = g.add_argument
     arg("--launcher", choices=LAUNCHERS, help="submit one job per run and return: slurm (sbatch), local")
     arg("--nodes", type=int, default=1, help="nodes per job (slurm; default 1)")

@@ -8,15 +8,17 @@ Tags (x axis: the record's global data step):
                      val/top1, val/top5, val/loss
     pretraining   -> pretrain/reconstructions (input / masked / reconstruction rows, as one image)
 
-`runtime.tensorboard: true` (the presets' default) writes them when the optional `tensorboard`
-package is installed (pip install -e '.[tb]'); without it a one-line warning says so and
-training goes on. Only rank 0 writes. On resume, events past the checkpoint's step are purged
-(they are redone), as log.jsonl is truncated.
+Off in every preset: the README's set-up does not install the optional `tensorboard` package
+(~55 MB with grpcio and protobuf) and log.jsonl holds the same records. `runtime.tensorboard: true`
+writes them when it is installed (pip install -e '.[tb]'); without it one line says so, once per
+process (a plain line, not a Python warning with its source line), and training goes on. Only
+rank 0 writes. On resume, events past the checkpoint's step are purged (they are redone), as
+log.jsonl is truncated.
 """
 
 from __future__ import annotations
 
-import warnings
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,20 +27,23 @@ import numpy as np
 NAMES = {"loss": "loss", "train_loss": "train_loss", "lr": "lr", "throughput": "items_per_s",
          "epoch_time_s": "time_s", "top1": "top1", "top5": "top5", "val_loss": "loss"}  # fmt: skip
 VAL_KEYS = ("top1", "top5", "val_loss")
+MISSING = (
+    "[tensorboard] runtime.tensorboard=true but the tensorboard package is missing: no event files "
+    "(pip install -e '.[tb]', or set runtime.tensorboard=false)"
+)
+_SAID: list = []  # the missing package is said once per process
 
 
 def writer(log_dir: Path, enabled: bool, purge_step: int | None = None):
-    """A SummaryWriter for log_dir, or None when disabled or the package is missing (warned)."""
+    """A SummaryWriter for log_dir, or None when disabled or the package is missing (said once)."""
     if not enabled:
         return None
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        warnings.warn(
-            "runtime.tensorboard=true but the tensorboard package is missing: no event files "
-            "(pip install -e '.[tb]', or set runtime.tensorboard=false)",
-            stacklevel=2,
-        )
+        if not _SAID:
+            _SAID.append(True)
+            print(MISSING, file=sys.stderr, flush=True)
         return None
     return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 

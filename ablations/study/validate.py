@@ -54,8 +54,8 @@ def check_config(cfg: dict, name: str = "config") -> None:
         )
     if cfg["runtime"].get("compile") not in COMPILE_MODES:
         raise ConfigError(
-            f"{name}: runtime.compile={cfg['runtime'].get('compile')!r}: use false, true (the whole "
-            "model), or blocks (each transformer block: shorter compile, see models/compile.py)."
+            f"{name}: runtime.compile={cfg['runtime'].get('compile')!r}: use false, true or model (the "
+            "whole model), or blocks (each transformer block: shorter compile, see models/compile.py)."
         )
     if cfg["mode"] == "mae" and row == "mvitv2":
         built_on = " (an inline row built on mvitv2: build it from a, i.e. `from: a`)" if cfg["model"].get(

@@ -6,7 +6,7 @@ build their models here, so the plan measures exactly what training runs.
 
 from __future__ import annotations
 
-import warnings
+import re
 from pathlib import Path
 
 import torch
@@ -69,8 +69,9 @@ class DamagedArtifact(RunError):
         self.path, self.phase = Path(path), phase
 
 
-def load_encoder(model: torch.nn.Module, path: Path) -> None:
-    """Load MAE encoder weights into a classifier; only the head may be missing. An unreadable
+def load_encoder(model: torch.nn.Module, path: Path) -> list[str]:
+    """Load MAE encoder weights into a classifier; only the head may be missing. Returns the
+    encoder keys the classifier has no place for (unused_weights_note says why). An unreadable
     or wrong file (truncated, another model's): DamagedArtifact naming it and the pretrain phase."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -82,10 +83,29 @@ def load_encoder(model: torch.nn.Module, path: Path) -> None:
             raise KeyError(f"lacks non-head weights: {not_head[:8]}")
     except Exception as e:  # truncated, a bad pickle, missing, another model's: all mean "write it again"
         raise DamagedArtifact(path, "pretrain", e) from None
-    if unexpected:
-        warnings.warn(
-            f"ignored {len(unexpected)} unexpected encoder keys, e.g. {unexpected[:4]}", stacklevel=2
+    return list(unexpected)
+
+
+KV_POOL_KEY = re.compile(r"blocks\.(\d+)\.attn\.(pool|norm)_[kv]\.")
+
+
+def unused_weights_note(keys: list[str]) -> str | None:
+    """One line on the MAE encoder weights a classifier leaves unused, or None if there are none.
+    The known case: a row with conv (or other parametrised) KV pooling and no stride-1 pools. The
+    MAE encoder skips the last q-pool (every mask unit keeps its tokens), so the adaptive KV
+    stride of its last stage stays 2 and K/V are pooled there; the classifier pools Q there
+    instead, its KV stride is 1, and without stride-1 pools it has no KV pool to load them into."""
+    if not keys:
+        return None
+    blocks = sorted({int(m[1]) for k in keys if (m := KV_POOL_KEY.match(k))})
+    if len(blocks) and all(KV_POOL_KEY.match(k) for k in keys):
+        where = f"block {blocks[0]}" if len(blocks) == 1 else f"blocks {blocks[0]}-{blocks[-1]}"
+        return (
+            f"[finetune] {len(keys)} pretrained weights unused, the K/V pools of {where}: MAE skips the "
+            "last q-pool, so its last stage pools K/V with stride 2; the classifier's KV stride there "
+            "is 1, and without stride-1 pools this row has no KV pool"
         )
+    return f"[finetune] {len(keys)} pretrained weights have no place in the classifier, unused: {keys[:4]}"
 
 
 def load_init(model: torch.nn.Module, path: Path, sha256: str | None = None) -> dict:

@@ -55,7 +55,7 @@ from ablations.train.optim import build_optimizer, lr_at, resolve_lr
 from models.compile import compile_for_training
 
 CKPT = "checkpoint-last.pth"
-RUNTIME_DEFAULTS = {"device": "auto", "amp": "bf16", "log_every": 10, "eval_every": 1, "tensorboard": True}
+RUNTIME_DEFAULTS = {"device": "auto", "amp": "bf16", "log_every": 10, "eval_every": 1, "tensorboard": False}
 
 
 @dataclass

@@ -49,6 +49,7 @@ from ablations.train.build import (
     load_encoder,
     load_init,
     phase_data,
+    unused_weights_note,
 )
 from ablations.train.checkpoint import seed_everything
 from ablations.train.distributed import DistInfo, barrier, init_distributed
@@ -139,7 +140,9 @@ def run_phase(
         if phase == "finetune" and pc.get("init"):
             load_init(model, Path(pc["init"]).expanduser(), pc.get("init_sha256"))
         elif phase == "finetune":
-            load_encoder(model, phase_dir.parent / "pretrain" / "encoder.pth")
+            unused = load_encoder(model, phase_dir.parent / "pretrain" / "encoder.pth")
+            if unused and dist.rank == 0:
+                print(unused_weights_note(unused), flush=True)
         criterion, mixup_fn = build_criterion(pc, info["num_classes"])
 
         def loss_fn(m, x, y):
@@ -177,7 +180,7 @@ def run_phase(
                 arrays = pretrain_reconstructions(model, cfg, info)
                 save_reconstruction_arrays(arrays, phase_dir / RECONSTRUCTIONS)
                 step = result["epochs"] * result["steps_per_epoch"]
-                tb_on = cfg.get("runtime", {}).get("tensorboard", True)
+                tb_on = cfg.get("runtime", {}).get("tensorboard", False)
                 write_image(phase_dir, tb_on, "pretrain/reconstructions", grid(arrays), step)
         write_json_atomic(result, done)
     barrier()

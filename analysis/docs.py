@@ -1,0 +1,173 @@
+"""python -m analysis.docs [--check] [--publish REPORT] [--figures]: every number a run gave that
+README.md and docs/ show, written into the pages from the committed results files.
+
+The results files are the report's CSVs of the published runs, one folder per preset beside the
+figures the pages show: analysis/figures/<preset>/runs.csv (one line per run), table1.csv,
+fig8.csv, table3.csv, <table>.csv, *_differences.csv, *_interactions.csv (analysis/report.py
+writes them all into runs/report/<preset>/). A page holds each generated part between markers
+
+    <!-- results: cpu summary image -->...<!-- /results -->
+
+naming the preset folder, a view (analysis/doc_views.py) and its arguments; this command rewrites what is
+between them, `--check` exits 1 naming each stale part (tests/test_docs.py runs it), and
+`--publish runs/report` first copies a rerun's results files and published figures over the
+committed ones. `--figures` redraws, from the committed results files, the published figures
+that need no more than they hold (Table 1 accuracy and differences, Fig. 8, the interactions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from ablations.study.config import load_table
+from analysis import interaction_plot, plots
+from analysis.doc_views import VIEWS, DocsError, Results
+
+ROOT = Path(__file__).resolve().parent.parent
+FIGURES = ROOT / "analysis" / "figures"
+PAGES = ("README.md", "docs/*.md")
+MARKER = re.compile(r"<!-- results: (?P<spec>[^>]*?) -->(?P<body>.*?)<!-- /results -->", re.S)
+
+
+def pages(root: Path = ROOT) -> list[Path]:
+    return [p for pattern in PAGES for p in sorted(root.glob(pattern))]
+
+
+# ----------------------------------------------------------------------------- pages
+
+
+def render(spec: str, figures: Path = FIGURES) -> str:
+    preset, view, *args = spec.split()
+    if view not in VIEWS:
+        raise DocsError(f"unknown view {view!r} in <!-- results: {spec} -->. Valid: {', '.join(VIEWS)}")
+    if not (figures / preset).is_dir():
+        raise DocsError(f"<!-- results: {spec} -->: no results folder {figures / preset}")
+    try:
+        return VIEWS[view](Results(figures / preset), *args)
+    except (KeyError, TypeError, IndexError) as e:
+        raise DocsError(f"<!-- results: {spec} -->: {type(e).__name__}: {e}") from None
+
+
+def generate(text: str, figures: Path = FIGURES) -> str:
+    """The page with every marked part rewritten from the results files."""
+    cache: dict[str, str] = {}
+
+    def fill(m: re.Match) -> str:
+        spec = " ".join(m["spec"].split())
+        if spec not in cache:
+            cache[spec] = render(spec, figures)
+        body = cache[spec]
+        # a block ends with a blank line, so that the closing marker never reads as a table row
+        return f"<!-- results: {spec} -->{body}{chr(10) if body.startswith(chr(10)) else ''}<!-- /results -->"
+
+    if text.count("<!-- results:") != text.count("<!-- /results -->"):
+        raise DocsError("a <!-- results: ... --> marker has no <!-- /results --> (or the other way round)")
+    return MARKER.sub(fill, text)
+
+
+def stale(root: Path = ROOT, figures: Path = FIGURES) -> list[str]:
+    """'<page>: <spec>' for every marked part that differs from its results files."""
+    out = []
+    for page in pages(root):
+        text = page.read_text()
+        new = generate(text, figures)
+        old_parts = {m["spec"]: m.group(0) for m in MARKER.finditer(text)}
+        for m in MARKER.finditer(new):
+            if old_parts.get(m["spec"]) != m.group(0):
+                out.append(f"{page.relative_to(root)}: {m['spec']}")
+    return out
+
+
+def publish(report: Path, figures: Path = FIGURES) -> list[Path]:
+    """Copies a report's results files (every CSV) and the figures already published, for each
+    preset folder of `figures` the report has; returns the files written."""
+    written = []
+    for folder in sorted(p for p in figures.iterdir() if p.is_dir()):
+        src = Path(report) / folder.name
+        if not src.is_dir():
+            continue
+        names = [p.name for p in src.glob("*.csv")] + [p.name for p in folder.glob("*.png")]
+        for name in names:
+            if (src / name).exists():
+                shutil.copyfile(src / name, folder / name)
+                written.append(folder / name)
+    return written
+
+
+def redraw(figures: Path = FIGURES) -> list[Path]:
+    """The published figures drawn from results files alone, redrawn from the committed ones."""
+    written = []
+    for folder in sorted(p for p in figures.iterdir() if p.is_dir()):
+        res = Results(folder)
+        with tempfile.TemporaryDirectory() as tmp:
+            out, title = Path(tmp), f"({folder.name})"  # the report's titles
+            if res.has("table1") and (folder / "table1_accuracy.png").exists():
+                plots.table1_accuracy(res.frame("table1"), out, f"Table 1 accuracy per row {title}")
+            if res.has("fig8") and (folder / "fig8_mae_vs_supervised.png").exists():
+                plots.fig8(res.frame("fig8"), out, f"Fig. 8: MAE vs supervised {title}")
+            if res.has("table1_differences") and (folder / "table1_differences.png").exists():
+                frame = res.frame("table1_differences")
+                plots.differences(
+                    frame, out, "table1_differences", f"Table 1: each row minus the one before {title}"
+                )
+            for table in ("loo", "one"):
+                if res.has(f"{table}_interactions") and (folder / f"{table}_interactions.png").exists():
+                    spec_title = load_table(table).get("title", table)
+                    interaction_plot.interactions(
+                        res.frame(f"{table}_interactions"),
+                        out,
+                        f"{table}_interactions",
+                        f"{spec_title} {title}",
+                    )
+            for png in sorted(out.glob("*.png")):
+                shutil.copyfile(png, folder / png.name)
+                written.append(folder / png.name)
+    return written
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m analysis.docs", description=__doc__.split("\n\n")[0])
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 naming each stale part")
+    p.add_argument(
+        "--publish",
+        metavar="REPORT",
+        help="first copy a report's results files and figures "
+        "(e.g. runs/report) over analysis/figures/<preset>/",
+    )
+    p.add_argument("--figures", action="store_true", help="redraw the figures the results files hold")
+    args = p.parse_args(argv)
+    try:
+        if args.publish:
+            if not Path(args.publish).is_dir():
+                raise DocsError(
+                    f"{args.publish} is not a report folder (python -m analysis writes runs/report)"
+                )
+            print(f"published {len(publish(Path(args.publish)))} files into {FIGURES.relative_to(ROOT)}/")
+        if args.figures:
+            print(f"redrew {len(redraw())} figures")
+        if args.check:
+            bad = stale()
+            for line in bad:
+                print(f"stale: {line} (run python -m analysis.docs)", file=sys.stderr)
+            return 1 if bad else 0
+        changed = []
+        for page in pages():
+            text = page.read_text()
+            new = generate(text)
+            if new != text:
+                page.write_text(new)
+                changed.append(str(page.relative_to(ROOT)))
+        print(f"rewrote {', '.join(changed)}" if changed else "every page is up to date")
+    except DocsError as e:
+        print(f"python -m analysis.docs: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
