@@ -9,6 +9,7 @@ definitions), Table 3 lists one-key changes to row f. Every value is checked bef
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,7 @@ import yaml
 
 from ablations.errors import ConfigError
 from ablations.store.hashing import file_sha256
+from ablations.study import schema
 from ablations.study import sources as S
 from ablations.study import sweep as W
 from ablations.study import table_rows as T
@@ -96,6 +98,11 @@ def source(what: str) -> str:
     return path.relative_to(ROOT).as_posix() + ("/" if path.is_dir() else "")
 
 
+def source_of(table: str) -> str:
+    """A built-in table's file, relative to the repository (for messages)."""
+    return f"{source('tables')}{table}.yaml"
+
+
 FIGURE_PREFIX = "fig"  # a table named fig<N> is a figure, chosen with --fig <N>; the others with --table
 
 
@@ -114,13 +121,45 @@ def is_figure(name: str) -> bool:
     return table_flag(name).startswith("--fig ")
 
 
+@functools.cache
+def config_schema() -> schema.Node:
+    """The structure of a config tree, from the built-in preset files (study/schema.py)."""
+    trees = []
+    for path in sorted(PRESET_DIR.glob("*.yaml")):
+        tree = load_yaml(path)
+        trees.append(with_defaults({k: v for k, v in tree.items() if k not in PRESET_META_KEYS}))
+        trees += [tree[m] for m in MODALITIES if isinstance(tree.get(m), dict)]
+    return schema.config_node(trees, T.flags_node())
+
+
+@functools.cache
+def preset_schema() -> schema.Node:
+    """A preset file: the config tree, its `preset:` section, image/video overlays, coupled rules."""
+    config, text = config_schema(), schema.node("text", "number", example="text")
+    overlay = replace(config, root=True, kinds=frozenset({"mapping", "null"}))
+    section = {
+        "description": text,
+        "modalities": schema.node("list", items=schema.node("text"), example="modalities: [image, video]"),
+        "extends": schema.node("text", example="extends: cpu"),
+    }
+    assert set(section) == set(PRESET_SECTION_KEYS)
+    rule = schema.node("mapping", keys={"if": overlay, "set": overlay}, example="{if: {...}, set: {...}}")
+    meta = {"name": text, "preset": schema.node("mapping", "null", keys=section), "image": overlay,
+            "video": overlay, "coupled": schema.node("list", "null", items=rule)}  # fmt: skip
+    assert set(meta) == set(PRESET_META_KEYS)
+    hints = {k: f"it belongs in the preset's own section: preset: {{{k}: ...}}." for k in PRESET_SECTION_KEYS}
+    return replace(config, keys={**config.keys, **meta}, key_hints=hints)
+
+
 def load_preset(ref: str, _children: tuple[str, ...] = (), _relative_to: Path | None = None) -> dict:
     """A preset (a built-in name or a YAML file) as a dict. `preset: {extends: <other>}` starts
     from the other preset (a built-in name, or a file relative to this one) and changes only the
     keys it gives (which must exist there; the image/video overlays may add)."""
     src = S.preset_source(ref, _relative_to)
     name = src.name if src.builtin else str(src.path)
-    preset = {k: v for k, v in load_yaml(src.path).items() if k != "name"}
+    tree = load_yaml(src.path)
+    schema.check(tree, preset_schema(), f"{name}.yaml" if src.builtin else name)
+    preset = {k: v for k, v in tree.items() if k != "name"}
     for key in preset.get("preset") or {}:
         if key not in PRESET_SECTION_KEYS:
             raise ConfigError(f"{name}: unknown key 'preset.{key}'.{did_you_mean(key, PRESET_SECTION_KEYS)}")
@@ -180,8 +219,14 @@ def load_table(ref: str) -> dict:
     """A table (a built-in name or a YAML file), checked (table_rows.check_table)."""
     src = S.table_source(ref)
     spec = load_yaml(src.path)
+    schema.check(spec, table_schema(), table_label(src))
     T.check_table(spec, table_label(src))
     return spec
+
+
+@functools.cache
+def table_schema() -> schema.Node:
+    return T.table_node(config_schema(), T.flags_node())
 
 
 def table_label(src: S.Source) -> str:
@@ -325,6 +370,7 @@ def check_sets(cfg: dict, sets: dict) -> None:
                 f"--set {key}={value!r}: expected {type(old).__name__} like {old!r}, "
                 f"got {type(value).__name__}."
             )
+        schema.check(value, schema.lookup(config_schema(), key) or schema.ANY, "--set", key)
 
 
 def _nearby(key: str, valid: list[str]) -> list[str]:
@@ -574,7 +620,15 @@ def selected_entries(sel: Selection, table: str, source: S.Source) -> list[tuple
     if sel.step not in names:
         if sel.step in list_rows():
             raise ConfigError(f"Row {sel.step!r} is not in {source.name}. Its entries: {', '.join(names)}.")
-        raise ConfigError(f"Unknown row {sel.step!r}.{did_you_mean(sel.step, [*list_rows(), *names])}")
+        for other in list_tables():  # an inline row runs with the table that defines it
+            if other != table and sel.step in (load_table(other).get("rows") or {}):
+                raise ConfigError(
+                    f"Row {sel.step!r} is an inline row of table {other!r} ({source_of(other)}): "
+                    f"run it with {table_flag(other)} --step {sel.step}."
+                )
+        valid = list(dict.fromkeys([*list_rows(), *names]))
+        own = f"; a row of a table file needs its table: --table <file.yaml> --step {sel.step}"
+        raise ConfigError(f"Unknown row {sel.step!r} in {source.name}{own}.{did_you_mean(sel.step, valid)}")
     return [(n, dict(e, mode=sel.mode or e["mode"])) for n, e in entries if n == sel.step]
 
 
