@@ -306,6 +306,11 @@ def parse_sets(items: list[str]) -> dict:
     return out
 
 
+def _line(text: str) -> str:
+    """Command-line text in a one-line message: control characters (a pasted newline) escaped."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def _parse_value(key: str, raw: str):
     """One --set value as YAML; ConfigError in one line (the key, the parse error, the fix) for
     text that is not YAML, a tag (safe_load builds no objects), or a value that refers to itself."""
@@ -316,8 +321,8 @@ def _parse_value(key: str, raw: str):
         mark = getattr(e, "problem_mark", None)
         where = f" at column {mark.column + 1}" if mark is not None else ""
         raise ConfigError(
-            f"--set {key}={raw}: not a valid YAML value ({problem}{where}); quote it as a string, "
-            f"e.g. --set '{key}=\"...\"', or fix the brackets"
+            f"--set {_line(key)}={_line(raw)}: not a valid YAML value ({problem}{where}); quote it as a "
+            f"string, e.g. --set '{_line(key)}=\"...\"', or fix the brackets"
         ) from None
     _check_plain(key, raw, value, ())
     return value
@@ -326,16 +331,17 @@ def _parse_value(key: str, raw: str):
 def _check_plain(key: str, raw: str, value, parents: tuple) -> None:
     """A --set value is plain data: no alias that contains itself (a circular anchor), no YAML
     types a config cannot hold (dates, sets, binary)."""
+    said = f"--set {_line(key)}={_line(raw)}"
     if isinstance(value, (list, dict)):
         if any(value is p for p in parents):
-            raise ConfigError(f"--set {key}={raw}: the value refers to itself (a circular YAML anchor); "
+            raise ConfigError(f"{said}: the value refers to itself (a circular YAML anchor); "
                               "write the value out instead")  # fmt: skip
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for _, v in items:
             _check_plain(key, raw, v, (*parents, value))
     elif value is not None and not isinstance(value, (bool, int, float, str)):
-        raise ConfigError(f"--set {key}={raw}: a {type(value).__name__} is not a config value; "
-                          f"quote it to pass text, e.g. --set '{key}=\"{raw}\"'")  # fmt: skip
+        raise ConfigError(f"{said}: a {type(value).__name__} is not a config value; "
+                          f"quote it to pass text, e.g. --set '{_line(key)}=\"{_line(raw)}\"'")  # fmt: skip
 
 
 def _number(value):
@@ -575,6 +581,7 @@ def resolve_all(sel: Selection) -> tuple[list[Run], list[Refused]]:
         raise ConfigError(f"--set {swept[0]}: a sweep needs two values or more, e.g. {swept[0]}=0.4,0.6.")
     runs, refused = [], []
     for sets, values in W.points(sel.sets):
+        check_sets(preset_config(sel.preset, sel.modality), sets)  # before anything reads the values
         own = {k: v for k, v in sets.items() if not presets_own(sel.preset, sel.modality, k, v)}
         variant = variant_name(preset.name, own)  # a set equal to the preset's own names no variant
         sweep = {"id": sweep_id(preset.name, sel.sets), "keys": swept, "values": values} if swept else None

@@ -97,6 +97,12 @@ def shown(value) -> str:
     return text if len(text) <= SHOWN else text[: SHOWN - 3] + "..."
 
 
+def printable(text: str) -> str:
+    """A key or value as one line of a message: control characters escaped, long text cut."""
+    text = text if text.isprintable() else repr(text)[1:-1]
+    return text if len(text) <= SHOWN else text[: SHOWN - 3] + "..."
+
+
 def found(value) -> str:
     kind = kind_of(value)
     if kind in ("mapping", "list"):
@@ -157,13 +163,14 @@ class _Walk:
         for k, value in tree.items():
             if not isinstance(k, str):
                 self.bad_key(k, before, path)
-            where = f"{path}.{k}" if path else k
-            child = self.child(n, k, where, path)
+            where = f"{path}.{printable(k)}" if path else printable(k)
+            child = self.child(n, k, where, path, f"{key}." if n.dotted and key else "")
             inner = (f"{key}.{k}" if key else k) if n.dotted and not child.root else ""
             self.check(value, child, where, depth + 1, inner)
             before = (inner or k, value)
 
-    def child(self, n: Node, key: str, where: str, path: str) -> Node:
+    def child(self, n: Node, key: str, where: str, path: str, prefix: str = "") -> Node:
+        """The node of key in mapping n (prefix: the dotted config key of n, for the hint)."""
         if n.keys is None:
             if n.values is not None and not key.strip():
                 self.fail(where, f"an empty {n.what} name; give it a name.")
@@ -175,11 +182,12 @@ class _Walk:
             inner = n.keys[head]
             if inner.keys is None or not ({"mapping"} & inner.kinds):
                 self.fail(where, f"{head} holds no keys; set {head} itself.")
-            return self.child(inner, rest, where, f"{path}.{head}" if path else head)
+            return self.child(inner, rest, where, f"{path}.{head}" if path else head, f"{prefix}{head}.")
         hint = n.key_hints.get(key)
         if hint:
             self.fail(where, f"not a key here: {hint}")
-        self.fail(where, f"unknown key.{did_you_mean(key, list(n.keys))}")
+        full = [f"{prefix}{k}" for k in n.keys]
+        self.fail(where, f"unknown key.{did_you_mean(prefix + key, list(n.keys), full)}")
         raise AssertionError  # fail raised
 
     def bad_key(self, key, before, path: str) -> None:
