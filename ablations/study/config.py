@@ -24,7 +24,7 @@ from ablations.study import sources as S
 from ablations.study import sweep as W
 from ablations.study import table_rows as T
 from ablations.study.identity import NEUTRAL_KEYS
-from ablations.study.validate import MODES, PHASES, check_config  # noqa: F401  (PHASES: C.PHASES)
+from ablations.study.validate import MODES, PHASES, check_config, fixed_classes  # noqa: F401  (C.PHASES)
 from ablations.study.yaml_files import load_yaml
 from models import steps
 from models.hints import did_you_mean
@@ -490,6 +490,9 @@ def build_config(preset: str, modality: str, entry: dict, sets: dict, seed: int)
         cfg["model"]["overrides"] = {**(cfg["model"].get("overrides") or {}), **entry["model"]}
     changes = entry_changes(entry, cfg)
     deep_update(cfg, changes)
+    fixed = fixed_classes(cfg["data"].get("name"))
+    if fixed is not None and "data.num_classes" not in {*sets, *changes}:
+        cfg["data"]["num_classes"] = fixed  # CIFAR-100 trains 100 classes: the dry run says so
     apply_coupled(cfg, load_preset(preset).get("coupled") or [], keep={*sets, *changes}, name=preset)
     init = (cfg.get("finetune") or {}).get("init")
     if init:

@@ -52,6 +52,12 @@ def not_a_flag(key: str, phases: tuple[str, ...] = ("pretrain", "finetune", "sup
     return f"{key} is not a flag: {SET_ELSEWHERE[key]}." if key in SET_ELSEWHERE else ""
 
 
+def fixed_classes(dataset) -> int | None:
+    """The class count a dataset fixes itself (CIFAR-100: 100), whatever data.num_classes says."""
+    module = DATASETS.get(dataset) if isinstance(dataset, str) else None
+    return getattr(module, "NUM_CLASSES", {}).get(dataset)
+
+
 def check_config(cfg: dict, name: str = "config") -> None:
     """Every value of cfg, the model it builds and the fit between model, MAE and data."""
     check_numbers(cfg, name)  # first: what follows may do arithmetic on the numbers
@@ -86,6 +92,12 @@ def check_config(cfg: dict, name: str = "config") -> None:
     bench = cfg.get("bench") or {}
     if not all(isinstance(b, int) and 1 <= b <= MAX_BATCH for b in bench.get("batch_sizes") or [1]):
         raise ConfigError(f"{name}: bench.batch_sizes={bench['batch_sizes']!r} must be positive integers.")
+    fixed, classes = fixed_classes(cfg["data"]["name"]), cfg["data"]["num_classes"]
+    if fixed is not None and classes != fixed:
+        raise ConfigError(
+            f"{name}: data.num_classes={classes!r}, but {cfg['data']['name']} has {fixed} classes: "
+            f"set data.num_classes={fixed}, or leave it out (it follows data.name)."
+        )
     most = getattr(DATASETS[cfg["data"]["name"]], "MAX_CLASSES", None)
     if most is not None:
         check_span(name, "data.num_classes", cfg["data"]["num_classes"], 2, most, integer=True)
