@@ -78,8 +78,10 @@ def probe(run: Path, scratch: bool = False, train_items: int = 600, seed: int = 
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     encoder = run / "pretrain" / "encoder.pth"
     if not scratch and cfg.get("mode") != "mae":
-        raise NoEncoder(f"{run} is a {cfg.get('mode')} run: it has no MAE encoder to probe. Pass the folder of "
-                        "an MAE run (mode mae), or --scratch to read the model at random init")  # fmt: skip
+        raise NoEncoder(
+            f"{run} is a {cfg.get('mode')} run: it has no MAE encoder to probe. Pass the folder of an "
+            "MAE run (mode mae), or --scratch to read the model at random init"
+        )
     if not scratch and not encoder.exists():
         raise FileNotFoundError(f"{encoder} does not exist: the run's MAE pretraining has not finished "
                                 "(or pass --scratch to read the model at random init)")  # fmt: skip

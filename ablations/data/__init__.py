@@ -74,6 +74,5 @@ def build_dataset(data_cfg: dict, split: str, aug: dict | None = None):
     return ds
 
 
-__all__ = [
-    "DATASETS", "build_dataset", "check_data", "check_data_quick", "dataset_info", "flatten_repeated", "repeats"
-]  # fmt: skip
+__all__ = ["DATASETS", "build_dataset", "check_data", "check_data_quick", "dataset_info", "flatten_repeated",
+           "repeats"]  # fmt: skip
