@@ -47,6 +47,9 @@ PRESET_SECTION_KEYS = ("description", "modalities", "extends")  # a preset file'
 PAPER_TABLES = ("table1", "table3", "fig8")  # the paper's: --mode moves between table1 and fig8
 # Keys the selection flags own: setting them with --set would make a run's name lie.
 SELECTION_KEYS = {"mode": "--mode", "model.step": "--step", "model.modality": "--modality", "seed": "--seeds"}
+# Keys the harness writes (the checkpoint's hash, the memory plan of --device-mem): never set by
+# hand, so never listed as a choice.
+COMPUTED_KEYS = ("finetune.init_sha256", "runtime.plan")
 # Left out of run names (folder variants): how a run trains (identity.NEUTRAL_KEYS), and where its
 # data lies. data.root does belong to a run's identity (ablations/study/identity.py): a run folder
 # trained on other data is reported as changed, never reused.
@@ -367,7 +370,9 @@ def check_sets(cfg: dict, sets: dict) -> None:
                 "--set finetune.init_sha256: it is computed from the file; set finetune.init=<path>."
             )
         if key not in valid:
-            raise ConfigError(f"Unknown key {key!r} in --set.{did_you_mean(key, _nearby(key, valid), valid)}")
+            shown = [k for k in _nearby(key, valid) if k not in SELECTION_KEYS and k not in COMPUTED_KEYS]
+            pool = [k for k in valid if k not in COMPUTED_KEYS]  # a selection key is told its flag
+            raise ConfigError(f"Unknown key {key!r} in --set.{did_you_mean(key, shown, pool)}")
         old = get_dotted(cfg, key)
         if isinstance(old, dict):
             raise ConfigError(f"--set {key}: {key} is a section; set one of its keys, e.g. {key}.<name>=...")
