@@ -173,6 +173,8 @@ def test_valid_lists_hold_only_what_a_user_writes(tmp_path, capsys):
     assert "params_q_pool is not a flag: the MAE encoder sets it" in refused(
         tmp_path, capsys, "--table", path
     )
+    line = refused(tmp_path, capsys, "--step", "f", "--preset", "tiny", "--set", "finetune.init_sha=1")
+    assert "finetune.init," in line and "init_sha256" not in line  # computed from the file, never set
 
 
 def test_report_on_a_missing_folder_says_it_once(tmp_path, capsys):
