@@ -138,7 +138,7 @@ def config_schema() -> schema.Node:
 @functools.cache
 def preset_schema() -> schema.Node:
     """A preset file: the config tree, its `preset:` section, image/video overlays, coupled rules."""
-    config, text = config_schema(), schema.node("text", "number", example="text")
+    config, text = config_schema(), schema.TEXT
     overlay = replace(config, root=True, kinds=frozenset({"mapping", "null"}))
     section = {
         "description": text,

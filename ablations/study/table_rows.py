@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import MISSING, fields
 
 from ablations.errors import ConfigError
+from ablations.study import schema
 from ablations.study.schema import Node, node
 from ablations.study.sources import NAME_RE
 from ablations.study.validate import MODES, USER_FLAGS, not_a_flag
@@ -68,7 +69,7 @@ def _scaled(n: Node) -> Node:
 
 def table_node(config: Node, flags: Node) -> Node:
     """The schema of a table file (config: the config's schema, for set: and scale:)."""
-    text = node("text", "number", example="text")
+    text = schema.TEXT
     word = node("text", example="a name")
     sets = Node(frozenset({"mapping", "null"}), keys=config.keys, dotted=True,
                 example="set: {mae.mask_ratio: 0.9}")  # fmt: skip
