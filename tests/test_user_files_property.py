@@ -204,3 +204,21 @@ def test_a_set_value_of_the_wrong_kind_is_refused(capsys, data):
     rc = cli.main(["--step", "f", "--preset", "tiny", "--dry-run", "--set", f"{key}={set_value(wrong)}"])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (key, wrong, err)
+
+
+@FAST
+@given(
+    where=st.sampled_from(["set", "scale"]),
+    key=st.sampled_from([*SET_KEYS, "model.overrides.embed_dim", "model.overrides.pool"]),
+    value=structures,
+)
+def test_any_key_in_a_rows_set_or_scale_is_taken_or_refused_in_one_line(capsys, where, key, value):
+    folder = Path(tempfile.mkdtemp(prefix=f"prop{next(COUNTER)}-"))
+    row = {"from": "f", "mode": "mae", where: {key: value}}
+    (folder / "mine.yaml").write_text(dump({"rows": {"g": row}}))
+    capsys.readouterr()
+    rc = cli.main(["--table", str(folder / "mine.yaml"), "--preset", "tiny", "--dry-run"])
+    err = capsys.readouterr().err
+    assert rc in (0, 2) and "Traceback" not in err, (where, key, value, err[-2000:])
+    if rc == 2:
+        assert len(err.strip().splitlines()) == 1 and err.startswith("ablate.py: error: "), err

@@ -135,9 +135,15 @@ def test_a_scale_that_is_not_positive(tmp_path, capsys, factor):
     assert "give a number > 0 (0.5 halves it, 2 doubles it)" in refused(tmp_path, capsys, "--table", path)
 
 
-def test_scale_on_a_key_that_is_not_a_number(tmp_path, capsys):
-    path = table(tmp_path, "rows:\n  f: {mode: mae, scale: {mae.target: 2}}\n")
-    assert "rows.f.scale.mae.target: scale: multiplies a number" in refused(tmp_path, capsys, "--table", path)
+@pytest.mark.parametrize(
+    "key, words",
+    [("mae.target", "multiplies a number"), ("pretrain.lr", "may be null"),
+     ("model.overrides.embed_dim", "model flags are given with model:")],
+)  # fmt: skip
+def test_scale_on_a_key_without_a_number_to_multiply(tmp_path, capsys, key, words):
+    path = table(tmp_path, f"rows:\n  f: {{mode: mae, scale: {{{key}: 2}}}}\n")
+    line = refused(tmp_path, capsys, "--table", path, "--preset", "tiny")
+    assert f"rows.f.scale.{key}: scale: " in line and words in line
 
 
 def test_an_inline_row_without_its_table(tmp_path, capsys):

@@ -142,8 +142,8 @@ class _Walk:
                       "write a smaller file.")  # fmt: skip
         if depth > MAX_DEPTH:
             self.fail(path, f"nested more than {MAX_DEPTH} levels deep; no key of a table or preset is.")
-        if n.refuse:
-            self.fail(path, n.refuse)
+        if n.refuse or not n.kinds:  # no value belongs here (a section only dotted keys pass)
+            self.fail(path, n.refuse or n.example)
         kind = kind_of(value)
         if kind == "text" and "," in value and "number" in n.kinds and "text" not in n.kinds:
             self.fail(path, f"{shown(value)} is a sweep; a sweep belongs on the command line "
@@ -183,7 +183,9 @@ class _Walk:
         head, _, rest = key.partition(".")
         if n.dotted and rest and head in n.keys:
             inner = n.keys[head]
-            if inner.keys is None or not ({"mapping"} & inner.kinds):
+            if inner.refuse:
+                self.fail(where, inner.refuse)
+            if inner.keys is None:
                 self.fail(where, f"{head} holds no keys; set {head} itself.")
             return self.child(inner, rest, where, f"{path}.{head}" if path else head, f"{prefix}{head}.")
         hint = n.key_hints.get(key)

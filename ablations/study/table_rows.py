@@ -56,15 +56,21 @@ def flags_node() -> Node:
     return node("mapping", "null", keys=keys, key_hints=hints)
 
 
-def _scaled(n: Node) -> Node:
-    """A config node whose numbers become scale factors (a row's scale:)."""
-    if n.keys is not None and "mapping" in n.kinds:
-        return Node(frozenset({"mapping"}), keys={k: _scaled(c) for k, c in n.keys.items()}, dotted=True)
-    if "number" in n.kinds and "text" not in n.kinds:
+def _scaled(n: Node, key: str = "") -> Node:
+    """A config node whose numbers become scale factors (a row's scale:): only keys that always
+    hold a number (a null has nothing to multiply); model flags are given with model:."""
+    if key == "model.overrides":
+        return Node(frozenset(), refuse="scale: model flags are given with model: {flag: value} on the row.")
+    if n.keys is not None and "mapping" in n.kinds:  # a section: reached by dotted keys only
+        keys = {k: _scaled(c, f"{key}.{k}" if key else k) for k, c in n.keys.items()}
+        nested = f"scale: takes dotted keys of numbers, e.g. scale: {{{key or 'pretrain'}.<key>: 2}}."
+        return Node(frozenset(), keys=keys, dotted=True, example=nested)
+    if n.kinds == {"number"}:
         by_modality = node("number", example="2")
         return node("number", "mapping", keys={m: by_modality for m in MODALITIES},
                     example="2 (twice the preset's value), or {image: 2, video: 1}")  # fmt: skip
-    return Node(frozenset(), refuse="scale: multiplies a number; give this key's value with set: instead.")
+    return Node(frozenset(), refuse="scale: multiplies a number the preset always has (this key may be null "
+                "or not a number); give its value with set: instead.")  # fmt: skip
 
 
 def table_node(config: Node, flags: Node) -> Node:
@@ -269,6 +275,8 @@ def table_entries(spec: dict, modality: str, label: str) -> list[tuple[str, dict
 
 
 def _entry(info: dict, modality: str, mode: str, step: str, model: dict) -> dict:
-    scale = {k: (f[modality] if isinstance(f, dict) else f) for k, f in (info.get("scale") or {}).items()}
+    # a factor per modality ({image: 2, video: 1}); a modality left out keeps the preset's value
+    factors = (info.get("scale") or {}).items()
+    scale = {k: (f.get(modality, 1.0) if isinstance(f, dict) else f) for k, f in factors}
     return {"mode": mode, "step": step, "model": dict(model), "set": dict(info.get("set") or {}),
             "scale": scale, "component": info.get("component")}  # fmt: skip
