@@ -222,3 +222,16 @@ def test_any_key_in_a_rows_set_or_scale_is_taken_or_refused_in_one_line(capsys, 
     assert rc in (0, 2) and "Traceback" not in err, (where, key, value, err[-2000:])
     if rc == 2:
         assert len(err.strip().splitlines()) == 1 and err.startswith("ablate.py: error: "), err
+
+
+@FAST
+@given(key=st.sampled_from([*SET_KEYS, "coupled", "image", "preset.modalities"]), value=structures)
+def test_any_key_of_a_preset_file_is_taken_or_refused_in_one_line(capsys, key, value):
+    folder = Path(tempfile.mkdtemp(prefix=f"prop{next(COUNTER)}-"))
+    (folder / "p.yaml").write_text(dump({"preset": {"extends": "tiny"}, key: value}))
+    capsys.readouterr()
+    rc = cli.main(["--step", "f", "--preset", str(folder / "p.yaml"), "--dry-run"])
+    err = capsys.readouterr().err
+    assert rc in (0, 2) and "Traceback" not in err, (key, value, err[-2000:])
+    if rc == 2:
+        assert len(err.strip().splitlines()) == 1 and err.startswith("ablate.py: error: "), err

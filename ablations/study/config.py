@@ -170,7 +170,7 @@ def load_preset(ref: str, _children: tuple[str, ...] = (), _relative_to: Path | 
     if not base:
         if not src.builtin:
             check_user_preset(preset, name)
-        return preset
+        return _with_modalities(preset, name)
     if str(src.path) in _children:
         raise ConfigError(f"Preset {name!r} extends {base!r}, which extends it back.")
     tree = with_defaults(load_preset(base, (*_children, str(src.path)), src.path))
@@ -185,7 +185,15 @@ def load_preset(ref: str, _children: tuple[str, ...] = (), _relative_to: Path | 
             except ConfigError as e:
                 label = f"{name}.yaml" if src.builtin else name
                 raise ConfigError(f"{label} (extends {base}): {e}. Fix the key in the file.") from e
-    return tree
+    return _with_modalities(tree, name)
+
+
+def _with_modalities(preset: dict, name: str) -> dict:
+    """preset, once its `preset.modalities` is checked: one or more of image, video."""
+    given = preset_modalities(preset)
+    if not given or any(m not in MODALITIES for m in given):
+        raise ConfigError(f"{name}: preset.modalities={given!r}: give one or more of {', '.join(MODALITIES)}")
+    return preset
 
 
 def check_user_preset(preset: dict, label: str) -> None:
@@ -238,7 +246,7 @@ def table_label(src: S.Source) -> str:
 
 
 def preset_modalities(preset: dict) -> list[str]:
-    return list(preset.get("preset", {}).get("modalities", MODALITIES))
+    return list((preset.get("preset") or {}).get("modalities", MODALITIES))
 
 
 def preset_config(name: str, modality: str) -> dict:
