@@ -218,3 +218,9 @@ def test_feature_probe_on_a_supervised_run(tmp_path, capsys):
         "is a supervised run: it has no MAE encoder to probe" in err
         and "pretraining has not finished" not in err
     )
+
+
+def test_group_and_entry_names_are_folder_names(tmp_path, capsys):
+    path = table(tmp_path, 'row: f\nmode: mae\ngroups: {"a/b": {entries: {"..": {}}}}\n')
+    line = refused(tmp_path, capsys, "--table", path, "--preset", "tiny")
+    assert "groups.a/b.entries...: group and entry names make a folder name" in line

@@ -69,7 +69,7 @@ def node(*kinds: str, **kw) -> Node:
 
 
 ANY = node("mapping", "list", "text", "number", "bool", "null")
-TEXT = node("text", "number", example="text")  # names and titles: a number is read as its text
+TEXT = node("text", "number")  # names and titles: a number is read as its text
 
 
 def kind_of(value) -> str:
@@ -147,7 +147,7 @@ class _Walk:
         kind = kind_of(value)
         if kind == "text" and "," in value and "number" in n.kinds and "text" not in n.kinds:
             self.fail(path, f"{shown(value)} is a sweep; a sweep belongs on the command line "
-                      f"(--set {key or path}={value.replace(' ', '')}) "
+                      f"(--set {key or path}={printable(value.replace(' ', ''))}) "
                       "or in one row per value.")  # fmt: skip
         if kind not in n.kinds:
             fix = f" e.g. {n.example}" if n.example else ""
@@ -200,7 +200,7 @@ class _Walk:
         key, which is almost always a sweep written where one value belongs."""
         if before is not None and isinstance(key, (int, float)) and not isinstance(key, bool):
             name, value = before
-            sweep = f"{name}={value},{key}"
+            sweep = printable(f"{name}={value},{key}")
             self.fail(path or "the file", f"{name}: a sweep belongs on the command line "
                       f"(--set {sweep}) or in one row per value; {key!r} was read as a key.")  # fmt: skip
         self.fail(path, f"a key must be text, got {found(key)}; quote it or fix the indentation.")

@@ -76,7 +76,7 @@ def _scaled(n: Node, key: str = "") -> Node:
 def table_node(config: Node, flags: Node) -> Node:
     """The schema of a table file (config: the config's schema, for set: and scale:)."""
     text = schema.TEXT
-    word = node("text", example="a name")
+    word = node("text")
     sets = Node(frozenset({"mapping", "null"}), keys=config.keys, dotted=True,
                 example="set: {mae.mask_ratio: 0.9}")  # fmt: skip
     scale = Node(frozenset({"mapping", "null"}), keys=_scaled(config).keys, dotted=True,
@@ -89,7 +89,7 @@ def table_node(config: Node, flags: Node) -> Node:
             "sets": "give values with set: {key: value}."}  # fmt: skip
     row = node("mapping", "null", keys=row_keys, key_hints=here, example="f: {mode: mae}")
     entry = node("mapping", "null", keys={k: row_keys[k] for k in GROUP_ENTRY_KEYS})
-    group = node("mapping", keys={"title": text, "entries": node("mapping", values=entry, what="value")})
+    group = node("mapping", keys={"title": text, "entries": node("mapping", values=entry, what="entry")})
     top = {
         "name": text, "title": text, "description": text, "row": text, "mode": word, "refused": word,
         "rows": node("mapping", "null", values=row, what="row", example="rows: {f: {mode: mae}}"),
@@ -125,7 +125,8 @@ def check_table(spec: dict, label: str) -> None:
         where = f"rows.{name}"
         if not NAME_RE.match(str(name)):
             raise ConfigError(
-                f"{label}: {where}: a row name is a folder name: use letters, digits and ._+- only."
+                f"{label}: rows.{schema.printable(str(name))}: a row name is a folder name: use letters, "
+                "digits and ._+- only."
             )
         _keys(info or {}, ROW_KEYS, f"{where}.", label)
         info = info or {}
@@ -155,6 +156,10 @@ def check_table(spec: dict, label: str) -> None:
         for group, gspec in spec["groups"].items():
             _keys(gspec, ("title", "entries"), f"groups.{group}.", label)
             for value, info in (gspec.get("entries") or {}).items():
+                if not NAME_RE.match(f"{group}-{value}"):  # <group>-<value> names the run's folder
+                    where = f"groups.{schema.printable(str(group))}.entries.{schema.printable(str(value))}"
+                    raise ConfigError(f"{label}: {where}: group and entry names make a folder name: use "
+                                      "letters, digits and ._+- only.")  # fmt: skip
                 _keys(info or {}, GROUP_ENTRY_KEYS, f"groups.{group}.entries.{value}.", label)
                 _check_modalities(info or {}, f"groups.{group}.entries.{value}", label)
 
