@@ -1,6 +1,6 @@
 """Inference speed of the configurable model, side by side with timm, and Table 1's speed column.
 
-    python -m analysis.bench_model                      # CPU, fp32, batch 8, 224 px (issue protocol)
+    python -m analysis.bench_model                      # CPU, fp32, batch 8, 224 px (the defaults)
     python -m analysis.bench_model --device cuda --dtype fp16 --batch-sizes 32 64 128 256
     python -m analysis.bench_model --table1 image --table1-size L     # rows mvitv2..f as ratios
     python -m analysis.bench_model --table1 image --attn-backend both  # math and PyTorch's pick

@@ -1,5 +1,5 @@
-"""Video loading speed: clips/s of the old loader (decode from frame 0 for every clip) against the
-seeking loader, alone and with repeated sampling, on generated Kinetics-like files.
+"""Video loading speed: clips/s of the reference loader (decode from frame 0 for every clip) against
+ours (seeking), alone and with repeated sampling, on generated Kinetics-like files.
 
     python -m analysis.bench_video [--videos 6] [--gops 250 30] [--rounds 4] [--repeated 4] [--profile]
     python -m analysis.bench_video --pixels   # swscale crop-resize against torchvision's, in levels
@@ -12,9 +12,9 @@ training __getitem__ of video_folder (16 frames, stride 4, random resized crop t
 normalise) on one torch thread, as in a DataLoader worker. Loaders run interleaved item by
 item; clips per CPU-second (every thread of the process) is reported beside wall-clock clips/s
 because the CPU time moves less when other jobs share the machine. The exact number of frames
-each loader decodes per clip is printed too (independent of load). --profile adds where the new
+each loader decodes per clip is printed too (independent of load). --profile adds where our
 loader's CPU time goes per clip (cProfile on a CPU-time clock, one decoding thread). --pixels
-compares the new loader's crop-resize (swscale) with the reference (whole RGB frames, torchvision)
+compares our loader's crop-resize (swscale) with the reference (whole RGB frames, torchvision)
 on the same frames and boxes, on the bench texture and on 1/f noise (natural images' spectrum).
 """
 
@@ -131,8 +131,8 @@ def write_kinetics_like(root, videos: int, gop: int, seconds: int = 10, fps: int
         write_video(os.path.join(folder, f"clip{i}.mp4"), frames, fps=fps, gop=gop)
 
 
-def old_normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
-    """The old loader's normalisation of uint8 (C, T, H, W): one mixed-dtype addcmul from uint8."""
+def reference_normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """The reference loader's normalisation of uint8 (C, T, H, W): one mixed-dtype addcmul from uint8."""
     view = (-1, 1, 1, 1)
     std = torch.tensor(std, dtype=torch.float64).view(view)
     scale = (1 / (255 * std)).float()
@@ -140,8 +140,8 @@ def old_normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
     return torch.addcmul(shift, x, scale)
 
 
-class OldVideoFolder(VideoFolder):
-    """The loader before this work, kept for the comparison: header frame count, then a second
+class ReferenceVideoFolder(VideoFolder):
+    """A reference loader, for the comparison: header frame count, then a second
     open that decodes from frame 0 up to the clip's last frame, for every clip; whole frames to
     RGB, torchvision's random resized crop and flip, its normalisation."""
 
@@ -163,12 +163,12 @@ class OldVideoFolder(VideoFolder):
                     break
         clip = torch.stack([frames[min(i, max(frames))] for i in window])
         x, _ = self.transform.aug(clip)
-        return old_normalize(x.transpose(0, 1).contiguous(), self.transform.mean, self.transform.std), y
+        return reference_normalize(x.transpose(0, 1).contiguous(), self.transform.mean, self.transform.std), y
 
 
 def frames_decoded(path: str, repeated: int, samples: int = 100) -> tuple[float, float]:
-    """(old, new) frames decoded per 16x4 clip, averaged over random windows: exact counts,
-    unlike the timings untouched by a busy machine. Old decodes from frame 0 to each clip's end."""
+    """(reference, ours) frames decoded per 16x4 clip, averaged over random windows: exact counts,
+    unlike the timings untouched by a busy machine. The reference decodes from frame 0 to each clip's end."""
     old = new = 0
     with open_clip(path, threads=False) as clip:
         n, span = clip.num_frames, 15 * 4 + 1
@@ -185,13 +185,13 @@ def frames_decoded(path: str, repeated: int, samples: int = 100) -> tuple[float,
 def loaders(root: str, repeated: int) -> dict:
     cfg = {"name": "video_folder", "root": root, "input_size": 224, "num_frames": 16, "frame_stride": 4}
     new = build_dataset(cfg, "train", aug=PRETRAIN_AUG)
-    old = OldVideoFolder(new.clips, 16, 4, True, 1, new.transform)
-    out = {"old (decode from 0)": (old, 1), "new (seek)": (new, 1)}
+    ref = ReferenceVideoFolder(new.clips, 16, 4, True, 1, new.transform)
+    out = {"reference (decode from 0)": (ref, 1), "ours (seek)": (new, 1)}
     if repeated > 1:
         rep = build_dataset(cfg, "train", aug={**PRETRAIN_AUG, "repeated": repeated})
-        out[f"new + repeated {repeated}"] = (rep, repeated)
+        out[f"ours + repeated {repeated}"] = (rep, repeated)
     for ds, _ in out.values():
-        ds.threads = False  # as in a DataLoader worker (the old loader always used FFmpeg's threads)
+        ds.threads = False  # as in a DataLoader worker (the reference loader always used FFmpeg's threads)
     return out
 
 
@@ -219,7 +219,7 @@ def bench(root: str, rounds: int, repeated: int) -> dict:
     return {name: (clips[name] / wall[name], clips[name] / cpu[name]) for name in names}
 
 
-STAGES = {  # stage of the new loader's __getitem__ -> (file, function) whose cumulative time it is
+STAGES = {  # stage of our loader's __getitem__ -> (file, function) whose cumulative time it is
     "open + frame index": ("video_io.py", "__init__"),
     "seek + decode": ("video_io.py", "_read_seeking"),
     "crop + resize + RGB (swscale)": ("video_resize.py", "crop_resize"),
@@ -228,7 +228,7 @@ STAGES = {  # stage of the new loader's __getitem__ -> (file, function) whose cu
 
 
 def profile(root: str, repeated: int, items: int = 12) -> dict[str, float]:
-    """{stage: CPU ms per clip} of the new loader (STAGES, "other" and "total"); `items` items."""
+    """{stage: CPU ms per clip} of our loader (STAGES, "other" and "total"); `items` items."""
     cfg = {"name": "video_folder", "root": root, "input_size": 224, "num_frames": 16, "frame_stride": 4}
     ds = build_dataset(cfg, "train", aug={**PRETRAIN_AUG, "repeated": repeated})
     ds.threads = False
@@ -259,7 +259,7 @@ def main(argv=None) -> None:
     ap.add_argument("--gops", type=int, nargs="+", default=[250, 30])
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--repeated", type=int, default=4)
-    ap.add_argument("--profile", action="store_true", help="also: the new loader's CPU ms per clip by stage")
+    ap.add_argument("--profile", action="store_true", help="also: our loader's CPU ms per clip by stage")
     ap.add_argument(
         "--pixels", action="store_true", help="only: swscale vs torchvision crop-resize, in levels"
     )
@@ -276,17 +276,17 @@ def main(argv=None) -> None:
             first = os.path.join(root, "train", "class0", "clip0.mp4")
             counts = {r: frames_decoded(first, r) for r in sorted({1, args.repeated})}
             stages = {r: profile(root, r) for r in sorted({1, args.repeated})} if args.profile else {}
-        base_wall, base_cpu = rates["old (decode from 0)"]
+        base_wall, base_cpu = rates["reference (decode from 0)"]
         for name, (w, c) in rates.items():
             print(
                 f"GOP {gop:4d}  {name:24s} {w:6.2f} clips/s (x{w / base_wall:.2f})"
                 f"  {c:6.2f} clips/CPU-s (x{c / base_cpu:.2f})"
             )
         for r, (old, new) in counts.items():
-            print(f"GOP {gop:4d}  frames decoded per clip, R={r}: old {old:.0f}, new {new:.0f}")
+            print(f"GOP {gop:4d}  frames decoded per clip, R={r}: reference {old:.0f}, ours {new:.0f}")
         for r, ms in stages.items():
             print(
-                f"GOP {gop:4d}  new loader, R={r}, CPU ms per clip: "
+                f"GOP {gop:4d}  our loader, R={r}, CPU ms per clip: "
                 + ", ".join(f"{k} {v:.1f}" for k, v in ms.items())
             )
 

@@ -70,9 +70,18 @@ def linear_probe(train: dict, val: dict, num_classes: int, l2: float = 1e-3) -> 
         return 100 * ((b @ w + c).argmax(1) == val["labels"]).float().mean().item()
 
 
+class NoEncoder(ValueError):
+    """The run has no MAE encoder (a supervised run)."""
+
+
 def probe(run: Path, scratch: bool = False, train_items: int = 600, seed: int = 0) -> dict:
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     encoder = run / "pretrain" / "encoder.pth"
+    if not scratch and cfg.get("mode") != "mae":
+        raise NoEncoder(
+            f"{run} is a {cfg.get('mode')} run: it has no MAE encoder to probe. Pass the folder of an "
+            "MAE run (mode mae), or --scratch to read the model at random init"
+        )
     if not scratch and not encoder.exists():
         raise FileNotFoundError(f"{encoder} does not exist: the run's MAE pretraining has not finished "
                                 "(or pass --scratch to read the model at random init)")  # fmt: skip
@@ -110,7 +119,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     try:
         print(json.dumps(probe(args.run, args.scratch, args.train_items)))
-    except (FileNotFoundError, DamagedArtifact) as e:  # no or an unreadable encoder: one line
+    except (FileNotFoundError, DamagedArtifact, NoEncoder) as e:  # no or an unreadable encoder: one line
         print(f"feature_probe: error: {e}", file=sys.stderr)
         return 2
     return 0

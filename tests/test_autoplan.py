@@ -1,4 +1,4 @@
-"""The GPU a run lands on sets its batch (issue #22, point 4), checked on the CPU by faking the one
+"""The GPU a run lands on sets its batch, checked on the CPU by faking the one
 function that reads the device memory (memory_plan.device_memory_gib)."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""The benchmarks follow the paper's protocol (issue #11, items 8 and 9): attention as plain
+"""The benchmarks follow the paper's protocol: attention as plain
 matmuls (no FlashAttention) unless asked otherwise, the k400 decoder and fwd+bwd for video MAE,
 and the "mvitv2 with Hiera conventions" line beside row a."""
 

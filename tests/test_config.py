@@ -48,7 +48,9 @@ def test_a_preset_extends_another_by_its_changes_only(tmp_path, monkeypatch):
     monkeypatch.setattr(C.S, "PRESET_DIR", tmp_path)
     (tmp_path / "base.yaml").write_text((C.Path(C.__file__).parent / "presets" / "cpu.yaml").read_text())
     (tmp_path / "bad.yaml").write_text("preset: {extends: base}\npretrain: {epoch: 8}\n")
-    with pytest.raises(C.ConfigError, match="bad.yaml .extends base.: Unknown key 'pretrain.epoch'"):
+    with pytest.raises(
+        C.ConfigError, match="bad.yaml: pretrain.epoch: unknown key. Did you mean 'pretrain.epochs'"
+    ):
         C.load_preset("bad")
     (tmp_path / "x.yaml").write_text("preset: {extends: y}\n")
     (tmp_path / "y.yaml").write_text("preset: {extends: x}\n")

@@ -1,4 +1,4 @@
-"""Issue #12, items 3-5 with the real trainer (preset tiny, seconds): damaged files name themselves
+"""Damaged run files with the real trainer (preset tiny, seconds): damaged files name themselves
 and are repaired or worked around, a full disk leaves no temporary files and keeps finished
 phases, and an unreadable image names its file (or is skipped with data.skip_corrupt)."""
 

@@ -1,4 +1,4 @@
-"""Environment faults and failure kinds through the CLI (issue #22, points 2 and 3): one line naming
+"""Environment faults and failure kinds through the CLI: one line naming
 the path and the fix, whether rerunning helps (transient / deterministic), no traceback, no
 temporary file, finished runs intact, and --status saying the kind."""
 

@@ -1,4 +1,4 @@
-"""Issue #24 through ablate.py (preset tiny, seconds): data and run files that lie. Links in
+"""Hostile files through ablate.py (preset tiny, seconds): data and run files that lie. Links in
 folder datasets, signals in every phase, damaged or foreign side files, --set values that are not
 YAML, exact logs after a resume, and the smaller points (locks, variants, orphan temporary files,
 read-only disks, --devices 0)."""
@@ -88,7 +88,7 @@ def test_a_class_folder_linked_to_its_split_is_refused(tmp_path, capsys, fake):
 
 @pytest.fixture
 def sigterm_recorded():
-    """SIGTERM recorded instead of ending pytest (the code before this issue ignored it there)."""
+    """SIGTERM recorded instead of ending pytest (pytest would otherwise end)."""
     seen = []
     before = signal.signal(signal.SIGTERM, lambda *a: seen.append(1))
     yield seen

@@ -2,7 +2,7 @@
 
 The MAE encoder removes the last q-pool (paper Sec. 4). A pool with parameters (conv pooling put
 back into Hiera) must still be in the encoder's state dict, or the finetune loader refuses it
-(issue #20: "pretrained encoder ... lacks non-head weights: ['blocks.3.attn.pool_q.weight', ...]").
+(it was: "pretrained encoder ... lacks non-head weights: ['blocks.3.attn.pool_q.weight', ...]").
 """
 
 import warnings

@@ -85,7 +85,7 @@ def test_rows_a_to_c_zero_pad_their_max_pools_and_keep_a_flag_for_minus_inf(step
 
 
 def test_row_a_mac_change_is_mostly_the_convention_switch():
-    """Issue #11, item 9: MViTv2-L 43.7 GMACs; with Hiera's conventions 41.8; row a 41.6."""
+    """MViTv2-L 43.7 GMACs; with Hiera's conventions 41.8; row a 41.6."""
     assert models.hiera_conventions() == {"expand": "attn", "head_order": "mean_norm"}
     with torch.device("meta"):  # shapes only: fast
         gmacs = [

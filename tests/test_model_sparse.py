@@ -145,7 +145,7 @@ def test_conv_pooling_in_units_skips_only_taps_that_read_padding(unit, kernel, s
 @pytest.mark.parametrize("step", ROWS)
 @pytest.mark.parametrize("encoder", ["classifier", "mae"])
 def test_nothing_masked_sparse_equals_dense_every_row(step, modality, encoder):
-    """Issue #23: the sparse path with every unit kept is the dense model, for each row a-f, image
+    """The sparse path with every unit kept is the dense model, for each row a-f, image
     and video, as the classifier (finetuning) and as the MAE encoder (one q-pool less): every
     stage's features, and the MAE's fused latent. Bitwise where the dense model also runs in
     mask units; rows d-e run dense in raster order, so they agree to float rounding."""

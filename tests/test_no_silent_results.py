@@ -1,4 +1,4 @@
-"""Issue #12 through ablate.py with a fake trainer: run identity, values and data checked before
+"""No silent results, through ablate.py with a fake trainer: run identity, values and data checked before
 any work, several --set pairs, wall time across resumes, environment faults (CLI and analysis)."""
 
 import json

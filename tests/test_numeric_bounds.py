@@ -1,4 +1,4 @@
-"""Hostile numbers for every numeric key of the tiny preset (issue #22, point 1): ablate.py refuses
+"""Hostile numbers for every numeric key of the tiny preset: ablate.py refuses
 each one before any work (exit 2, a message naming the key, nothing written), or the run trains.
 
 A deterministic draw (hypothesis is not installed): every key x (inf, nan, -1, 0, 1e30, 10**30).

@@ -1,4 +1,4 @@
-"""Whole-run progress (issue #22, point 5): the run's ETA beside the phase's, and a selection's
+"""Whole-run progress: the run's ETA beside the phase's, and a selection's
 'run k of n' with the time left at its finished runs' mean wall time."""
 
 import json

@@ -1,4 +1,4 @@
-"""The paper presets follow the paper's recipes (issue #11): finetune length, drop path, the
+"""The paper presets follow the paper's recipes: finetune length, drop path, the
 settings coupled with pretraining length (Table 3f), MViTv2's supervised recipe, random erasing."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""Every row at every size through timm.create_model equals models.build (issue #20, part 6)."""
+"""Every row at every size through timm.create_model equals models.build."""
 
 import pytest
 import timm

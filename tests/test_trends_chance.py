@@ -1,4 +1,4 @@
-"""Trends at chance (issue #23): a row that never left chance has nothing to lose, so a trend that
+"""Trends at chance: a row that never left chance has nothing to lose, so a trend that
 depends on it is "not testable (rows X at chance)", not "holds" (analysis/trends.py)."""
 
 import numpy as np
@@ -11,7 +11,7 @@ CHANCE = np.random.default_rng(1).random(N) < 0.1  # ~10% right on 10 classes: c
 
 
 def test_rows_at_chance_make_their_trends_not_testable(tmp_path):
-    # The README's video Table 1 before issue #23: MAE a-e at chance, f learned; supervised fine.
+    # The README's video Table 1 before a fix of the video MAE: MAE a-e at chance, f learned; supervised fine.
     mae = dict.fromkeys("abcde", CHANCE) | {"f": shifted(-15)}
     fake_rows(tmp_path, mae, {"mvitv2": shifted(20), "f": BASE})
     s = statements(tmp_path)

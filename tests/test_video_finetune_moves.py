@@ -1,4 +1,4 @@
-"""Issue #23: after video MAE, rows a-e finetuned at chance loss for 12 epochs. A short video
+"""After video MAE, rows a-e finetuned at chance loss for 12 epochs. A short video
 finetune from MAE weights, on the tiny preset, must move the loss and the body, not only the head."""
 
 import json

@@ -31,7 +31,7 @@ from ablations.cli.output import (
     sweep_size,
 )
 from ablations.cli.parser import parser
-from ablations.data import check_data
+from ablations.data import check_data, check_data_quick
 from ablations.data.common import repeats
 from ablations.errors import DETERMINISTIC, RunError, advice, kind_of, os_fix
 from ablations.study import config as C
@@ -77,13 +77,13 @@ def only(runs: list[C.Run], name: str) -> list[C.Run]:
     return picked
 
 
-def check_data_once(runs: list[C.Run]) -> None:
+def check_data_once(runs: list[C.Run], check=check_data) -> None:
     """The data of every run checked before any training (each distinct data config once)."""
     seen = []
     for run in runs:
         if run.config["data"] not in seen:
             seen.append(run.config["data"])
-            check_data(run.config["data"])
+            check(run.config["data"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,6 +146,8 @@ def command(args, argv: list[str] | None) -> int:
             check_data_once(runs)
             for run in runs:
                 check_batches(run, D.env_world()[1])
+        elif args.dry_run:  # a preview fails where the run would: its data folder (not each file)
+            check_data_once(runs, check_data_quick)
     except C.ConfigError as e:
         print(f"ablate.py: error: {e}", file=sys.stderr)
         return 2
@@ -331,6 +333,8 @@ def train_one(args, run: C.Run) -> str | int:
 
 def fault_text(e: Exception, folder) -> str:
     """An environment fault in one line: what failed, the fix, whether rerunning helps."""
+    if isinstance(e, OSError) and e.errno is None:  # a message of ours: it already names the fix
+        return str(e)
     fix = os_fix(e, str(folder)) if isinstance(e, OSError) else ""
     return f"{str(e).rstrip('.')}. {advice(kind_of(e), fix)}"
 

@@ -21,8 +21,13 @@ def epilog() -> str:
 
 def tables_help(figures: bool) -> str:
     """--table's or --fig's choices, read from the table files (as --list reads them)."""
-    names = [t for t in C.list_tables() if C.is_figure(t) == figures]
-    choices = [f"{C.table_flag(t).split()[-1]} = {t} ({C.load_table(t).get('title', t)})" for t in names]
+    names = sorted(
+        (t for t in C.list_tables() if C.is_figure(t) == figures), key=lambda t: t not in C.PAPER_TABLES
+    )
+    short = {t: C.table_flag(t).split()[-1] for t in names}  # 1 = table1; loo is its own name
+    choices = [
+        f"{short[t]}{'' if short[t] == t else f' = {t}'} ({C.load_table(t).get('title', t)})" for t in names
+    ]
     return f"{' or '.join(choices)}; files: {C.source('tables')}"
 
 

@@ -16,6 +16,7 @@ cifar10, cifar100, imagefolder, video_folder (files under data.root).
 
 from . import builtin_image, builtin_video, cifar, imagefolder, video_folder
 from .common import RepeatedItems, flatten_repeated, repeats
+from .folders import check_root
 
 DATASETS = {
     "builtin": builtin_image,
@@ -50,6 +51,19 @@ def check_data(data_cfg: dict, log=print) -> None:
         check(data_cfg, log)
 
 
+def check_data_quick(data_cfg: dict) -> None:
+    """What a preview (--dry-run) checks of a data.root that is given: the folder and its layout,
+    without scanning the class folders (a million images take a while; check_data does that
+    before training). A recipe previewed without its data (root null) passes."""
+    module = _module(data_cfg)
+    if not data_cfg.get("root"):
+        return
+    if hasattr(module, "LAYOUT"):  # read from class folders
+        check_root(data_cfg, module.LAYOUT, data_cfg["name"])
+    elif getattr(module, "check", None) is not None:  # CIFAR: a few file names
+        module.check(data_cfg, lambda *a, **k: None)
+
+
 def build_dataset(data_cfg: dict, split: str, aug: dict | None = None):
     """A map-style Dataset of (x, y). split: "train" | "val". aug: the phase's aug dict
     (rrc_scale, hflip, randaug, optional reprob, optional repeated) for training, None for
@@ -63,4 +77,5 @@ def build_dataset(data_cfg: dict, split: str, aug: dict | None = None):
     return ds
 
 
-__all__ = ["DATASETS", "build_dataset", "check_data", "dataset_info", "flatten_repeated", "repeats"]
+__all__ = ["DATASETS", "build_dataset", "check_data", "check_data_quick", "dataset_info", "flatten_repeated",
+           "repeats"]  # fmt: skip

@@ -44,6 +44,7 @@ class CIFAR100Files(_NoMD5, CIFAR100):
 
 
 _CLASSES = {"cifar10": (CIFAR10Files, 10), "cifar100": (CIFAR100Files, 100)}
+NUM_CLASSES = {name: n for name, (_, n) in _CLASSES.items()}  # fixed by the files, not data.num_classes
 
 
 def info(cfg: dict) -> dict:

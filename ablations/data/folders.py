@@ -45,6 +45,21 @@ def say_once(key, message: str, log=print) -> None:
         log(message)
 
 
+def check_root(cfg: dict, layout: str, dataset: str) -> None:
+    """The root and its train/ and val/ folders exist (ConfigError naming the fix); what a preview
+    (--dry-run) checks without reading the class folders."""
+    root = cfg.get("root")
+    if not root:
+        raise ConfigError(
+            f"Dataset {dataset!r} needs its folder: add --set data.root=/path/to/the/dataset ({layout})."
+        )
+    if not os.path.isdir(os.path.expanduser(str(root))):
+        raise ConfigError(f"data.root={root} does not exist (or is not a folder); expected {layout}.")
+    for split in ("train", "val"):
+        if not os.path.isdir(os.path.join(os.path.expanduser(str(root)), split)):
+            raise ConfigError(f"data.root={root} has no {split}/ folder; expected {layout}.")
+
+
 def check_layout(
     cfg: dict, layout: str, dataset: str, is_item, what: str, log=print, recursive: bool = False
 ) -> dict[str, list[str]]:
@@ -54,18 +69,11 @@ def check_layout(
     would be dropped), no val items, a link to a folder inside a class folder, or data.num_classes
     disagreeing with the folders; one line when val lacks some train classes. is_item(path) -> bool
     says what counts as an item; recursive: items in nested subfolders count (ImageFolder)."""
-    root = cfg.get("root")
-    if not root:
-        raise ConfigError(
-            f"Dataset {dataset!r} needs its folder: add --set data.root=/path/to/the/dataset ({layout})."
-        )
-    if not os.path.isdir(os.path.expanduser(str(root))):
-        raise ConfigError(f"data.root={root} does not exist (or is not a folder); expected {layout}.")
+    check_root(cfg, layout, dataset)
+    root = cfg["root"]
     classes, firsts, evaluated = {}, {}, set()
     for split in ("train", "val"):
         path = os.path.join(os.path.expanduser(str(root)), split)
-        if not os.path.isdir(path):
-            raise ConfigError(f"data.root={root} has no {split}/ folder; expected {layout}.")
         names = sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
         try:
             items = scan_split(path, names, is_item, recursive)

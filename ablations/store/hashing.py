@@ -15,7 +15,8 @@ def file_sha256(path) -> str:
     if not path.is_file():
         raise ConfigError(
             f"finetune.init={str(path)!r}: no such file. Give a .pth checkpoint (ours: "
-            "<run>/pretrain/encoder.pth; or an official Hiera MAE / finetuned checkpoint)."
+            "<run>/pretrain/encoder.pth; or an official Hiera MAE / finetuned checkpoint such as "
+            "mae_hiera_base_224.pth, from the model zoo of github.com/facebookresearch/hiera)."
         )
     stat = path.stat()
     return _sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)

@@ -9,6 +9,7 @@ definitions), Table 3 lists one-key changes to row f. Every value is checked bef
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
@@ -18,11 +19,12 @@ import yaml
 
 from ablations.errors import ConfigError
 from ablations.store.hashing import file_sha256
+from ablations.study import schema
 from ablations.study import sources as S
 from ablations.study import sweep as W
 from ablations.study import table_rows as T
 from ablations.study.identity import NEUTRAL_KEYS
-from ablations.study.validate import MODES, PHASES, check_config  # noqa: F401  (PHASES: C.PHASES)
+from ablations.study.validate import MODES, PHASES, check_config, fixed_classes  # noqa: F401  (C.PHASES)
 from ablations.study.yaml_files import load_yaml
 from models import steps
 from models.hints import did_you_mean
@@ -45,6 +47,9 @@ PRESET_SECTION_KEYS = ("description", "modalities", "extends")  # a preset file'
 PAPER_TABLES = ("table1", "table3", "fig8")  # the paper's: --mode moves between table1 and fig8
 # Keys the selection flags own: setting them with --set would make a run's name lie.
 SELECTION_KEYS = {"mode": "--mode", "model.step": "--step", "model.modality": "--modality", "seed": "--seeds"}
+# Keys the harness writes (the checkpoint's hash, the memory plan of --device-mem): never set by
+# hand, so never listed as a choice.
+COMPUTED_KEYS = ("finetune.init_sha256", "runtime.plan")
 # Left out of run names (folder variants): how a run trains (identity.NEUTRAL_KEYS), and where its
 # data lies. data.root does belong to a run's identity (ablations/study/identity.py): a run folder
 # trained on other data is reported as changed, never reused.
@@ -96,6 +101,11 @@ def source(what: str) -> str:
     return path.relative_to(ROOT).as_posix() + ("/" if path.is_dir() else "")
 
 
+def source_of(table: str) -> str:
+    """A built-in table's file, relative to the repository (for messages)."""
+    return f"{source('tables')}{table}.yaml"
+
+
 FIGURE_PREFIX = "fig"  # a table named fig<N> is a figure, chosen with --fig <N>; the others with --table
 
 
@@ -114,13 +124,45 @@ def is_figure(name: str) -> bool:
     return table_flag(name).startswith("--fig ")
 
 
+@functools.cache
+def config_schema() -> schema.Node:
+    """The structure of a config tree, from the built-in preset files (study/schema.py)."""
+    trees = []
+    for path in sorted(PRESET_DIR.glob("*.yaml")):
+        tree = load_yaml(path)
+        trees.append(with_defaults({k: v for k, v in tree.items() if k not in PRESET_META_KEYS}))
+        trees += [tree[m] for m in MODALITIES if isinstance(tree.get(m), dict)]
+    return schema.config_node(trees, T.flags_node())
+
+
+@functools.cache
+def preset_schema() -> schema.Node:
+    """A preset file: the config tree, its `preset:` section, image/video overlays, coupled rules."""
+    config, text = config_schema(), schema.TEXT
+    overlay = replace(config, root=True, kinds=frozenset({"mapping", "null"}))
+    section = {
+        "description": text,
+        "modalities": schema.node("list", items=schema.node("text"), example="modalities: [image, video]"),
+        "extends": schema.node("text", example="extends: cpu"),
+    }
+    assert set(section) == set(PRESET_SECTION_KEYS)
+    rule = schema.node("mapping", keys={"if": overlay, "set": overlay}, example="{if: {...}, set: {...}}")
+    meta = {"name": text, "preset": schema.node("mapping", "null", keys=section), "image": overlay,
+            "video": overlay, "coupled": schema.node("list", "null", items=rule)}  # fmt: skip
+    assert set(meta) == set(PRESET_META_KEYS)
+    hints = {k: f"it belongs in the preset's own section: preset: {{{k}: ...}}." for k in PRESET_SECTION_KEYS}
+    return replace(config, keys={**config.keys, **meta}, key_hints=hints)
+
+
 def load_preset(ref: str, _children: tuple[str, ...] = (), _relative_to: Path | None = None) -> dict:
     """A preset (a built-in name or a YAML file) as a dict. `preset: {extends: <other>}` starts
     from the other preset (a built-in name, or a file relative to this one) and changes only the
     keys it gives (which must exist there; the image/video overlays may add)."""
     src = S.preset_source(ref, _relative_to)
     name = src.name if src.builtin else str(src.path)
-    preset = {k: v for k, v in load_yaml(src.path).items() if k != "name"}
+    tree = load_yaml(src.path)
+    schema.check(tree, preset_schema(), f"{name}.yaml" if src.builtin else name)
+    preset = {k: v for k, v in tree.items() if k != "name"}
     for key in preset.get("preset") or {}:
         if key not in PRESET_SECTION_KEYS:
             raise ConfigError(f"{name}: unknown key 'preset.{key}'.{did_you_mean(key, PRESET_SECTION_KEYS)}")
@@ -128,7 +170,7 @@ def load_preset(ref: str, _children: tuple[str, ...] = (), _relative_to: Path | 
     if not base:
         if not src.builtin:
             check_user_preset(preset, name)
-        return preset
+        return _with_modalities(preset, name)
     if str(src.path) in _children:
         raise ConfigError(f"Preset {name!r} extends {base!r}, which extends it back.")
     tree = with_defaults(load_preset(base, (*_children, str(src.path)), src.path))
@@ -143,7 +185,15 @@ def load_preset(ref: str, _children: tuple[str, ...] = (), _relative_to: Path | 
             except ConfigError as e:
                 label = f"{name}.yaml" if src.builtin else name
                 raise ConfigError(f"{label} (extends {base}): {e}. Fix the key in the file.") from e
-    return tree
+    return _with_modalities(tree, name)
+
+
+def _with_modalities(preset: dict, name: str) -> dict:
+    """preset, once its `preset.modalities` is checked: one or more of image, video."""
+    given = preset_modalities(preset)
+    if not given or any(m not in MODALITIES for m in given):
+        raise ConfigError(f"{name}: preset.modalities={given!r}: give one or more of {', '.join(MODALITIES)}")
+    return preset
 
 
 def check_user_preset(preset: dict, label: str) -> None:
@@ -180,8 +230,14 @@ def load_table(ref: str) -> dict:
     """A table (a built-in name or a YAML file), checked (table_rows.check_table)."""
     src = S.table_source(ref)
     spec = load_yaml(src.path)
+    schema.check(spec, table_schema(), table_label(src))
     T.check_table(spec, table_label(src))
     return spec
+
+
+@functools.cache
+def table_schema() -> schema.Node:
+    return T.table_node(config_schema(), T.flags_node())
 
 
 def table_label(src: S.Source) -> str:
@@ -190,7 +246,7 @@ def table_label(src: S.Source) -> str:
 
 
 def preset_modalities(preset: dict) -> list[str]:
-    return list(preset.get("preset", {}).get("modalities", MODALITIES))
+    return list((preset.get("preset") or {}).get("modalities", MODALITIES))
 
 
 def preset_config(name: str, modality: str) -> dict:
@@ -271,6 +327,9 @@ def _text(value) -> str:
     """A --set value as it is typed (a sweep as its comma list)."""
     items = list(value) if isinstance(value, W.Sweep) else [value]
     return ",".join(json.dumps(v) if isinstance(v, (list, dict)) else str(v) for v in items)
+def _line(text: str) -> str:
+    """Command-line text in a one-line message: control characters (a pasted newline) escaped."""
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def _parse_value(key: str, raw: str):
@@ -283,8 +342,8 @@ def _parse_value(key: str, raw: str):
         mark = getattr(e, "problem_mark", None)
         where = f" at column {mark.column + 1}" if mark is not None else ""
         raise ConfigError(
-            f"--set {key}={raw}: not a valid YAML value ({problem}{where}); quote it as a string, "
-            f"e.g. --set '{key}=\"...\"', or fix the brackets"
+            f"--set {_line(key)}={_line(raw)}: not a valid YAML value ({problem}{where}); quote it as a "
+            f"string, e.g. --set '{_line(key)}=\"...\"', or fix the brackets"
         ) from None
     _check_plain(key, raw, value, ())
     return value
@@ -293,16 +352,17 @@ def _parse_value(key: str, raw: str):
 def _check_plain(key: str, raw: str, value, parents: tuple) -> None:
     """A --set value is plain data: no alias that contains itself (a circular anchor), no YAML
     types a config cannot hold (dates, sets, binary)."""
+    said = f"--set {_line(key)}={_line(raw)}"
     if isinstance(value, (list, dict)):
         if any(value is p for p in parents):
-            raise ConfigError(f"--set {key}={raw}: the value refers to itself (a circular YAML anchor); "
+            raise ConfigError(f"{said}: the value refers to itself (a circular YAML anchor); "
                               "write the value out instead")  # fmt: skip
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for _, v in items:
             _check_plain(key, raw, v, (*parents, value))
     elif value is not None and not isinstance(value, (bool, int, float, str)):
-        raise ConfigError(f"--set {key}={raw}: a {type(value).__name__} is not a config value; "
-                          f"quote it to pass text, e.g. --set '{key}=\"{raw}\"'")  # fmt: skip
+        raise ConfigError(f"{said}: a {type(value).__name__} is not a config value; "
+                          f"quote it to pass text, e.g. --set '{_line(key)}=\"{_line(raw)}\"'")  # fmt: skip
 
 
 def _number(value):
@@ -328,7 +388,9 @@ def check_sets(cfg: dict, sets: dict) -> None:
                 "--set finetune.init_sha256: it is computed from the file; set finetune.init=<path>."
             )
         if key not in valid:
-            raise ConfigError(f"Unknown key {key!r} in --set.{did_you_mean(key, _nearby(key, valid), valid)}")
+            shown = [k for k in _nearby(key, valid) if k not in SELECTION_KEYS and k not in COMPUTED_KEYS]
+            pool = [k for k in valid if k not in COMPUTED_KEYS]  # a selection key is told its flag
+            raise ConfigError(f"Unknown key {key!r} in --set.{did_you_mean(key, shown, pool)}")
         old = get_dotted(cfg, key)
         if isinstance(old, dict):
             raise ConfigError(f"--set {key}: {key} is a section; set one of its keys, e.g. {key}.<name>=...")
@@ -337,6 +399,7 @@ def check_sets(cfg: dict, sets: dict) -> None:
                 f"--set {key}={value!r}: expected {type(old).__name__} like {old!r}, "
                 f"got {type(value).__name__}."
             )
+        schema.check(value, schema.lookup(config_schema(), key) or schema.ANY, "--set", key)
 
 
 def _nearby(key: str, valid: list[str]) -> list[str]:
@@ -450,6 +513,9 @@ def build_config(preset: str, modality: str, entry: dict, sets: dict, seed: int)
         cfg["model"]["overrides"] = {**(cfg["model"].get("overrides") or {}), **entry["model"]}
     changes = entry_changes(entry, cfg)
     deep_update(cfg, changes)
+    fixed = fixed_classes(cfg["data"].get("name"))
+    if fixed is not None and "data.num_classes" not in {*sets, *changes}:
+        cfg["data"]["num_classes"] = fixed  # CIFAR-100 trains 100 classes: the dry run says so
     apply_coupled(cfg, load_preset(preset).get("coupled") or [], keep={*sets, *changes}, name=preset)
     init = (cfg.get("finetune") or {}).get("init")
     if init:
@@ -543,6 +609,7 @@ def resolve_all(sel: Selection) -> tuple[list[Run], list[Refused]]:
     runs, refused = [], []
     base = sweep_baseline(sel) if swept else None
     for sets, values in W.points(sel.sets):
+        check_sets(preset_config(sel.preset, sel.modality), sets)  # before anything reads the values
         own = {k: v for k, v in sets.items() if not presets_own(sel.preset, sel.modality, k, v)}
         variant = variant_name(preset.name, own)  # a set equal to the preset's own names no variant
         sweep = {"id": sweep_id(preset.name, sel.sets), "keys": swept, "values": values, "baseline": base}
@@ -630,7 +697,15 @@ def selected_entries(sel: Selection, table: str, source: S.Source) -> list[tuple
     if sel.step not in names:
         if sel.step in list_rows():
             raise ConfigError(f"Row {sel.step!r} is not in {source.name}. Its entries: {', '.join(names)}.")
-        raise ConfigError(f"Unknown row {sel.step!r}.{did_you_mean(sel.step, [*list_rows(), *names])}")
+        for other in list_tables():  # an inline row runs with the table that defines it
+            if other != table and sel.step in (load_table(other).get("rows") or {}):
+                raise ConfigError(
+                    f"Row {sel.step!r} is an inline row of table {other!r} ({source_of(other)}): "
+                    f"run it with {table_flag(other)} --step {sel.step}."
+                )
+        valid = list(dict.fromkeys([*list_rows(), *names]))
+        own = f"; a row of a table file needs its table: --table <file.yaml> --step {sel.step}"
+        raise ConfigError(f"Unknown row {sel.step!r} in {source.name}{own}.{did_you_mean(sel.step, valid)}")
     return [(n, dict(e, mode=sel.mode or e["mode"])) for n, e in entries if n == sel.step]
 
 

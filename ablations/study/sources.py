@@ -75,13 +75,17 @@ def _source(arg: str, folder: Path, kind: str, example: str, relative_to: Path |
     if relative_to is not None and not path.is_absolute():
         path = relative_to.parent / path
     path = path.resolve()
+    if path.is_dir():
+        raise ConfigError(f"--{kind} {arg}: {path} is a folder. Give the path of a YAML {kind} file.")
     if not path.is_file():
         raise ConfigError(f"--{kind} {arg}: no such file ({path}). Give the path of a YAML {kind} file.")
     if path.parent == folder.resolve():
         return Source(path.stem, path, True)
     name = _declared_name(path) or path.stem
     if not NAME_RE.match(name):
-        raise ConfigError(f"{path}: name {name!r} is not a folder name: use letters, digits and ._+- only.")
+        raise ConfigError(
+            f"{path}: name {name[:40]!r} is not a folder name: use letters, digits and ._+- only."
+        )
     if kind == "table" and name in RESERVED:
         raise ConfigError(
             f"{path}: name {name!r} is a name the runs folder uses for itself ({', '.join(RESERVED[:3])}). "
@@ -97,4 +101,6 @@ def _source(arg: str, folder: Path, kind: str, example: str, relative_to: Path |
 
 def _declared_name(path: Path) -> str | None:
     name = load_yaml(path).get("name")
+    if isinstance(name, (dict, list)):
+        raise ConfigError(f"{path}: name: must be text (a folder name), got a {type(name).__name__}.")
     return None if name is None else str(name)

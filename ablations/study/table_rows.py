@@ -16,8 +16,10 @@ from __future__ import annotations
 from dataclasses import MISSING, fields
 
 from ablations.errors import ConfigError
+from ablations.study import schema
+from ablations.study.schema import Node, node
 from ablations.study.sources import NAME_RE
-from ablations.study.validate import MODES
+from ablations.study.validate import MODES, USER_FLAGS, not_a_flag
 from models import ModelConfig, load_rows, rows_first
 from models.config import CHOICES as FLAG_CHOICES
 from models.hints import did_you_mean
@@ -32,6 +34,76 @@ REFUSED = ("error", "explain")
 CHANGES = ("put_back", "remove")  # interaction: the rows put a component back, or remove it
 PATHS = ("table1", "fig8")  # interaction: the cumulative path (MAE, or supervised)
 MODEL_FIELDS = {f.name: f for f in fields(ModelConfig)}
+
+
+# ----------------------------------------------------------------------------- structure
+
+
+def flags_node() -> Node:
+    """model.overrides and an inline row's model: the model's flags, each of its field's kind."""
+    keys = {}
+    for name in USER_FLAGS:
+        default = MODEL_FIELDS[name].default
+        if isinstance(default, tuple):
+            keys[name] = node("list", items=node("number", "bool"), example=f"{list(default)}")
+        elif isinstance(default, bool):
+            keys[name] = node("bool", example="true or false")
+        elif isinstance(default, (int, float)):
+            keys[name] = node("number", example=repr(default))
+        else:
+            keys[name] = node("text", example=" or ".join(FLAG_CHOICES.get(name, ())))
+    hints = {k: not_a_flag(k) for k in MODEL_FIELDS if not_a_flag(k)}
+    return node("mapping", "null", keys=keys, key_hints=hints)
+
+
+def _scaled(n: Node, key: str = "") -> Node:
+    """A config node whose numbers become scale factors (a row's scale:): only keys that always
+    hold a number (a null has nothing to multiply); model flags are given with model:."""
+    if key == "model.overrides":
+        return Node(frozenset(), refuse="scale: model flags are given with model: {flag: value} on the row.")
+    if n.keys is not None and "mapping" in n.kinds:  # a section: reached by dotted keys only
+        keys = {k: _scaled(c, f"{key}.{k}" if key else k) for k, c in n.keys.items()}
+        nested = f"scale: takes dotted keys of numbers, e.g. scale: {{{key or 'pretrain'}.<key>: 2}}."
+        return Node(frozenset(), keys=keys, dotted=True, example=nested)
+    if n.kinds == {"number"}:
+        by_modality = node("number", example="2")
+        return node("number", "mapping", keys={m: by_modality for m in MODALITIES},
+                    example="2 (twice the preset's value), or {image: 2, video: 1}")  # fmt: skip
+    return Node(frozenset(), refuse="scale: multiplies a number the preset always has (this key may be null "
+                "or not a number); give its value with set: instead.")  # fmt: skip
+
+
+def table_node(config: Node, flags: Node) -> Node:
+    """The schema of a table file (config: the config's schema, for set: and scale:)."""
+    text = schema.TEXT
+    word = node("text")
+    sets = Node(frozenset({"mapping", "null"}), keys=config.keys, dotted=True,
+                example="set: {mae.mask_ratio: 0.9}")  # fmt: skip
+    scale = Node(frozenset({"mapping", "null"}), keys=_scaled(config).keys, dotted=True,
+                 example="scale: {pretrain.epochs: 2}")  # fmt: skip
+    modalities = node("list", items=word, example="modalities: [image]")
+    row_keys = {"mode": word, "from": text, "model": flags, "set": sets, "scale": scale,
+                "modalities": modalities, "component": text, "note": text}  # fmt: skip
+    assert set(row_keys) == set(ROW_KEYS)
+    here = {"step": "a row names its base row with from: (from: f) and its flags with model:.",
+            "sets": "give values with set: {key: value}."}  # fmt: skip
+    row = node("mapping", "null", keys=row_keys, key_hints=here, example="f: {mode: mae}")
+    entry = node("mapping", "null", keys={k: row_keys[k] for k in GROUP_ENTRY_KEYS})
+    group = node("mapping", keys={"title": text, "entries": node("mapping", values=entry, what="entry")})
+    top = {
+        "name": text, "title": text, "description": text, "row": text, "mode": word, "refused": word,
+        "rows": node("mapping", "null", values=row, what="row", example="rows: {f: {mode: mae}}"),
+        "groups": node("mapping", "null", values=group, what="group", example="groups: {g: {entries: ...}}"),
+        "interaction": node("mapping", keys={k: word for k in ("reference", "change", "path")}),
+    }  # fmt: skip
+    assert set(top) == set(TABLE_KEYS)
+    hints = {
+        "model": "model flags belong to a row: rows: {f+conv: {from: f, model: {pool: conv}, mode: mae}}.",
+        "set": "values belong to a row (rows: {f: {mode: mae, set: {mae.mask_ratio: 0.9}}}) or to --set.",
+        "extends": "a table does not extend; a preset does (preset: {extends: cpu}).",
+        "preset": "a table runs under the preset given with --preset.",
+    }
+    return node("mapping", keys=top, key_hints=hints)
 
 
 def _keys(tree, valid, where: str, label: str) -> None:
@@ -53,7 +125,8 @@ def check_table(spec: dict, label: str) -> None:
         where = f"rows.{name}"
         if not NAME_RE.match(str(name)):
             raise ConfigError(
-                f"{label}: {where}: a row name is a folder name: use letters, digits and ._+- only."
+                f"{label}: rows.{schema.printable(str(name))}: a row name is a folder name: use letters, "
+                "digits and ._+- only."
             )
         _keys(info or {}, ROW_KEYS, f"{where}.", label)
         info = info or {}
@@ -83,6 +156,10 @@ def check_table(spec: dict, label: str) -> None:
         for group, gspec in spec["groups"].items():
             _keys(gspec, ("title", "entries"), f"groups.{group}.", label)
             for value, info in (gspec.get("entries") or {}).items():
+                if not NAME_RE.match(f"{group}-{value}"):  # <group>-<value> names the run's folder
+                    where = f"groups.{schema.printable(str(group))}.entries.{schema.printable(str(value))}"
+                    raise ConfigError(f"{label}: {where}: group and entry names make a folder name: use "
+                                      "letters, digits and ._+- only.")  # fmt: skip
                 _keys(info or {}, GROUP_ENTRY_KEYS, f"groups.{group}.entries.{value}.", label)
                 _check_modalities(info or {}, f"groups.{group}.entries.{value}", label)
 
@@ -106,11 +183,21 @@ def _check_modalities(info: dict, where: str, label: str) -> None:
     for m in info.get("modalities", MODALITIES):
         if m not in MODALITIES:
             raise ConfigError(f"{label}: {where}.modalities: {m!r}.{did_you_mean(m, MODALITIES)}")
+    for key, factor in (info.get("scale") or {}).items():
+        for f in factor.values() if isinstance(factor, dict) else [factor]:
+            if not (isinstance(f, (int, float)) and 0 < f < float("inf")):
+                raise ConfigError(
+                    f"{label}: {where}.scale.{key}: {f!r}; a scale factor multiplies the preset's value: "
+                    "give a number > 0 (0.5 halves it, 2 doubles it)."
+                )
 
 
 def check_flags(model: dict, where: str, label: str) -> None:
     """Model flags: known ModelConfig fields (did-you-mean), values from their choices."""
-    _keys(model, list(MODEL_FIELDS), f"{where}.model.", label)
+    for key in model:
+        if not_a_flag(key):
+            raise ConfigError(f"{label}: {where}.model.{not_a_flag(key)}")
+    _keys(model, USER_FLAGS, f"{where}.model.", label)
     for key, value in model.items():
         if key in FLAG_CHOICES and value not in FLAG_CHOICES[key]:
             raise ConfigError(
@@ -193,6 +280,8 @@ def table_entries(spec: dict, modality: str, label: str) -> list[tuple[str, dict
 
 
 def _entry(info: dict, modality: str, mode: str, step: str, model: dict) -> dict:
-    scale = {k: (f[modality] if isinstance(f, dict) else f) for k, f in (info.get("scale") or {}).items()}
+    # a factor per modality ({image: 2, video: 1}); a modality left out keeps the preset's value
+    factors = (info.get("scale") or {}).items()
+    scale = {k: (f.get(modality, 1.0) if isinstance(f, dict) else f) for k, f in factors}
     return {"mode": mode, "step": step, "model": dict(model), "set": dict(info.get("set") or {}),
             "scale": scale, "component": info.get("component")}  # fmt: skip

@@ -33,6 +33,29 @@ CHOICES = {
 # Model fields a training phase sets (phase key -> ModelConfig field): an override would be
 # silently replaced by the phase's value, so it is refused with the key to use instead.
 PHASE_OWNED = {"drop_path": "drop_path", "drop_rate": "dropout", "head_init_scale": "head_init_scale"}
+# Model fields the harness sets itself, never a user's flag: each with where it comes from.
+SET_ELSEWHERE = {
+    "params_q_pool": "the MAE encoder sets it from q_pool",
+    "mua_lag": "Hiera's one-block lag of mask unit attention, kept fixed on every row",
+    "num_classes": "set from the data: use data.num_classes",
+    "in_chans": "the data's 3 colour channels",
+}
+# The model flags a user may write (model.overrides, an inline row's model:).
+USER_FLAGS = tuple(f.name for f in fields(ModelConfig) if f.name not in {*PHASE_OWNED, *SET_ELSEWHERE})
+
+
+def not_a_flag(key: str, phases: tuple[str, ...] = ("pretrain", "finetune", "supervised")) -> str:
+    """Why a model field is not a user's flag, and what to write instead ('' for a flag)."""
+    if key in PHASE_OWNED:
+        keys = ", ".join(f"{p}.{PHASE_OWNED[key]}" for p in phases)
+        return f"{key} is set per training phase; use --set {keys} instead."
+    return f"{key} is not a flag: {SET_ELSEWHERE[key]}." if key in SET_ELSEWHERE else ""
+
+
+def fixed_classes(dataset) -> int | None:
+    """The class count a dataset fixes itself (CIFAR-100: 100), whatever data.num_classes says."""
+    module = DATASETS.get(dataset) if isinstance(dataset, str) else None
+    return getattr(module, "NUM_CLASSES", {}).get(dataset)
 
 
 def check_config(cfg: dict, name: str = "config") -> None:
@@ -69,6 +92,12 @@ def check_config(cfg: dict, name: str = "config") -> None:
     bench = cfg.get("bench") or {}
     if not all(isinstance(b, int) and 1 <= b <= MAX_BATCH for b in bench.get("batch_sizes") or [1]):
         raise ConfigError(f"{name}: bench.batch_sizes={bench['batch_sizes']!r} must be positive integers.")
+    fixed, classes = fixed_classes(cfg["data"]["name"]), cfg["data"]["num_classes"]
+    if fixed is not None and classes != fixed:
+        raise ConfigError(
+            f"{name}: data.num_classes={classes!r}, but {cfg['data']['name']} has {fixed} classes: "
+            f"set data.num_classes={fixed}, or leave it out (it follows data.name)."
+        )
     most = getattr(DATASETS[cfg["data"]["name"]], "MAX_CLASSES", None)
     if most is not None:
         check_span(name, "data.num_classes", cfg["data"]["num_classes"], 2, most, integer=True)
@@ -123,15 +152,12 @@ def _check_phase(pc: dict, phase: str, name: str) -> None:
 def _check_model(cfg: dict, name: str) -> ModelConfig:
     """The ModelConfig the run builds; ConfigError for unknown, phase-owned or invalid overrides."""
     m, overrides = cfg["model"], dict(cfg["model"].get("overrides") or {})
-    valid = sorted(f.name for f in fields(ModelConfig))
     for key in overrides:
-        if key in PHASE_OWNED:
-            phases = ", ".join(f"{p}.{PHASE_OWNED[key]}" for p in PHASES[cfg["mode"]])
-            raise ConfigError(
-                f"{name}: model.overrides.{key} is set per training phase; use --set {phases} instead."
-            )
-        if key not in valid:
-            raise ConfigError(f"{name}: unknown model override {key!r}.{did_you_mean(key, valid)}")
+        if not_a_flag(key):
+            raise ConfigError(f"{name}: model.overrides.{not_a_flag(key, PHASES[cfg['mode']])}")
+        if key not in USER_FLAGS:
+            hint = did_you_mean(key, USER_FLAGS, [*USER_FLAGS, *PHASE_OWNED])
+            raise ConfigError(f"{name}: unknown model override {key!r}.{hint}")
     try:
         return model_config(m["size"], m["step"], m["modality"], **overrides)
     except (ValueError, TypeError) as e:
