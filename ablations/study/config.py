@@ -327,6 +327,8 @@ def _text(value) -> str:
     """A --set value as it is typed (a sweep as its comma list)."""
     items = list(value) if isinstance(value, W.Sweep) else [value]
     return ",".join(json.dumps(v) if isinstance(v, (list, dict)) else str(v) for v in items)
+
+
 def _line(text: str) -> str:
     """Command-line text in a one-line message: control characters (a pasted newline) escaped."""
     return text if text.isprintable() else repr(text)[1:-1]
