@@ -1,4 +1,5 @@
-"""Is an accuracy difference between two runs more than noise? A paired bootstrap 95% interval.
+"""Is an accuracy difference between two runs more than noise? A paired bootstrap 95% interval,
+a family-wise verdict, and what the comparison can resolve.
 
 Method (the report and docs/results.md cite this docstring):
 - Both runs are evaluated on the same validation samples, so the difference is paired per
@@ -16,6 +17,29 @@ Method (the report and docs/results.md cite this docstring):
   widens accordingly). The two sources are treated as independent (their variances add).
 - The interval is the 2.5 and 97.5 percentiles of the replicates. Identical predictions give
   exactly [0, 0]; an interval containing 0 means "not distinguishable from noise" at this scale.
+  Its two-sided p-value is 2 x the share of replicates on the far side of 0 (capped at 1): the
+  interval excludes 0 exactly when p < 0.05.
+- Families. Every report table is a family (Table 1's adjacent steps, Fig. 8's rows, Table 3's
+  entries, an interaction table's comparisons, a sweep against its first value, the trends),
+  per modality. Its verdicts are adjusted with Holm's step-down procedure (Holm 1979;
+  statsmodels.stats.multitest.multipletests, method "holm"): the probability of calling any
+  null comparison of the family distinguishable stays at or below 5% whatever the
+  dependence between the comparisons. Holm rather than simultaneous intervals because the
+  comparisons share runs (Table 1's row b is in b - a and c - b), so their joint distribution
+  is not a simple product, and Holm needs no model of it; it is uniformly more powerful than
+  Bonferroni at the same guarantee. The raw 95% interval stays beside the adjusted verdict: it
+  says how large the effect may be; the verdict says whether it survives the family.
+- Resolution. The standard error splits into sample noise, se_sample = sd_i(mean over seeds of
+  d_i) / sqrt(N) (binomial noise of the val set, from the per-sample predictions), and seed
+  noise, se_seed = s / sqrt(K). The minimum detectable effect (MDE) is the true difference that
+  a two-sided test at level 0.05 / m (m = the family's size: Holm's first step, the bar an
+  effect must clear when it is the family's only real one) detects with 80% power, from the
+  noncentral t with Welch-Satterthwaite degrees of freedom
+  df = se^4 / (se_seed^4 / (K - 1)) (scipy.stats.nct; normal with one seed). Seeds needed for
+  a target effect: the smallest K whose MDE is at most the target with the same per-seed spread
+  s and the same sample noise; none when the sample noise alone keeps the MDE above the target
+  (a larger validation set is what helps then). With one seed the seed spread is not measured:
+  the interval and MDE cover sample noise only, and seeds needed is unknown.
 With one seed the interval covers sample noise only: training noise is not measured, and
 differences of the order of the seed spread can still look distinguishable; use --seeds.
 """
@@ -26,19 +50,28 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import optimize
+from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
 
-N_BOOT, SEED, LEVEL = 4000, 0, 0.95
+N_BOOT, SEED, LEVEL, POWER = 4000, 0, 0.95, 0.80
+SEED_CAP = 100  # seeds needed beyond this are reported as "more than SEED_CAP"
 
 
 @dataclass(frozen=True)
 class Difference:
-    """B minus A in top-1 percentage points, with its interval; n samples, k seeds."""
+    """B minus A in top-1 percentage points, with its interval; n samples, k seeds; p the
+    two-sided bootstrap p-value; se_sample / se_seed the two parts of its standard error (points;
+    se_seed 0 with one seed: not measured)."""
 
     diff: float
     low: float
     high: float
     n: int
     seeds: int
+    p: float = 1.0
+    se_sample: float = 0.0
+    se_seed: float = 0.0
 
     @property
     def distinguishable(self) -> bool:
@@ -72,13 +105,125 @@ def _bootstrap(d: np.ndarray, n_boot: int, seed: int, level: float) -> Differenc
     """d: (K, N) small integers per seed and sample; the method of this module's docstring."""
     k, n = d.shape
     per_seed = 100.0 * d.mean(1)  # (K,)
+    mean = float(per_seed.mean())
     patterns, counts = np.unique(d.T, axis=0, return_counts=True)  # (U, K), (U,)
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(n, counts / n, size=n_boot)  # (n_boot, U): resampled counts per pattern
     reps = 100.0 * (draws @ patterns).mean(1) / n  # (n_boot,): mean over seeds of resampled differences
+    sample_var, naive = sample_variance(d)
     if k > 1:
+        # Resampling samples carries the seed x sample part a second time (it is in s already):
+        # shrink the replicates about the estimate to the sample part alone.
+        reps = mean + (reps - mean) * (math.sqrt(sample_var / naive) if naive > 0 else 0.0)
         spread = per_seed.std(ddof=1) / math.sqrt(k)
         reps = reps + spread * rng.standard_t(k - 1, size=n_boot)
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(reps, [tail, 100 - tail])
-    return Difference(float(per_seed.mean()), float(low), float(high), n, k)
+    p = min(1.0, 2.0 * min(float((reps <= 0).mean()), float((reps >= 0).mean())))
+    se_seed = float(per_seed.std(ddof=1)) / math.sqrt(k) if k > 1 else 0.0
+    return Difference(mean, float(low), float(high), n, k, p, 100.0 * math.sqrt(sample_var), se_seed)
+
+
+def sample_variance(d: np.ndarray) -> tuple[float, float]:
+    """(the sample part of var(mean d), the sample bootstrap's variance var_i(mean_k d) / N), d (K, N).
+
+    Two-way random effects, samples x seeds (method of moments): the per-sample means vary by the
+    sample effect plus the seed x sample interaction / K; the interaction's mean square MS_e is
+    the residual of the additive fit. The seed part s^2 / K already holds the interaction / N, so
+    the sample part is (var_i - MS_e / K) / N (at least 0): the two parts then add to var(mean d)
+    without counting the interaction twice (crossed factors: Owen 2007, "The pigeonhole
+    bootstrap", Ann. Appl. Stat. 1(2)). With one seed nothing separates them: all of it is sample."""
+    k, n = d.shape
+    if n < 2:
+        return 0.0, 0.0
+    cols = d.mean(0)  # (N,) per-sample means over seeds
+    naive = float(cols.var(ddof=1)) / n
+    if k < 2:
+        return naive, naive
+    resid = d - d.mean(1, keepdims=True) - cols[None, :] + d.mean()
+    ms_e = float((resid.astype(float) ** 2).sum()) / ((k - 1) * (n - 1))
+    return max(naive - ms_e / (k * n), 0.0), naive
+
+
+# ----------------------------------------------------------------------------- families
+
+
+def holm(p_values, level: float = LEVEL) -> np.ndarray:
+    """bool per comparison: distinguishable after Holm's adjustment over the family. NaN p-values
+    (a comparison without numbers) are not tested and count as False; the family is the rest."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.zeros(p.shape, dtype=bool)
+    known = ~np.isnan(p)
+    if known.any():
+        out[known] = multipletests(p[known], alpha=1 - level, method="holm")[0]
+    return out
+
+
+# ----------------------------------------------------------------------------- resolution
+
+
+def effective_df(se_sample: float, se_seed: float, seeds: int) -> float:
+    """Welch-Satterthwaite degrees of freedom of se^2 = se_sample^2 (inf df) + se_seed^2 (K - 1)."""
+    if seeds < 2 or se_seed <= 0:
+        return math.inf
+    total = se_sample**2 + se_seed**2
+    return total**2 / (se_seed**4 / (seeds - 1))
+
+
+def detectable(se: float, df: float, alpha: float, power: float = POWER) -> float:
+    """The true difference (in units of se times se) a two-sided level-alpha t test with df degrees
+    of freedom rejects with probability `power` (noncentral t; normal for df = inf)."""
+    if se <= 0:
+        return 0.0
+    if math.isinf(df) or df > 1e4:
+        return se * float(sps.norm.isf(alpha / 2) + sps.norm.ppf(power))
+    crit = float(sps.t.isf(alpha / 2, df))
+
+    def gap(ncp):  # the far tail is negligible here, and scipy returns NaN for it at large ncp
+        return float(sps.nct.sf(crit, df, ncp) + np.nan_to_num(sps.nct.cdf(-crit, df, ncp))) - power
+
+    hi = crit + 3.0  # power is below `power` at 0 and rises with ncp: widen until it is above
+    while gap(hi) < 0:
+        hi *= 2
+    return se * optimize.brentq(gap, 0.0, hi)
+
+
+def mde(se_sample: float, se_seed: float, seeds: int, family: int = 1, level: float = LEVEL,
+        power: float = POWER) -> float:  # fmt: skip
+    """Minimum detectable effect (points) at `power`, at Holm's strictest level (1 - level) / family."""
+    se = math.hypot(se_sample, se_seed)
+    return detectable(se, effective_df(se_sample, se_seed, seeds), (1 - level) / max(1, family), power)
+
+
+def seeds_needed(se_sample: float, se_seed: float, seeds: int, target: float, family: int = 1,
+                 level: float = LEVEL, power: float = POWER, cap: int = SEED_CAP) -> int | None:  # fmt: skip
+    """The fewest seeds whose MDE is at most `target` (points), the per-seed spread and the sample
+    noise as measured; None when not within `cap` (or one seed: the spread is not measured).
+    The MDE falls with K, so a bisection over K finds it."""
+    if seeds < 2 or not target > 0:
+        return None
+    spread = se_seed * math.sqrt(seeds)  # s: the between-seed sd of the per-seed differences
+
+    def at(k: int) -> float:
+        return mde(se_sample, spread / math.sqrt(k), k, family, level, power)
+
+    if at(cap) > target:
+        return None
+    lo, hi = 2, cap  # at(hi) <= target
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if at(mid) > target else (lo, mid)
+    return hi
+
+
+def sample_floor(se_sample: float, family: int = 1, level: float = LEVEL, power: float = POWER) -> float:
+    """The MDE with infinitely many seeds: what the validation set alone allows (points)."""
+    return detectable(se_sample, math.inf, (1 - level) / max(1, family), power)
+
+
+def half_widths(se_sample: float, se_seed: float, seeds: int, level: float = LEVEL) -> tuple[float, float]:
+    """(sample, seed) parts of a 95% interval's half-width (points): z * se_sample and
+    t_(K-1) * se_seed, each what the interval would be with the other source absent."""
+    z = float(sps.norm.isf((1 - level) / 2))
+    t = float(sps.t.isf((1 - level) / 2, seeds - 1)) if seeds > 1 else 0.0
+    return z * se_sample, t * se_seed

@@ -14,8 +14,11 @@ from analysis import interaction_plot, interactions
 from analysis.entries import entries_table, has_runs
 
 
-def write_tables(df: pd.DataFrame, runs_dir: Path, vdir: Path, variant: str) -> list[str]:
-    """Writes the files of every such table with runs of its own in this variant; index lines."""
+def write_tables(
+    df: pd.DataFrame, runs_dir: Path, vdir: Path, variant: str, resolve: float | None = None
+) -> list[str]:
+    """Writes the files of every such table with runs of its own in this variant; index lines
+    (resolve: the target effect of the interactions' "seeds needed", in points)."""
     lines = []
     for name, spec in definitions(runs_dir).items():
         if not has_runs(df, name, variant):
@@ -32,7 +35,7 @@ def write_tables(df: pd.DataFrame, runs_dir: Path, vdir: Path, variant: str) -> 
         )
         lines.append(f"- [{name}]({variant}/{name}.md): {title}")
         if spec.get("interaction"):
-            inter = interactions.interactions(df, runs_dir, variant, name, spec)
+            inter = interactions.interactions(df, runs_dir, variant, name, spec, resolve)
             md = interactions.NOTE + "\n" + interactions.interactions_markdown(inter, spec)
             write_atomic(
                 vdir / f"{name}_interactions.md", f"# {title}: interactions\n\nRuns: `{variant}`.\n\n{md}"
