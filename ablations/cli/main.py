@@ -19,6 +19,7 @@ from contextlib import redirect_stdout
 from dataclasses import replace
 from pathlib import Path
 
+from ablations.cli import rounds
 from ablations.cli.launch.options import check as check_launch
 from ablations.cli.launch.submit import submit_runs
 from ablations.cli.output import bench, dry_run_text, print_table, print_trends, refused_text, show_list
@@ -54,7 +55,7 @@ def selection(args) -> C.Selection:
         table = figures[str(args.fig)]
     return C.Selection(
         table=table, step=args.step, mode=args.mode, modality=args.modality, preset=args.preset,
-        sets=C.parse_sets(args.sets), seeds=args.seeds,
+        sets=C.parse_sets(args.sets), seeds=args.seeds if isinstance(args.seeds, int) else args.seeds[1],
     )  # fmt: skip
 
 
@@ -105,7 +106,7 @@ def command(args, argv: list[str] | None) -> int:
             print(f"ablate.py: error: {e}", file=sys.stderr)
             return 2
         return 0
-    sel, runs, refused = None, [], []  # --report reads every finished run; it needs no selection
+    sel, runs, refused, comps = None, [], [], None  # --report reads every finished run; it needs no selection
     try:
         check_launch(args)
         if args.attn_backend is not None and not args.bench:
@@ -120,6 +121,8 @@ def command(args, argv: list[str] | None) -> int:
                 raise C.ConfigError(f"Nothing to run: every entry is refused.\n{refused_text(refused)}")
         if args.only:
             runs = only(runs, args.only)
+        elif isinstance(args.seeds, tuple) and not (args.report or args.bench or args.plan):
+            comps = rounds.family(args, sel, runs)  # --seeds LO..HI: trained in rounds
         if args.plan or args.device_mem is not None:
             runs, plans = planned(args, runs)
             if args.plan:
@@ -134,10 +137,13 @@ def command(args, argv: list[str] | None) -> int:
         print(f"ablate.py: error: {e}", file=sys.stderr)
         return 2
     if args.dry_run:
-        print(refused_text(refused) + dry_run_text(runs))
+        print(refused_text(refused) + (rounds.dry_run(args, runs) if comps else dry_run_text(runs)))
         return 0
     if args.status:
-        print(refused_text(refused) + status_text(runs, args.runs_dir))
+        print(
+            refused_text(refused)
+            + (rounds.status(args, runs, comps) if comps else status_text(runs, args.runs_dir))
+        )
         return 0
     print(refused_text(refused), end="")
     if sel is not None and not args.only and not args.bench and D.env_world()[0] == 0:
@@ -147,9 +153,14 @@ def command(args, argv: list[str] | None) -> int:
             print(f"ablate.py: error: {e}. {os_fix(e, args.runs_dir)}", file=sys.stderr)
             return 1
     if args.launcher:  # submits jobs and returns; each job runs this command with --only <run>
-        return submit_runs(args, sel, runs, sys.argv[1:] if argv is None else argv, main)
+        argv = sys.argv[1:] if argv is None else argv
+        if comps:
+            return rounds.submit(args, runs, comps, lambda todo: submit_runs(args, sel, todo, argv, main))
+        return submit_runs(args, sel, runs, argv, main)
     D.init_distributed()  # once, before any work: every rank joins here or fails here
     try:
+        if comps:
+            return rounds.train(args, runs, comps, lambda todo: run_command(args, sel, todo))
         return run_command(args, sel, runs)
     finally:
         D.shutdown()
@@ -217,7 +228,7 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
     """--report, --bench or training, the same on every rank (rank 0 writes and prints)."""
     if args.report:
         try:
-            print(f"report written to {D.main_only(write_report, args.runs_dir)}")
+            print(f"report written to {D.main_only(write_report, args.runs_dir, resolve=args.resolve)}")
         except (OSError, D.RankFailed) as e:  # a missing, read-only or full runs folder
             print(f"ablate.py: error: {fault_text(e, args.runs_dir / 'report')}", file=sys.stderr)
             return 2
@@ -241,7 +252,7 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
     if args.only:  # one run of a cluster job: the submitting command (--wait) or --report writes the report
         return 1 if {"failed", "changed", "locked"} & set(outcomes.values()) else 0
     try:
-        report = D.main_only(write_report, args.runs_dir)
+        report = D.main_only(write_report, args.runs_dir, resolve=args.resolve)
     except (OSError, D.RankFailed) as e:
         if set(outcomes.values()) == {"skipped"} and getattr(e, "errno", None) in R.READ_ONLY:
             # every run was finished before: nothing is lost but a fresh report (a read-only disk)
