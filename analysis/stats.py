@@ -21,8 +21,8 @@ Method (the report and docs/results.md cite this docstring):
   interval excludes 0 exactly when p < 0.05.
 - Families. Every report table is a family (Table 1's adjacent steps, Fig. 8's rows, Table 3's
   entries, an interaction table's comparisons, a sweep against its first value, the trends),
-  per modality. Its verdicts are adjusted with Holm's step-down procedure (Holm 1979;
-  statsmodels.stats.multitest.multipletests, method "holm"): the probability of calling any
+  per modality. Its verdicts are adjusted with Holm's step-down procedure (Holm 1979; the
+  numbers of statsmodels.stats.multitest.multipletests, method "holm"): the probability of calling any
   null comparison of the family distinguishable stays at or below 5% whatever the
   dependence between the comparisons. Holm rather than simultaneous intervals because the
   comparisons share runs (Table 1's row b is in b - a and c - b), so their joint distribution
@@ -46,13 +46,13 @@ differences of the order of the seed spread can still look distinguishable; use 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize
 from scipy import stats as sps
-from statsmodels.stats.multitest import multipletests
 
 N_BOOT, SEED, LEVEL, POWER = 4000, 0, 0.95, 0.80
 SEED_CAP = 100  # seeds needed beyond this are reported as "more than SEED_CAP"
@@ -154,9 +154,20 @@ def holm(p_values, level: float = LEVEL) -> np.ndarray:
     p = np.asarray(p_values, dtype=float)
     out = np.zeros(p.shape, dtype=bool)
     known = ~np.isnan(p)
-    if known.any():
-        out[known] = multipletests(p[known], alpha=1 - level, method="holm")[0]
+    out[known] = holm_adjusted(p[known]) <= 1 - level
     return out
+
+
+def holm_adjusted(p: np.ndarray) -> np.ndarray:
+    """Holm's adjusted p-values, max over j <= i of min(1, (m - j) p_(j)) in sorted order: the same
+    numbers as statsmodels.stats.multitest.multipletests(p, method="holm")[1] (tests/test_stats.py
+    checks it), without its gc.collect() on every call (0.1-0.5 s with large arrays alive, which
+    the simulation tests and the rounds' replanning call thousands of times)."""
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return adjusted
 
 
 # ----------------------------------------------------------------------------- resolution
@@ -171,12 +182,19 @@ def effective_df(se_sample: float, se_seed: float, seeds: int) -> float:
 
 
 def detectable(se: float, df: float, alpha: float, power: float = POWER) -> float:
-    """The true difference (in units of se times se) a two-sided level-alpha t test with df degrees
-    of freedom rejects with probability `power` (noncentral t; normal for df = inf)."""
+    """The true difference a two-sided level-alpha t test with df degrees of freedom rejects with
+    probability `power`, for a standard error se (noncentral t; normal for df = inf)."""
     if se <= 0:
         return 0.0
     if math.isinf(df) or df > 1e4:
         return se * float(sps.norm.isf(alpha / 2) + sps.norm.ppf(power))
+    return se * _ncp(float(f"{df:.3g}"), alpha, power)  # 3 digits of df: the ncp moves < 0.1%
+
+
+@functools.lru_cache(maxsize=8192)
+def _ncp(df: float, alpha: float, power: float) -> float:
+    """The noncentrality at which the test rejects with probability `power` (cached: the rounds
+    and the simulation tests ask for the same few thousand df values again and again)."""
     crit = float(sps.t.isf(alpha / 2, df))
 
     def gap(ncp):  # the far tail is negligible here, and scipy returns NaN for it at large ncp
@@ -185,7 +203,7 @@ def detectable(se: float, df: float, alpha: float, power: float = POWER) -> floa
     hi = crit + 3.0  # power is below `power` at 0 and rises with ncp: widen until it is above
     while gap(hi) < 0:
         hi *= 2
-    return se * optimize.brentq(gap, 0.0, hi)
+    return optimize.brentq(gap, 0.0, hi, xtol=1e-6)
 
 
 def mde(se_sample: float, se_seed: float, seeds: int, family: int = 1, level: float = LEVEL,
