@@ -9,6 +9,7 @@ import pandas as pd
 import yaml
 
 from ablations.study import config as C
+from ablations.study.provenance import build_label
 
 PAPER_FILE = Path(__file__).parent / "paper_numbers.yaml"
 COLUMNS = ["name", "table", "entry", "modality", "variant", "preset", "seed", "mode", "row",
@@ -17,6 +18,8 @@ COLUMNS = ["name", "table", "entry", "modality", "variant", "preset", "seed", "m
 CONVENTION_COLUMNS = ["params_hiera_conventions", "macs_hiera_conventions"]
 # A sweep's runs (--set key=a,b,c): its id and this run's swept values (ablations/study/sweep.py).
 SWEEP_COLUMNS = ["sweep_id", "sweep_values"]
+# Which build trained the run (ablations/study/provenance.py) and with which versions.
+PROVENANCE_COLUMNS = ["build", "torch", "timm", "python"]
 
 
 def paper_numbers() -> dict:
@@ -100,8 +103,10 @@ def load_runs(runs_dir, quiet: bool = False) -> pd.DataFrame:
         values = sweep.get("values")  # in the order the keys were given (metrics.json sorts them)
         values = {k: values[k] for k in sweep.get("keys", values)} if values else None
         rec.update(sweep_id=sweep.get("id"), sweep_values=values)
+        env = m.get("env") if isinstance(m.get("env"), dict) else {}
+        rec.update(build=build_label(env), **{k: env.get(k) for k in PROVENANCE_COLUMNS[1:]})
         records.append(rec)
-    df = pd.DataFrame(records, columns=COLUMNS + CONVENTION_COLUMNS + SWEEP_COLUMNS)
+    df = pd.DataFrame(records, columns=COLUMNS + CONVENTION_COLUMNS + SWEEP_COLUMNS + PROVENANCE_COLUMNS)
     for col in COLUMNS[9:15] + CONVENTION_COLUMNS:
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df.attrs["damaged"] = damaged

@@ -18,11 +18,12 @@ from ablations.store.predictions import DamagedPredictions, correct, load_predic
 from ablations.study.config import MODALITIES, list_rows
 from analysis import stats
 from analysis.collect import say_damaged
+from analysis.provenance import mark
 from analysis.stats import paired_difference
 from analysis.tables import mae_runs, markdown, select, supervised_runs, table3_entries, table3_runs
 
 COLUMNS = ["comparison", "modality", "diff", "low", "high", "seeds", "samples", "distinguishable",
-           "p", "se_sample", "se_seed"]  # fmt: skip
+           "p", "se_sample", "se_seed", "builds"]  # fmt: skip
 # family(): the Holm verdict over the family, its size, and the resolution of each comparison
 FAMILY_COLUMNS = ["adjusted", "family", "mde", "target", "seeds_needed", "floor", "sample_half", "seed_half"]
 
@@ -48,6 +49,7 @@ def compare(runs_dir: Path, a: pd.DataFrame, b: pd.DataFrame, label: str, modali
     ca, cb = correct_by_seed(runs_dir, a), correct_by_seed(runs_dir, b)
     seeds = sorted(set(ca) & set(cb))
     rec = dict.fromkeys(COLUMNS, math.nan) | {"comparison": label, "modality": modality, "seeds": len(seeds)}
+    rec["builds"] = builds_of([a, b])
     labels = [ca[s][1] for s in seeds] + [cb[s][1] for s in seeds]
     if not seeds:
         return rec
@@ -68,6 +70,12 @@ def compare(runs_dir: Path, a: pd.DataFrame, b: pd.DataFrame, label: str, modali
         "se_seed": d.se_seed,
     }
     return rec
+
+
+def builds_of(frames: list[pd.DataFrame]) -> str:
+    """The build labels of the runs (' + '-joined, sorted; '' when the frames have none)."""
+    labels = {x for f in frames if "build" in f.columns for x in f["build"].dropna()}
+    return " + ".join(sorted(labels))
 
 
 def family(frame: pd.DataFrame, targets=None, by: str | list[str] = "modality") -> pd.DataFrame:
@@ -174,7 +182,7 @@ def interval_text(rec) -> str:
 def resolution_text(rec) -> list[str]:
     """Cells of one comparison's resolution: Holm (family m), MDE, target, seeds needed, noise."""
     if math.isnan(rec["diff"]):
-        return ["–"] * 5
+        return ["–"] * 6
     holm = f"{'distinguishable' if rec['adjusted'] else 'n.d.'} (m={int(rec['family'])})"
     target, need = rec["target"], rec["seeds_needed"]
     if not target > 0:
@@ -190,7 +198,10 @@ def resolution_text(rec) -> list[str]:
     noise = f"±{rec['sample_half']:.1f} sample, " + (
         f"±{rec['seed_half']:.1f} seed" if int(rec["seeds"]) > 1 else "seed not measured"
     )
-    return [holm, f"{rec['mde']:.1f}", "–" if math.isnan(target) else f"{target:.1f}", seeds, noise]
+    builds = rec.get("builds") if isinstance(rec.get("builds"), str) else ""
+    provenance = mark(builds.split(" + ")) if builds else ""
+    return [holm, f"{rec['mde']:.1f}", "–" if math.isnan(target) else f"{target:.1f}", seeds, noise,
+            provenance or "one build"]  # fmt: skip
 
 
 def resolution_markdown(frame: pd.DataFrame) -> str:
@@ -200,7 +211,7 @@ def resolution_markdown(frame: pd.DataFrame) -> str:
     if not lines:
         return ""
     head = ["comparison", "modality", "Δ [95% CI]", "Holm (family of m)", "MDE (80%)", "target",
-            "seeds for target", "95% half-width: sample, seed"]  # fmt: skip
+            "seeds for target", "95% half-width: sample, seed", "builds"]  # fmt: skip
     return RESOLUTION_NOTE + "\n" + markdown(head, lines)
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from ablations.study.config import MODALITIES, list_rows
 from ablations.study.table_rows import table_entries
-from analysis.differences import correct_by_seed, family, interval_text, resolution_markdown
+from analysis.differences import builds_of, correct_by_seed, family, interval_text, resolution_markdown
 from analysis.entries import entry_runs, why_missing
 from analysis.stats import paired_contrast
 from analysis.tables import markdown
@@ -41,6 +41,7 @@ COLUMNS = [
     "p",
     "se_sample",
     "se_seed",
+    "builds",
     "why",
     "runs",  # the entry's own finished runs
 ]
@@ -54,7 +55,8 @@ def contrast(runs_dir: Path, terms: list[tuple[int, pd.DataFrame]]) -> dict:
     per = [correct_by_seed(runs_dir, runs) for _, runs in terms]
     seeds = sorted(set.intersection(*(set(p) for p in per))) if per else []
     rec = {"diff": math.nan, "low": math.nan, "high": math.nan, "seeds": len(seeds), "distinguishable": False,
-           "p": math.nan, "se_sample": math.nan, "se_seed": math.nan}  # fmt: skip
+           "p": math.nan, "se_sample": math.nan, "se_seed": math.nan,
+           "builds": builds_of([r for _, r in terms])}  # fmt: skip
     if not seeds:
         return rec
     labels = [p[s][1] for p in per for s in seeds]

@@ -12,7 +12,7 @@ import pandas as pd
 from ablations.store.atomic import write_atomic
 from ablations.study.config import MODALITIES, list_rows
 from ablations.train.reconstructions import FILE as RECONSTRUCTIONS
-from analysis import differences, plots, speed_table, table3_plot, table_report, tables, trends
+from analysis import differences, plots, provenance, speed_table, table3_plot, table_report, tables, trends
 from analysis.collect import load_runs, new_report, no_recipe, paper_numbers, say_damaged
 from analysis.reconstructions import draw_reconstructions, load_arrays
 from analysis.sweeps import write_sweeps
@@ -170,6 +170,7 @@ def write_report(
                 )
                 csv = diffs[name].to_csv(index=False, float_format="%.4f", lineterminator="\n")
                 write_atomic(vdir / f"{name}_differences.csv", csv)
+            extra += provenance.builds_markdown(provenance.table_runs(df, name, variant))
             write_atomic(vdir / f"{name}.md", render(name, variant, md, extra))
             csv = frame.to_csv(index=False, float_format="%.4f", lineterminator="\n")
             write_atomic(vdir / f"{name}.csv", csv)
@@ -203,7 +204,8 @@ def write_report(
             f"- [{n}]({variant}/{n}.md) ([csv]({variant}/{n}.csv))" for n in written
         ]
         if {"table1", "fig8"} & set(written):  # the trends read Table 1's and Fig. 8's runs
-            write_atomic(vdir / "trends.md", trends.trends_markdown(df, runs_dir, variant))
+            builds = provenance.builds_markdown(provenance.table_runs(df, "fig8", variant))
+            write_atomic(vdir / "trends.md", trends.trends_markdown(df, runs_dir, variant) + builds)
             index += [f"- [trends: do the paper's three trends hold?]({variant}/trends.md)"]
         index += table_report.write_tables(df, runs_dir, vdir, variant, resolve)
         figures = copy_reconstructions(runs_dir, df[df["variant"] == variant], vdir)

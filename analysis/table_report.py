@@ -10,7 +10,7 @@ import pandas as pd
 from ablations.errors import ConfigError
 from ablations.store.atomic import write_atomic
 from ablations.study.definitions import definitions
-from analysis import interaction_plot, interactions
+from analysis import interaction_plot, interactions, provenance
 from analysis.entries import entries_table, has_runs
 
 
@@ -29,7 +29,8 @@ def write_tables(
             print(f"[report] {name}: its definition runs/{name}/table.yaml is not valid now ({e}); skipped")
             continue
         title = spec.get("title", name)
-        write_atomic(vdir / f"{name}.md", f"# {title}\n\nRuns: `{variant}`.\n\n{md}")
+        builds = provenance.builds_markdown(provenance.table_runs(df, name, variant))
+        write_atomic(vdir / f"{name}.md", f"# {title}\n\nRuns: `{variant}`.\n\n{md}{builds}")
         write_atomic(
             vdir / f"{name}.csv", frame.to_csv(index=False, float_format="%.4f", lineterminator="\n")
         )

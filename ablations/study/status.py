@@ -1,6 +1,6 @@
 """`ablate.py <selection> --status`: where each run of a selection stands.
 
-    finished     metrics.json written (its top-1)
+    finished     metrics.json written (its top-1 and the build that trained it: commit, dirty tree)
     running      a live process holds the run lock (its job id or pid, phase, epoch/step from log.jsonl),
                  or its job is running and starting up
     queued       its job waits in the Slurm queue (with squeue's reason)
@@ -27,6 +27,7 @@ from ablations.store.lock import JOB_ALIVE, describe, holder_alive, read_record,
 from ablations.study import failure
 from ablations.study import runs as R
 from ablations.study.identity import run_identity
+from ablations.study.provenance import build_label, is_clean
 
 QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "CONFIGURING"}
 PHASES = ("pretrain", "finetune", "supervised")
@@ -120,8 +121,10 @@ def run_state(runs_dir: Path, run) -> tuple[str, str]:
     folder = R.run_dir(runs_dir, run)
     state, reasons = folder_state(runs_dir, run)
     if state == "done":
-        top1 = (R.read_metrics(folder) or {}).get("top1")
-        return "finished", f"top-1 {top1:.1f}" if isinstance(top1, (int, float)) else "top-1 -"
+        metrics = R.read_metrics(folder) or {}
+        top1 = metrics.get("top1")
+        acc = f"top-1 {top1:.1f}" if isinstance(top1, (int, float)) else "top-1 -"
+        return "finished", f"{acc}, build {build_label(metrics.get('env'))}"
     record, holder = jobs_record(folder), read_record(folder / R.LOCK)
     if holder and holder_alive(holder, lock_free=False):
         return "running", f"{describe(holder)}: {progress(folder)}"
@@ -167,4 +170,7 @@ def status_text(runs, runs_dir: Path) -> str:
     counts = {}
     for _, s, _ in rows:
         counts[s] = counts.get(s, 0) + 1
-    return "\n".join(lines) + "\n\n" + ", ".join(f"{v} {k}" for k, v in counts.items())
+    builds = sorted({d.split(", build ", 1)[1] for _, s, d in rows if s == "finished" and ", build " in d})
+    flags = ["mixed builds"] * (len(builds) > 1) + ["dirty tree"] * any(not is_clean(b) for b in builds)
+    tail = f"\nbuilds: {'; '.join(builds)}" + (f" ({', '.join(flags)})" if flags else "") if builds else ""
+    return "\n".join(lines) + "\n\n" + ", ".join(f"{v} {k}" for k, v in counts.items()) + tail
