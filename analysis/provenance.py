@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ablations.study.provenance import is_clean
+from ablations.study.provenance import build_flags
 
 # The runs each paper table reads (Fig. 8 pairs with Table 1's MAE runs; Table 3's default is row f).
 SOURCES = {"table1": ("table1",), "fig8": ("fig8", "table1"), "table3": ("table3", "table1")}
@@ -20,10 +20,8 @@ def table_runs(df: pd.DataFrame, name: str, variant: str) -> pd.DataFrame:
 
 
 def mark(labels) -> str:
-    """'' (one clean build), or what a reader must know: 'mixed builds', 'dirty tree', both."""
-    labels = sorted({str(x) for x in labels if isinstance(x, str)})
-    flags = ["mixed builds"] * (len(labels) > 1) + ["dirty tree"] * any(not is_clean(x) for x in labels)
-    return ", ".join(flags)
+    """'' (one clean build), or what a reader must know: 'mixed builds', 'dirty tree', ..."""
+    return build_flags(labels)
 
 
 def builds_markdown(runs: pd.DataFrame) -> str:

@@ -37,6 +37,7 @@ import numpy as np
 from ablations.store.predictions import DamagedPredictions, correct, load_predictions, predictions_path
 from ablations.study import runs as R
 from ablations.study.config import Run, list_rows
+from ablations.study.status import folder_state
 from analysis import stats
 from analysis.stats import Difference
 
@@ -172,7 +173,9 @@ class Plan:
 
 
 def finished(runs_dir: Path, run: Run) -> bool:
-    return R.read_metrics(R.run_dir(runs_dir, run)) is not None
+    """Finished with this run's identity (a folder that trained something else is not: it is
+    retrained with --force, and its old predictions never decide a round)."""
+    return folder_state(runs_dir, run)[0] == "done"
 
 
 def correct_of(runs_dir: Path, run: Run) -> np.ndarray | None:

@@ -74,9 +74,10 @@ def test_rounds_add_seeds_only_where_undecided_and_resume_after_a_kill(tmp_path,
     assert "rounds done after round" in out and "f - e: decided: MDE 0.0" in out
     assert "e - d: decided" in out or "e - d: unresolvable" in out
 
-    # a finished plan trains nothing more; the report has the family's verdicts
+    # a finished plan trains nothing more, --force included (it retrains only what another
+    # build or config trained: the rounds' own runs are finished)
     monkeypatch.setattr(R, "run_training", Trainer(stop_at=1))
-    assert ablate(tmp_path, *args) == 0
+    assert ablate(tmp_path, *args, "--force") == 0
     assert "rounds done" in capsys.readouterr().out
 
 

@@ -160,10 +160,17 @@ def command(args, argv: list[str] | None) -> int:
     D.init_distributed()  # once, before any work: every rank joins here or fails here
     try:
         if comps:
-            return rounds.train(args, runs, comps, lambda todo: run_command(args, sel, todo))
+            return rounds.train(
+                args, runs, comps, lambda todo, force: run_command(replace_ns(args, force=force), sel, todo)
+            )
         return run_command(args, sel, runs)
     finally:
         D.shutdown()
+
+
+def replace_ns(args, **changes):
+    """A copy of the parsed arguments with some values changed."""
+    return type(args)(**{**vars(args), **changes})
 
 
 def planned(args, runs: list[C.Run]) -> tuple[list[C.Run], int]:

@@ -54,12 +54,14 @@ def status(args, runs: list[C.Run], comps: list[SR.Comparison]) -> str:
 
 
 def train(args, runs: list[C.Run], comps: list[SR.Comparison], run_round) -> int:
-    """run_round(round's runs) -> exit status, once per round until none adds a seed."""
+    """run_round(round's runs, force) -> exit status, once per round until none adds a seed. Each
+    round's runs are the unfinished ones, so --force retrains only what an earlier build (or
+    config) trained; the finished plan reruns nothing (force off) and writes the report."""
     lo, hi = args.seeds
     while True:
         p = SR.plan(args.runs_dir, runs, comps, lo, hi)
         print(f"\n== rounds (--seeds {lo}..{hi}): " + "\n".join(p.lines), flush=True)
-        rc = run_round(p.todo or p.planned)  # a finished plan: the report of what it trained
+        rc = run_round(p.todo or p.planned, args.force and not p.done)
         if rc or p.done:
             return rc
 

@@ -59,3 +59,13 @@ def build_label(env: dict | None) -> str:
 def is_clean(label: str) -> bool:
     """A label of a committed tree (no dirty mark, and the flag was recorded)."""
     return label != "unknown build" and "dirty" not in label
+
+
+def build_flags(labels) -> str:
+    """What a reader must know of a set of build labels: 'mixed builds', 'dirty tree', 'build not
+    recorded' (comma-joined), or '' for one recorded, clean build."""
+    labels = sorted({str(x) for x in labels if isinstance(x, str) and x})
+    flags = ["mixed builds"] * (len(labels) > 1)
+    flags += ["dirty tree"] * any("+dirty" in x for x in labels)
+    flags += ["build not recorded"] * any(x == "unknown build" or "not recorded" in x for x in labels)
+    return ", ".join(flags)

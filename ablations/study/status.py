@@ -27,7 +27,7 @@ from ablations.store.lock import JOB_ALIVE, describe, holder_alive, read_record,
 from ablations.study import failure
 from ablations.study import runs as R
 from ablations.study.identity import run_identity
-from ablations.study.provenance import build_label, is_clean
+from ablations.study.provenance import build_flags, build_label
 
 QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "CONFIGURING"}
 PHASES = ("pretrain", "finetune", "supervised")
@@ -171,6 +171,6 @@ def status_text(runs, runs_dir: Path) -> str:
     for _, s, _ in rows:
         counts[s] = counts.get(s, 0) + 1
     builds = sorted({d.split(", build ", 1)[1] for _, s, d in rows if s == "finished" and ", build " in d})
-    flags = ["mixed builds"] * (len(builds) > 1) + ["dirty tree"] * any(not is_clean(b) for b in builds)
-    tail = f"\nbuilds: {'; '.join(builds)}" + (f" ({', '.join(flags)})" if flags else "") if builds else ""
-    return "\n".join(lines) + "\n\n" + ", ".join(f"{v} {k}" for k, v in counts.items()) + tail
+    flags = build_flags(builds)
+    head = f"builds: {'; '.join(builds)}" + (f" ({flags})" if flags else "") + "\n" if builds else ""
+    return "\n".join(lines) + "\n\n" + head + ", ".join(f"{v} {k}" for k, v in counts.items())
