@@ -23,7 +23,7 @@ from analysis.stats import paired_difference
 from analysis.tables import mae_runs, markdown, select, supervised_runs, table3_entries, table3_runs
 
 COLUMNS = ["comparison", "modality", "diff", "low", "high", "seeds", "samples", "distinguishable",
-           "p", "se_sample", "se_seed", "builds"]  # fmt: skip
+           "p", "se_sample", "se_seed", "builds", "epoch_samples", "epoch_sample_half"]  # fmt: skip
 # family(): the Holm verdict over the family, its size, and the resolution of each comparison
 FAMILY_COLUMNS = ["adjusted", "family", "mde", "target", "seeds_needed", "floor", "sample_half", "seed_half"]
 
@@ -69,7 +69,25 @@ def compare(runs_dir: Path, a: pd.DataFrame, b: pd.DataFrame, label: str, modali
         "se_sample": d.se_sample,
         "se_seed": d.se_seed,
     }
+    small = epoch_val_size(a)
+    if small and small < d.n:  # the final set starts with the per-epoch items: its sample part there
+        e = paired_difference(
+            np.stack([ca[s][0][:small] for s in seeds]), np.stack([cb[s][0][:small] for s in seeds])
+        )
+        rec |= {
+            "epoch_samples": small,
+            "epoch_sample_half": stats.half_widths(e.se_sample, e.se_seed, e.seeds)[0],
+        }
     return rec
+
+
+def epoch_val_size(runs: pd.DataFrame) -> int | None:
+    """data.val_size of runs evaluated on a larger final set (data.final_val_size), else None."""
+    if "config" not in runs.columns or runs.empty:
+        return None
+    data = (runs["config"].iloc[0] or {}).get("data") or {}
+    final, small = data.get("final_val_size"), data.get("val_size")
+    return int(small) if final and small and final > small else None
 
 
 def builds_of(frames: list[pd.DataFrame]) -> str:
@@ -195,7 +213,9 @@ def resolution_text(rec) -> list[str]:
         seeds = f"never: the val set alone allows {rec['floor']:.1f}"
     else:
         seeds = f"> {stats.SEED_CAP}"
-    noise = f"±{rec['sample_half']:.1f} sample, " + (
+    epoch = rec.get("epoch_samples")
+    was = f" (±{rec['epoch_sample_half']:.1f} on the first {int(epoch)})" if epoch and epoch == epoch else ""
+    noise = f"±{rec['sample_half']:.1f} sample{was}, " + (
         f"±{rec['seed_half']:.1f} seed" if int(rec["seeds"]) > 1 else "seed not measured"
     )
     builds = rec.get("builds") if isinstance(rec.get("builds"), str) else ""
@@ -241,7 +261,9 @@ RESOLUTION_NOTE = (
     "for Table 1; `--resolve POINTS` sets one); *never* when the validation set's sample noise "
     "alone keeps the MDE above it (a larger validation set helps, not seeds). Half-width: the "
     "interval's part from which validation samples were drawn (sample) and from training noise "
-    "(seed); buy down the larger one. Method: analysis/stats.py.\n"
+    "(seed); buy down the larger one. Where the finished models were evaluated on a larger set than "
+    "the per-epoch one (data.final_val_size), the sample part on the per-epoch items alone (the larger "
+    "set's first items) is in brackets. Method: analysis/stats.py.\n"
 )
 NOTE = (
     "Δ top-1 in percentage points with a paired bootstrap 95% interval over the validation samples "

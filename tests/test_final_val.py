@@ -9,7 +9,12 @@ import torch
 from ablations.data import build_dataset
 from ablations.store.predictions import load_predictions
 from ablations.study import config as C
+from ablations.study import runs as R
+from tests import test_cli as shared
 from tests.test_cli import ablate
+from tests.test_interactions import trainer
+
+fake, plotted = shared.fake, shared.plotted  # fixtures: fake trainer and measure; plots recorded
 
 
 def test_the_larger_set_starts_with_the_per_epoch_items():
@@ -32,3 +37,12 @@ def test_a_run_reports_its_accuracy_on_the_final_set(tmp_path):
     assert metrics["top1"] == top1 and metrics["train"]["final_val_size"] == 96
     log = [json.loads(x) for x in (run / "supervised/log.jsonl").read_text().splitlines()]
     assert metrics["train"]["epoch_val_top1"] is not None and any("val_top1" in r or "top1" in r for r in log)
+
+
+def test_the_report_shows_the_sample_noise_on_the_per_epoch_items_too(tmp_path, monkeypatch, fake):
+    monkeypatch.setattr(R, "run_training", trainer)  # 400 predictions per run, accuracy per row
+    for step in ("e", "f"):
+        assert ablate(tmp_path, "--step", step, "--preset", "tiny", "--set", "data.final_val_size=400") == 0
+    report = next((tmp_path / "runs/report").glob("tiny+*/table1.md")).read_text()
+    line = next(ln for ln in report.splitlines() if ln.startswith("| f - e | image |"))
+    assert "sample (±" in line and "on the first 32)" in line
