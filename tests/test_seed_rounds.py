@@ -103,3 +103,40 @@ def test_bad_seed_ranges_exit_2(tmp_path, capsys):
             ablate(tmp_path, "--seeds", bad, "--dry-run")
         assert e.value.code == 2
     assert "LO >= 2" in capsys.readouterr().err
+
+
+def test_rounds_submit_each_round_as_jobs(tmp_path, capsys, monkeypatch, fake):
+    """--launcher: each round's runs are submitted (here: run in-process as a job would, with
+    --only); without --wait it stops after one round and says to rerun; with --wait it goes on."""
+    from ablations.cli import main as cli
+    from ablations.cli.launch.submit import job_argv
+
+    submitted = []
+
+    def submit(args, sel, runs, argv, entry):
+        submitted.append([r.name for r in runs])
+        base = job_argv(argv, args.runs_dir) + ["--runs-dir", str(args.runs_dir)]
+        return max(entry(base + ["--only", r.name]) for r in runs)
+
+    monkeypatch.setattr(cli, "submit_runs", submit)
+    monkeypatch.setattr(R, "run_training", Trainer())
+    table = tmp_path / "trio.yaml"
+    table.write_text(TABLE)
+    args = [
+        "--table",
+        str(table),
+        "--preset",
+        "tiny",
+        "--seeds",
+        "2..4",
+        "--resolve",
+        "12",
+        "--launcher",
+        "local",
+    ]
+    assert ablate(tmp_path, *args) == 0
+    assert len(submitted) == 1 and len(submitted[0]) == 6
+    assert "Rerun this command once these jobs have finished" in capsys.readouterr().out
+    assert ablate(tmp_path, *args, "--wait") == 0
+    assert [len(s) for s in submitted[1:]][0] == 2 and "rounds done" in capsys.readouterr().out
+    assert all("/f/" not in name for s in submitted[1:] for name in s)  # f - e was decided
