@@ -114,7 +114,8 @@ def comparisons(runs: list[Run], spec: dict, target: float | None, paper: dict) 
     """The family the rounds decide on. Table 1 / Fig. 8 (and tables without an interaction
     reference): each entry minus the one before, in table order; an interaction table: each
     component alone, in its path, and alone - path (analysis/interactions.py). target: --resolve's
-    points; None: the paper's own Table 1 step (0 where the paper has none)."""
+    points; None: the paper's own Table 1 step between the two rows (Fig. 8 gives no numbers: its
+    supervised steps aim at Table 1's; NaN where the paper has no row, e.g. a table file's own)."""
     arms, order = {}, []
     for r in runs:
         if r.entry not in arms:
