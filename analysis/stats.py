@@ -42,7 +42,9 @@ Method (the report and docs/results.md cite this docstring):
   a target effect: the smallest K whose MDE is at most the target with the same per-seed spread
   s and the same sample noise; none when the sample noise alone keeps the MDE above the target
   (a larger validation set is what helps then). With one seed the seed spread is not measured:
-  the interval and MDE cover sample noise only, and seeds needed is unknown.
+  the interval and MDE cover sample noise only, and seeds needed is unknown. With two seeds the
+  spread has one degree of freedom: where it dominates, the MDE is large and itself uncertain
+  (a larger validation set can then raise it, by handing the seed part more of the weight).
 With one seed the interval covers sample noise only: training noise is not measured, and
 differences of the order of the seed spread can still look distinguishable; use --seeds.
 """
