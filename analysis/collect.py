@@ -15,6 +15,7 @@ import yaml
 
 from ablations.study import config as C
 from ablations.study import homes
+from ablations.study.provenance import build_label
 
 PAPER_FILE = Path(__file__).parent / "paper_numbers.yaml"
 COLUMNS = ["name", "table", "entry", "modality", "variant", "preset", "seed", "mode", "row",
@@ -27,6 +28,8 @@ RESULT_COLUMNS = ["table", "entry", "modality", "mode", "seed", "top1", "top5", 
 # A sweep's runs (--set key=a,b,c): its id and this run's swept values (ablations/study/sweep.py).
 SWEEP_COLUMNS = ["sweep_id", "sweep_values", "sweep_baseline"]
 FOLDER = "folder"  # where the run's files are, relative to runs/ (the name may lead there from elsewhere)
+# Which build trained the run (ablations/study/provenance.py) and with which versions.
+PROVENANCE_COLUMNS = ["build", "torch", "timm", "python"]
 
 
 def paper_numbers() -> dict:
@@ -119,6 +122,7 @@ def load_runs(runs_dir, quiet: bool = False, sweeps: bool = False) -> pd.DataFra
                 say_damaged(why)
             continue
         folder = path.parent.relative_to(runs_dir).as_posix()
+        env = m.get("env") if isinstance(m.get("env"), dict) else {}
         for meta in [m["run"], *homes.names(path.parent, homes.folder_key(path.parent))]:
             rec = {k: meta.get(k) for k in COLUMNS[:9]}
             rec.update({k: m.get(k) for k in COLUMNS[9:15]})
@@ -128,8 +132,11 @@ def load_runs(runs_dir, quiet: bool = False, sweeps: bool = False) -> pd.DataFra
             values = sweep.get("values")  # in the order the keys were given (metrics.json sorts them)
             values = {k: values[k] for k in sweep.get("keys", values)} if values else None
             rec.update(sweep_id=sweep.get("id"), sweep_values=values, sweep_baseline=sweep.get("baseline"))
+            rec.update(build=build_label(env), **{k: env.get(k) for k in PROVENANCE_COLUMNS[1:]})
             records.append(rec | {FOLDER: folder})
-    df = pd.DataFrame(records, columns=COLUMNS + CONVENTION_COLUMNS + SWEEP_COLUMNS + [FOLDER])
+    df = pd.DataFrame(
+        records, columns=COLUMNS + CONVENTION_COLUMNS + SWEEP_COLUMNS + PROVENANCE_COLUMNS + [FOLDER]
+    )
     if sweeps:
         df = df[df["sweep_id"].notna()]
         df = df[~df[["name", "sweep_id"]].astype(str).duplicated()]

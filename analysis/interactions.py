@@ -8,6 +8,9 @@ The effect of a component is accuracy with it minus without it (positive: it hel
 - difference: alone - in the path, one paired contrast of the four runs (analysis/stats.py);
   an interval containing 0 means the component's effect does not depend on what else is there,
   as far as this scale can tell.
+Every comparison of the table in one modality (each component's three measures) is one family:
+its verdicts are Holm-adjusted over the family (analysis.differences.family), and each says what
+it resolves.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import pandas as pd
 
 from ablations.study.config import MODALITIES, list_rows
 from ablations.study.table_rows import table_entries
-from analysis.differences import correct_by_seed, interval_text
+from analysis.differences import builds_of, correct_by_seed, family, interval_text, resolution_markdown
 from analysis.entries import entry_runs, why_missing
 from analysis.stats import paired_contrast
 from analysis.tables import markdown
@@ -35,6 +38,10 @@ COLUMNS = [
     "high",
     "seeds",
     "distinguishable",
+    "p",
+    "se_sample",
+    "se_seed",
+    "builds",
     "why",
     "runs",  # the entry's own finished runs
 ]
@@ -51,7 +58,9 @@ def contrast(runs_dir: Path, terms: list[tuple[int, pd.DataFrame]]) -> dict:
     has predictions for (NaN where one has none, or they were validated on other samples)."""
     per = [correct_by_seed(runs_dir, runs) for _, runs in terms]
     seeds = sorted(set.intersection(*(set(p) for p in per))) if per else []
-    rec = {"diff": math.nan, "low": math.nan, "high": math.nan, "seeds": len(seeds), "distinguishable": False}
+    rec = {"diff": math.nan, "low": math.nan, "high": math.nan, "seeds": len(seeds), "distinguishable": False,
+           "p": math.nan, "se_sample": math.nan, "se_seed": math.nan,
+           "builds": builds_of([r for _, r in terms])}  # fmt: skip
     if not seeds:
         return rec
     labels = [p[s][1] for p in per for s in seeds]
@@ -59,7 +68,8 @@ def contrast(runs_dir: Path, terms: list[tuple[int, pd.DataFrame]]) -> dict:
         return rec
     arrays = [(w, np.stack([p[s][0] for s in seeds])) for (w, _), p in zip(terms, per)]
     d = paired_contrast(arrays)
-    return rec | {"diff": d.diff, "low": d.low, "high": d.high, "distinguishable": d.distinguishable}
+    return rec | {"diff": d.diff, "low": d.low, "high": d.high, "distinguishable": d.distinguishable,
+                  "p": d.p, "se_sample": d.se_sample, "se_seed": d.se_seed}  # fmt: skip
 
 
 def path_entry(row: str, path: str) -> dict:
@@ -67,8 +77,10 @@ def path_entry(row: str, path: str) -> dict:
     return {"mode": mode, "step": row, "model": {}, "set": {}, "scale": {}}
 
 
-def interactions(df: pd.DataFrame, runs_dir: Path, variant: str, table: str, spec: dict) -> pd.DataFrame:
-    """One record of COLUMNS per component, modality and measure."""
+def interactions(df: pd.DataFrame, runs_dir: Path, variant: str, table: str, spec: dict,
+                 resolve: float | None = None) -> pd.DataFrame:  # fmt: skip
+    """One record of COLUMNS per component, modality and measure, with analysis.differences'
+    FAMILY_COLUMNS (one family per modality; resolve: the target effect in points, or none)."""
     inter, rows, recs = spec["interaction"], list_rows(), []
     sign = 1 if inter.get("change", "put_back") == "put_back" else -1
     path = inter.get("path", "table1")
@@ -102,7 +114,8 @@ def interactions(df: pd.DataFrame, runs_dir: Path, variant: str, table: str, spe
                         "runs": len(runs),
                     }
                 )
-    return pd.DataFrame(recs, columns=COLUMNS)
+    frame = pd.DataFrame(recs, columns=COLUMNS)
+    return family(frame, None if resolve is None else [resolve] * len(frame))
 
 
 def interactions_markdown(frame: pd.DataFrame, spec: dict) -> str:
@@ -120,7 +133,10 @@ def interactions_markdown(frame: pd.DataFrame, spec: dict) -> str:
         lines.append([comp, entry, m, alone, _cell(by.loc["path"]), diff, str(int(by.loc["path", "seeds"]))])
     head = ["component (Table 1 row)", "entry", "modality", "effect alone [95% CI]", f"effect in the {path}",
             "alone - path [95% CI]", "seeds (path)"]  # fmt: skip
-    return markdown(head, lines)
+    named = frame[frame["modality"].isin(trained)].assign(
+        comparison=lambda f: f["component"] + ": " + f["measure"]
+    )
+    return markdown(head, lines) + (resolution_markdown(named) if "adjusted" in frame.columns else "")
 
 
 def _cell(rec) -> str:

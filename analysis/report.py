@@ -14,7 +14,7 @@ from ablations.store.atomic import write_atomic
 from ablations.study.config import MODALITIES, list_rows
 from ablations.study.definitions import definitions
 from ablations.train.reconstructions import FILE as RECONSTRUCTIONS
-from analysis import differences, plots, speed_table, table3_plot, table_report, tables, trends
+from analysis import differences, plots, provenance, speed_table, table3_plot, table_report, tables, trends
 from analysis.collect import load_runs, new_report, no_recipe, paper_numbers, run_results, say_damaged
 from analysis.entries import entries_table
 from analysis.reconstructions import draw_reconstructions, load_arrays
@@ -111,9 +111,24 @@ def speed_note(speeds: dict) -> str:
     return "Speeds. " + " ".join(lines) + "\n\n"
 
 
-def write_report(runs_dir, out: Path | None = None, measure_speed: bool = True) -> Path:
+def family_of(name: str, frame: pd.DataFrame, paper: dict, resolve: float | None) -> pd.DataFrame:
+    """A table's differences as a family per modality (analysis.differences.family). The target
+    effect: --resolve's points, else the paper's own step for Table 1's rows (none elsewhere)."""
+    if resolve is not None:
+        targets = [resolve] * len(frame)
+    elif name == "table1":
+        targets = differences.paper_steps(frame, paper)
+    else:
+        targets = None
+    return differences.family(frame, targets)
+
+
+def write_report(
+    runs_dir, out: Path | None = None, measure_speed: bool = True, resolve: float | None = None
+) -> Path:
     """measure_speed: time Table 1's rows side by side when no cached timing fits (else the
-    cached ones only, falling back to the runs' own throughput)."""
+    cached ones only, falling back to the runs' own throughput). resolve: the target effect in
+    points that every comparison's "seeds needed" is for (None: the paper's own steps)."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise FileNotFoundError(
@@ -141,7 +156,9 @@ def write_report(runs_dir, out: Path | None = None, measure_speed: bool = True) 
             "fig8": differences.fig8_differences,
             "table3": differences.table3_differences,
         }
-        diffs = {name: diff_of[name](df, runs_dir, variant) for name in written}
+        diffs = {
+            name: family_of(name, diff_of[name](df, runs_dir, variant), paper, resolve) for name in written
+        }
         for name in written:
             frame, md = built[name]
             extra = ""
@@ -159,6 +176,7 @@ def write_report(runs_dir, out: Path | None = None, measure_speed: bool = True) 
                 )
                 csv = diffs[name].to_csv(index=False, float_format="%.4f", lineterminator="\n")
                 write_atomic(vdir / f"{name}_differences.csv", csv)
+            extra += provenance.builds_markdown(provenance.table_runs(df, name, variant))
             write_atomic(vdir / f"{name}.md", render(name, variant, md, extra))
             csv = frame.to_csv(index=False, float_format="%.4f", lineterminator="\n")
             write_atomic(vdir / f"{name}.csv", csv)
@@ -192,13 +210,14 @@ def write_report(runs_dir, out: Path | None = None, measure_speed: bool = True) 
             f"- [{n}]({variant}/{n}.md) ([csv]({variant}/{n}.csv))" for n in written
         ]
         if {"table1", "fig8"} & set(written):  # the trends read Table 1's and Fig. 8's runs
-            write_atomic(vdir / "trends.md", trends.trends_markdown(df, runs_dir, variant))
+            builds = provenance.builds_markdown(provenance.table_runs(df, "fig8", variant))
+            write_atomic(vdir / "trends.md", trends.trends_markdown(df, runs_dir, variant) + builds)
             index += [f"- [trends: do the paper's three trends hold?]({variant}/trends.md)"]
-        index += table_report.write_tables(df, runs_dir, vdir, variant)
+        index += table_report.write_tables(df, runs_dir, vdir, variant, resolve)
         figures = copy_reconstructions(runs_dir, df[df["variant"] == variant], vdir)
         index += [f"- plots: `{variant}/*.png`, `{variant}/*.pdf`"]
         index += [f"- MAE reconstructions: [{f.stem}]({variant}/{f.name})" for f in figures] + [""]
-    sweeps = write_sweeps(load_runs(runs_dir, quiet=True, sweeps=True), runs_dir, out)
+    sweeps = write_sweeps(load_runs(runs_dir, quiet=True, sweeps=True), runs_dir, out, resolve)
     index += ["## Sweeps", "", *sweeps, ""] if sweeps else []
     write_atomic(out / "index.md", "\n".join(index))
     return out

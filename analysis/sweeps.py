@@ -19,17 +19,25 @@ import numpy as np
 import pandas as pd
 
 from ablations.store.atomic import write_atomic
-from analysis.differences import compare, interval_text
+from analysis.differences import compare, family, interval_text, resolution_markdown
 from analysis.plots import MODS, OURS, PAPER, plt, save, with_results
 from analysis.tables import fmt, markdown, stat
 
 
-def sweep_frame(df: pd.DataFrame, runs_dir: Path, sweep: str) -> pd.DataFrame:
+def sweep_frame(df: pd.DataFrame, runs_dir: Path, sweep: str, resolve: float | None = None) -> pd.DataFrame:
     """One record per (table/entry, modality, swept values), in value order."""
+    return sweep_tables(df, runs_dir, sweep, resolve)[0]
+
+
+def sweep_tables(df: pd.DataFrame, runs_dir: Path, sweep: str, resolve: float | None = None
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """(sweep_frame, its differences as families): each entry's differences to its baseline value
+    (the named one: `baseline`) in one modality are a family (Holm; analysis.differences.family),
+    labelled "<entry>: <value>"."""
     runs = df[df["sweep_id"] == sweep]
     keys = list(runs["sweep_values"].iloc[0])
     named = baseline(runs, keys)
-    recs = []
+    recs, diffs = [], []
     for (table, entry, m), group in runs.groupby(["table", "entry", "modality"], sort=False):
         # a swept value may be a list or mapping ([32,32]): grouped by its JSON text
         key = group["sweep_values"].map(lambda v: json.dumps([v[k] for k in keys], sort_keys=True))
@@ -39,9 +47,19 @@ def sweep_frame(df: pd.DataFrame, runs_dir: Path, sweep: str) -> pd.DataFrame:
             acc, sd, n = stat(group[key == p], "top1")
             d = compare(runs_dir, group[key == base], group[key == p], p, m) if p != base else None
             rec = {"entry": f"{table}/{entry}", "modality": m, **dict(zip(keys, json.loads(p)))}
-            rec |= {"top1": acc, "top1_std": sd, "seeds": n, "delta": interval_text(d) if d else "(baseline)"}
+            rec |= {"top1": acc, "top1_std": sd, "seeds": n}
             recs.append(rec | ({k: d[k] for k in ("diff", "low", "high")} if d else {}))
-    return pd.DataFrame(recs)
+            if d:
+                diffs.append((len(recs) - 1, d | {"entry": rec["entry"]}))
+    frame = pd.DataFrame(recs)
+    fam = family(pd.DataFrame([d for _, d in diffs]), None if resolve is None else [resolve] * len(diffs),
+                 by=["entry", "modality"]) if diffs else pd.DataFrame()  # fmt: skip
+    frame["delta"] = "(baseline)"
+    for j, (i, _) in enumerate(diffs):
+        frame.loc[i, "delta"] = interval_text(fam.iloc[j])
+    if len(fam):
+        fam["comparison"] = fam["entry"] + ": " + fam["comparison"]
+    return frame, fam
 
 
 def baseline(runs: pd.DataFrame, keys: list[str]) -> str | None:
@@ -100,21 +118,23 @@ NOTE = (
     "One run per value (and seed); Δ = top-1 minus the baseline's (the preset's own value when swept, "
     "else the first value given), in points, paired bootstrap 95% "
     "interval over the validation samples, widened by the seed spread with several seeds "
-    "(analysis/stats.py); **n.d.** = the interval contains 0.\n"
+    "(analysis/stats.py); **n.d.** = the interval contains 0; (Holm: yes / n.d.) = whether it survives "
+    "the family (this entry's differences to its baseline in one modality).\n"
 )
 
 
-def write_sweeps(df: pd.DataFrame, runs_dir: Path, out: Path) -> list[str]:
+def write_sweeps(df: pd.DataFrame, runs_dir: Path, out: Path, resolve: float | None = None) -> list[str]:
     """Every sweep's table and plot under out/sweeps/<id>/; returns index.md lines."""
     lines = []
     for sweep in sorted(df["sweep_id"].dropna().unique()):
         keys = list(df[df["sweep_id"] == sweep]["sweep_values"].iloc[0])
-        frame = sweep_frame(df, runs_dir, sweep)
+        frame, fam = sweep_tables(df, runs_dir, sweep, resolve)
         folder = out / "sweeps" / sweep
         base = frame[frame["delta"] == "(baseline)"].head(1)
         said = ", ".join(f"{k}={base[k].iloc[0]}" for k in keys) if len(base) else "-"
         md = f"# Sweep {sweep}: {', '.join(keys)}\n\n{NOTE}\nBaseline: {said}.\n\n"
         md += sweep_markdown(frame, keys)
+        md += resolution_markdown(fam) if len(fam) else ""
         folder.mkdir(parents=True, exist_ok=True)
         write_atomic(folder / "sweep.md", md)
         write_atomic(

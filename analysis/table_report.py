@@ -10,13 +10,16 @@ import pandas as pd
 from ablations.errors import ConfigError
 from ablations.store.atomic import write_atomic
 from ablations.study.definitions import definitions
-from analysis import interaction_plot, interactions
+from analysis import interaction_plot, interactions, provenance
 from analysis.collect import say_failed
 from analysis.entries import entries_table, has_runs
 
 
-def write_tables(df: pd.DataFrame, runs_dir: Path, vdir: Path, variant: str) -> list[str]:
-    """Writes the files of every such table with runs of its own in this variant; index lines."""
+def write_tables(
+    df: pd.DataFrame, runs_dir: Path, vdir: Path, variant: str, resolve: float | None = None
+) -> list[str]:
+    """Writes the files of every such table with runs of its own in this variant; index lines
+    (resolve: the target effect of the interactions' "seeds needed", in points)."""
     lines = []
     for name, spec in definitions(runs_dir).items():
         if not has_runs(df, name, variant):
@@ -27,13 +30,14 @@ def write_tables(df: pd.DataFrame, runs_dir: Path, vdir: Path, variant: str) -> 
             print(f"[report] {name}: its definition runs/{name}/table.yaml is not valid now ({e}); skipped")
             continue
         title = spec.get("title", name)
-        write_atomic(vdir / f"{name}.md", f"# {title}\n\nRuns: `{variant}`.\n\n{md}")
+        builds = provenance.builds_markdown(provenance.table_runs(df, name, variant))
+        write_atomic(vdir / f"{name}.md", f"# {title}\n\nRuns: `{variant}`.\n\n{md}{builds}")
         write_atomic(
             vdir / f"{name}.csv", frame.to_csv(index=False, float_format="%.4f", lineterminator="\n")
         )
         lines.append(f"- [{name}]({variant}/{name}.md): {title}")
         if spec.get("interaction"):
-            inter = interactions.interactions(df, runs_dir, variant, name, spec)
+            inter = interactions.interactions(df, runs_dir, variant, name, spec, resolve)
             md = interactions.NOTE + "\n" + interactions.interactions_markdown(inter, spec)
             write_atomic(
                 vdir / f"{name}_interactions.md", f"# {title}: interactions\n\nRuns: `{variant}`.\n\n{md}"

@@ -1,7 +1,10 @@
 """The paper's three accuracy trends, stated for one variant from its runs: whether each holds at
 this scale, with the differences' 95% intervals (paired bootstrap over the validation samples,
-widened by the between-seed spread: analysis/stats.py). A difference is significant when its
-whole interval lies on one side of 0. Verdicts:
+widened by the between-seed spread: analysis/stats.py). The trends' comparisons of one modality
+(the six of (1), one each for (2) and (3)) are one family: a difference is significant when its
+whole interval lies on one side of 0 and it stays distinguishable after Holm's adjustment over
+the family (analysis/stats.py), so the chance that any verdict rests on a null difference is at
+most 5%. Verdicts:
 
 (1) MAE keeps accuracy across rows a-f (Table 1): holds when none of the five adjacent
     differences (b - a, ..., f - e) nor f - a is a significant drop.
@@ -29,7 +32,7 @@ from ablations.store.predictions import predictions_path
 from ablations.study.config import MODALITIES, list_rows
 from analysis.collect import no_recipe
 from analysis.differences import compare, correct_by_seed, interval_text
-from analysis.stats import LEVEL, N_BOOT, SEED
+from analysis.stats import LEVEL, N_BOOT, SEED, holm
 from analysis.tables import fmt, mae_runs, stat, supervised_runs
 
 HOLDS, FAILS, UNKNOWN, NOT_TESTABLE = "holds", "does not hold", "not known yet", "not testable"
@@ -37,7 +40,9 @@ INTRO = (
     "# Do the paper's trends hold here?\n\nRuns: `{variant}`. Δ top-1 in percentage points, B minus A, "
     "with a paired bootstrap 95% interval over the validation samples, widened by the between-seed "
     "spread when both sides have several seeds (analysis/stats.py); **n.d.** = the interval contains 0. "
-    "A drop is *significant* when its whole interval is below 0. (1) holds when no adjacent "
+    "A drop is *significant* when its whole interval is below 0 and it survives Holm's adjustment "
+    "over the trends' comparisons of the modality (8 at most; (Holm: yes / n.d.) after each). "
+    "(1) holds when no adjacent "
     "difference between rows a-f (b - a, ..., f - e) and not f - a is a significant drop; (2) holds "
     "when supervised f - supervised mvitv2 is a significant drop; (3) holds when MAE f - supervised "
     "f is significantly above 0. A trend is *not testable* when a row it depends on is at chance (its "
@@ -76,12 +81,31 @@ def sides(df: pd.DataFrame, m: str, variant: str, mode: str, *rows: str) -> list
     return [Side(r, mode, pick(df, r, m, variant)) for r in rows]
 
 
-def diff(runs_dir: Path, a: Side, b: Side, m: str) -> dict:
+def diff(runs_dir: Path, a: Side, b: Side, m: str, adjusted: dict | None = None) -> dict:
     """One differences record (analysis.differences.COLUMNS) of b minus a, plus "missing": the
-    sides that lack runs or predictions, as (side, why)."""
+    sides that lack runs or predictions, as (side, why), and "adjusted": its Holm verdict in the
+    trends' family (adjusted: {comparison: verdict}, from family_verdicts)."""
     rec = compare(runs_dir, a.runs, b.runs, f"{b.label} - {a.label}", m)
     rec["missing"] = [(s, why) for s in (a, b) if (why := s.missing(runs_dir))]
+    if adjusted is not None:
+        rec["adjusted"] = adjusted.get(rec["comparison"], False)
     return rec
+
+
+def family_pairs(df: pd.DataFrame, m: str, variant: str) -> list[tuple[Side, Side]]:
+    """Every comparison the three trends make, (a, b) for b minus a: the trends' family."""
+    mae = sides(df, m, variant, "mae", *list_rows()[1:])
+    sup = sides(df, m, variant, "supervised", "mvitv2", "f")
+    return [*zip(mae, mae[1:]), (mae[0], mae[-1]), (sup[0], sup[1]), (sup[1], mae[-1])]
+
+
+def family_verdicts(runs_dir: Path, df: pd.DataFrame, m: str, variant: str) -> dict[str, bool]:
+    """{comparison: distinguishable after Holm over the trends' comparisons that have numbers}."""
+    recs = [
+        compare(runs_dir, a.runs, b.runs, f"{b.label} - {a.label}", m)
+        for a, b in family_pairs(df, m, variant)
+    ]
+    return dict(zip([r["comparison"] for r in recs], holm([r["p"] for r in recs])))
 
 
 def accuracy_interval(runs_dir: Path, side: Side) -> tuple[float, float, float, float] | None:
@@ -140,10 +164,14 @@ def seeds_text(rec: dict) -> str:
     return f"{rec['comparison']}: {interval_text(rec)} ({n} seed{'s' * (n != 1)})"
 
 
-def mae_keeps(runs_dir: Path, df: pd.DataFrame, m: str, variant: str) -> tuple[str, str, list[str], list]:
+def mae_keeps(runs_dir: Path, df: pd.DataFrame, m: str, variant: str, adjusted: dict | None = None
+              ) -> tuple[str, str, list[str], list]:  # fmt: skip
     """Trend (1): (verdict, its key difference, lines of text, missing (side, why))."""
+    adj = family_verdicts(runs_dir, df, m, variant) if adjusted is None else adjusted
     mae = sides(df, m, variant, "mae", *list_rows()[1:])  # a..f: mvitv2 has no MAE run
-    recs = [diff(runs_dir, p, c, m) for p, c in zip(mae, mae[1:])] + [diff(runs_dir, mae[0], mae[-1], m)]
+    recs = [diff(runs_dir, p, c, m, adj) for p, c in zip(mae, mae[1:])] + [
+        diff(runs_dir, mae[0], mae[-1], m, adj)
+    ]
     lines = [f"- {seeds_text(r)}" for r in recs]
     steps = [r for r in recs[:-1] if known(r)]
     if steps:
@@ -157,41 +185,54 @@ def mae_keeps(runs_dir: Path, df: pd.DataFrame, m: str, variant: str) -> tuple[s
         low = min(r["low"] for r in recs if known(r))
         if low < 0:
             lines.append(f"- lowest 95% bound: {low:+.1f} points (drops up to that size are not ruled out)")
-    drops = [r for r in recs if known(r) and r["high"] < 0]
+    raw = [r for r in recs if known(r) and r["high"] < 0]
+    drops = [r for r in raw if r["adjusted"]]
     if drops:
-        lines.append("- significant drops: " + ", ".join(r["comparison"] for r in drops))
+        lines.append("- significant drops (after Holm): " + ", ".join(r["comparison"] for r in drops))
+    if len(raw) > len(drops):
+        lines.append("- drops whose interval is below 0 but that do not survive the family: "
+                     + ", ".join(r["comparison"] for r in raw if not r["adjusted"]))  # fmt: skip
     verdict = FAILS if drops else HOLDS if all(known(r) for r in recs) else UNKNOWN
     key = "; ".join(seeds_text(r) for r in drops) if drops else seeds_text(recs[-1])
     return untestable(runs_dir, mae, verdict, key, lines, [x for r in recs for x in r["missing"]])
 
 
 def supervised_loses(
-    runs_dir: Path, df: pd.DataFrame, m: str, variant: str
+    runs_dir: Path, df: pd.DataFrame, m: str, variant: str, adjusted: dict | None = None
 ) -> tuple[str, str, list[str], list]:
     """Trend (2): (verdict, its key difference, lines of text, missing (side, why))."""
+    adj = family_verdicts(runs_dir, df, m, variant) if adjusted is None else adjusted
     a, b = sides(df, m, variant, "supervised", "mvitv2", "f")
-    rec = diff(runs_dir, a, b, m)
+    rec = diff(runs_dir, a, b, m, adj)
     lines = [f"- {a.text()}; {b.text()}", f"- {seeds_text(rec)}"]
     if not known(rec):
         return untestable(runs_dir, [a, b], UNKNOWN, seeds_text(rec), lines, rec["missing"])
-    if rec["low"] > 0:
+    if rec["low"] > 0 and rec["adjusted"]:
         lines.append("- reversed: supervised f is significantly better than supervised mvitv2")
-    verdict = HOLDS if rec["high"] < 0 else FAILS
+    verdict = HOLDS if rec["high"] < 0 and rec["adjusted"] else FAILS
     return untestable(runs_dir, [a, b], verdict, seeds_text(rec), lines, rec["missing"])
 
 
 def mae_beats_supervised(
-    runs_dir: Path, df: pd.DataFrame, m: str, variant: str
+    runs_dir: Path, df: pd.DataFrame, m: str, variant: str, adjusted: dict | None = None
 ) -> tuple[str, str, list[str], list]:
     """Trend (3): (verdict, its key difference, lines of text, missing (side, why))."""
+    adj = family_verdicts(runs_dir, df, m, variant) if adjusted is None else adjusted
     (a,), (b,) = sides(df, m, variant, "supervised", "f"), sides(df, m, variant, "mae", "f")
-    rec = diff(runs_dir, a, b, m)
+    rec = diff(runs_dir, a, b, m, adj)
     lines = [f"- {b.text()}; {a.text()}", f"- {seeds_text(rec)}"]
     if not known(rec):
         return untestable(runs_dir, [a, b], UNKNOWN, seeds_text(rec), lines, rec["missing"])
-    winner = "MAE wins" if rec["low"] > 0 else "supervised wins" if rec["high"] < 0 else "not distinguishable"
+    sure = rec["adjusted"]
+    winner = (
+        "MAE wins"
+        if rec["low"] > 0 and sure
+        else "supervised wins"
+        if rec["high"] < 0 and sure
+        else ("not distinguishable" + (" after Holm" if rec["distinguishable"] else ""))
+    )
     lines.append(f"- {winner}")
-    verdict = HOLDS if rec["low"] > 0 else FAILS
+    verdict = HOLDS if rec["low"] > 0 and sure else FAILS
     return untestable(runs_dir, [a, b], verdict, seeds_text(rec), lines, rec["missing"])
 
 
@@ -242,9 +283,9 @@ def trends_markdown(df: pd.DataFrame, runs_dir: Path, variant: str) -> str:
                 "\nNo Table 1 or Fig. 8 runs.\n\nTrain them with:\n\n" + "".join(f"    {c}\n" for c in cmds)
             )
             continue
-        missing = []
+        missing, adjusted = [], family_verdicts(Path(runs_dir), df, m, variant)
         for title, trend in TRENDS:
-            verdict, key, lines, lacking = trend(Path(runs_dir), df, m, variant)
+            verdict, key, lines, lacking = trend(Path(runs_dir), df, m, variant, adjusted)
             text.append(f"\n**{title}: {verdict}.** {key}\n\n" + "\n".join(lines) + "\n")
             for x in lacking:
                 if x[0] not in [s for s, _ in missing]:

@@ -69,3 +69,17 @@ def test_seed_spread_widens_the_interval():
 def test_unpaired_input_is_refused():
     with pytest.raises(ValueError, match="same"):
         paired_difference(np.ones(10, bool), np.ones(11, bool))
+
+
+def test_holm_matches_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    from analysis.stats import holm, holm_adjusted
+
+    rng = np.random.default_rng(3)
+    for m in (1, 2, 6, 15):
+        p = rng.random(m) ** 3
+        reject, adjusted = multipletests(p, alpha=0.05, method="holm")[:2]
+        np.testing.assert_allclose(holm_adjusted(p), adjusted)
+        assert (holm(p) == reject).all()
+    assert list(holm([0.001, float("nan"), 0.04, 0.02])) == [True, False, True, True]

@@ -174,7 +174,7 @@ def test_trends_that_do_not_hold(tmp_path):
     s = statements(tmp_path)
     assert (s["(1)"], s["(2)"], s["(3)"]) == (trends.FAILS, trends.FAILS, trends.FAILS)
     assert "largest drop between adjacent rows: MAE d - MAE c: -20.0 [" in s["image"]
-    assert "significant drops: MAE d - MAE c, MAE f - MAE a" in s["image"]
+    assert "significant drops (after Holm): MAE d - MAE c, MAE f - MAE a" in s["image"]
     assert "reversed: supervised f is significantly better" in s["image"]
     assert "supervised wins" in s["image"]
 
@@ -202,4 +202,4 @@ def test_missing_runs_are_named_with_the_commands_that_make_them(tmp_path):
     # a drop already measured is stated while other rows are still missing
     fake_rows(tmp_path, {"b": BASE, "c": shifted(-30)}, {})
     s = statements(tmp_path)
-    assert s["(1)"] == trends.FAILS and "significant drops: MAE c - MAE b" in s["image"]
+    assert s["(1)"] == trends.FAILS and "significant drops (after Holm): MAE c - MAE b" in s["image"]

@@ -19,6 +19,7 @@ from contextlib import redirect_stdout
 from dataclasses import replace
 from pathlib import Path
 
+from ablations.cli import rounds
 from ablations.cli.launch.options import check as check_launch
 from ablations.cli.launch.submit import submit_runs
 from ablations.cli.output import (
@@ -64,7 +65,7 @@ def selection(args) -> C.Selection:
         table = figures[str(args.fig)]
     return C.Selection(
         table=table, step=args.step, mode=args.mode, modality=args.modality, preset=args.preset,
-        sets=C.parse_sets(args.sets), seeds=args.seeds,
+        sets=C.parse_sets(args.sets), seeds=args.seeds if isinstance(args.seeds, int) else args.seeds[1],
     )  # fmt: skip
 
 
@@ -116,7 +117,7 @@ def command(args, argv: list[str] | None) -> int:
             print(f"ablate.py: error: {e}", file=sys.stderr)
             return 2
         return 0
-    sel, runs, refused = None, [], []  # --report reads every finished run; it needs no selection
+    sel, runs, refused, comps = None, [], [], None  # --report reads every finished run; it needs no selection
     try:
         check_launch(args)
         if args.attn_backend is not None and not args.bench:
@@ -136,6 +137,8 @@ def command(args, argv: list[str] | None) -> int:
                 f"{sweep_size(runs).removeprefix('# ').strip()}: more than {CONFIRM_RUNS}. Add --yes to "
                 "train them all (--dry-run lists them, --status shows where they stand)."
             )
+        elif isinstance(args.seeds, tuple) and not (args.report or args.bench or args.plan):
+            comps = rounds.family(args, sel, runs)  # --seeds LO..HI: trained in rounds
         if args.plan or args.device_mem is not None:
             runs, plans = planned(args, runs)
             if args.plan:
@@ -152,10 +155,16 @@ def command(args, argv: list[str] | None) -> int:
         print(f"ablate.py: error: {e}", file=sys.stderr)
         return 2
     if args.dry_run:
-        print(refused_text(refused) + dry_run_text(runs, args.runs_dir))
+        print(
+            refused_text(refused)
+            + (rounds.dry_run(args, runs) if comps else dry_run_text(runs, args.runs_dir))
+        )
         return 0
     if args.status:
-        print(refused_text(refused) + status_text(runs, args.runs_dir))
+        print(
+            refused_text(refused)
+            + (rounds.status(args, runs, comps) if comps else status_text(runs, args.runs_dir))
+        )
         return 0
     print(refused_text(refused), end="")
     if sel is not None and not args.only and not args.bench and D.env_world()[0] == 0:
@@ -165,9 +174,16 @@ def command(args, argv: list[str] | None) -> int:
             print(f"ablate.py: error: {e}. {os_fix(e, args.runs_dir)}", file=sys.stderr)
             return 1
     if args.launcher:  # submits jobs and returns; each job runs this command with --only <run>
-        return submit_runs(args, sel, runs, sys.argv[1:] if argv is None else argv, main)
+        argv = sys.argv[1:] if argv is None else argv
+        if comps:
+            return rounds.submit(args, runs, comps, lambda todo: submit_runs(args, sel, todo, argv, main))
+        return submit_runs(args, sel, runs, argv, main)
     D.init_distributed()  # once, before any work: every rank joins here or fails here
     try:
+        if comps:
+            return rounds.train(
+                args, runs, comps, lambda todo, force: run_command(replace_ns(args, force=force), sel, todo)
+            )
         return run_command(args, sel, runs)
     finally:
         D.shutdown()
@@ -176,6 +192,11 @@ def command(args, argv: list[str] | None) -> int:
 def previews(args) -> bool:
     """The command only shows or reads (no training, no jobs)."""
     return bool(args.dry_run or args.status or args.plan or args.bench or args.report)
+
+
+def replace_ns(args, **changes):
+    """A copy of the parsed arguments with some values changed."""
+    return type(args)(**{**vars(args), **changes})
 
 
 def planned(args, runs: list[C.Run]) -> tuple[list[C.Run], int]:
@@ -240,7 +261,7 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
     """--report, --bench or training, the same on every rank (rank 0 writes and prints)."""
     if args.report:
         try:
-            print(f"report written to {D.main_only(write_report, args.runs_dir)}")
+            print(f"report written to {D.main_only(write_report, args.runs_dir, resolve=args.resolve)}")
         except (OSError, D.RankFailed) as e:  # a missing, read-only or full runs folder
             print(f"ablate.py: error: {fault_text(e, args.runs_dir / 'report')}", file=sys.stderr)
             return 2
@@ -265,7 +286,7 @@ def run_command(args, sel: C.Selection | None, runs: list[C.Run]) -> int:
     if args.only:  # one run of a cluster job: the submitting command (--wait) or --report writes the report
         return 1 if {"failed", "changed", "locked"} & set(outcomes.values()) else 0
     try:
-        report = D.main_only(write_report, args.runs_dir)
+        report = D.main_only(write_report, args.runs_dir, resolve=args.resolve)
     except (OSError, D.RankFailed) as e:
         if set(outcomes.values()) == {"skipped"} and getattr(e, "errno", None) in R.READ_ONLY:
             # every run was finished before: nothing is lost but a fresh report (a read-only disk)

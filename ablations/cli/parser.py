@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ablations.study import config as C
 from ablations.study.sweep import CONFIRM_RUNS
+from analysis.seed_rounds import AUTO
 
 LAUNCHERS = ("slurm", "local")
 DEFAULT_PRESET = "cpu"
@@ -42,6 +43,34 @@ def rows_help() -> str:
     return f"one Table 1 row: {', '.join(C.list_rows())}; file: {C.source('rows')}"
 
 
+def seeds_arg(text: str) -> int | tuple[int, int]:
+    """--seeds N (every run N times), LO..HI (rounds: analysis/seed_rounds.py) or auto (= AUTO)."""
+    if text == "auto":
+        return AUTO
+    lo, dots, hi = text.partition("..")
+    try:
+        if not dots:
+            return int(text)
+        lo, hi = int(lo), int(hi)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give N, LO..HI (e.g. 3..10) or auto") from None
+    if not 2 <= lo <= hi:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: rounds need LO >= 2 (the seed spread needs two seeds) and HI >= LO, e.g. 3..10"
+        )
+    return lo, hi
+
+
+def positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give an effect in points above 0, e.g. --resolve 1.0")
+    return value
+
+
 def escaped(text: str) -> str:
     return text.replace("%", "%%")  # argparse formats help strings with %
 
@@ -72,7 +101,17 @@ def parser() -> argparse.ArgumentParser:
                         "is one run per value (several swept keys: every combination); brackets, braces and "
                         "quotes keep their commas ([32,32] is one value), \\, is a literal "
                         "comma")  # fmt: skip
-    p.add_argument("--seeds", type=int, default=1, help="repeat with N seeds; tables show mean ± std")
+    p.add_argument(
+        "--seeds", type=seeds_arg, default=1, metavar="N|LO..HI|auto",
+        help="repeat with N seeds (tables show mean ± std); LO..HI: train LO seeds, then add seeds in "
+        "rounds only to comparisons still undecided and resolvable within HI (the report's MDE against "
+        f"the target effect); auto = {AUTO[0]}..{AUTO[1]}",
+    )  # fmt: skip
+    p.add_argument(
+        "--resolve", type=positive, metavar="POINTS",
+        help="the effect (top-1 points) the report's 'seeds needed' and --seeds LO..HI aim at "
+        "(default: the paper's own Table 1 step)",
+    )  # fmt: skip
     p.add_argument("--runs-dir", default="runs", type=Path, help="where run folders go (default: runs/)")
     p.add_argument("--force", action="store_true", help="retrain runs that already finished")
     p.add_argument("--list", action="store_true", help="show rows, tables and presets, then exit")

@@ -55,6 +55,7 @@ SPANS = {
     "data.num_classes": span(1, 100_000, integer=True),  # 2 or more: the data check says why
     "data.train_size": span(1, INT_MAX, integer=True),
     "data.val_size": span(1, INT_MAX, integer=True),
+    "data.final_val_size": span(1, INT_MAX, integer=True),
     "data.num_frames": span(1, 1024, integer=True),
     "data.frame_stride": span(1, 1024, integer=True),
     "data.num_workers": span(0, 256, integer=True),

@@ -35,7 +35,7 @@ NEUTRAL_KEYS = (
 )  # fmt: skip
 # Keys added after runs existed, whose null reproduces those runs: left out of the identity while
 # null, so runs finished before the key existed are still reused (and resumed).
-ABSENT_WHEN_NULL = ("pretrain.train_size",)
+ABSENT_WHEN_NULL = ("pretrain.train_size", "data.final_val_size")
 
 
 def neutral_free(cfg: dict) -> dict:

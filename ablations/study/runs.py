@@ -17,7 +17,6 @@ import errno
 import json
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from contextlib import ExitStack
@@ -33,6 +32,7 @@ from ablations.store.runlog import tee_output
 from ablations.study import failure, homes
 from ablations.study.config import PHASES, Run
 from ablations.study.identity import identity_diff, run_identity
+from ablations.study.provenance import git_state
 from ablations.train import distributed as D
 from ablations.train.phases import run_training as train
 from models.model_stats import build_model, input_shape, model_summary
@@ -216,15 +216,10 @@ def device_name(device=None) -> str:
 
 
 def environment() -> dict:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip() or None  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        commit = None
+    """The build (git commit, dirty flag and diff hash: ablations/study/provenance.py), the
+    device and the versions of what trained the run."""
     return {
-        "git_commit": commit,
+        **git_state(),
         "device": device_name(),
         "torch": torch.__version__,
         "timm": timm.__version__,

@@ -1,6 +1,6 @@
 """`ablate.py <selection> --status`: where each run of a selection stands.
 
-    finished     metrics.json written (its top-1)
+    finished     metrics.json written (its top-1 and the build that trained it: commit, dirty tree)
     running      a live process holds the run lock (its job id or pid, phase, epoch/step from log.jsonl),
                  or its job is running and starting up
     queued       its job waits in the Slurm queue (with squeue's reason)
@@ -29,6 +29,7 @@ from ablations.study import failure, homes
 from ablations.study import runs as R
 from ablations.study import sweep as W
 from ablations.study.identity import run_identity
+from ablations.study.provenance import build_flags, build_label
 
 QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "CONFIGURING"}
 PHASES = ("pretrain", "finetune", "supervised")
@@ -122,10 +123,12 @@ def run_state(runs_dir: Path, run) -> tuple[str, str]:
     folder = R.run_dir(runs_dir, run)
     state, reasons = folder_state(runs_dir, run)
     if state == "done":
-        top1 = (R.read_metrics(folder) or {}).get("top1")
+        metrics = R.read_metrics(folder) or {}
+        top1 = metrics.get("top1")
+        acc = f"top-1 {top1:.1f}" if isinstance(top1, (int, float)) else "top-1 -"
         why = R.read_file(folder / R.IDENTITY, json.loads)[1]
         note = f"; {R.IDENTITY} {why}: taken from {R.CONFIG} (the next run of it rewrites it)" if why else ""
-        return "finished", (f"top-1 {top1:.1f}" if isinstance(top1, (int, float)) else "top-1 -") + note
+        return "finished", f"{acc}, build {build_label(metrics.get('env'))}{note}"
     record, holder = jobs_record(folder), read_record(folder / R.LOCK)
     if holder and holder_alive(holder, lock_free=False):
         return "running", f"{describe(holder)}: {progress(folder)}"
@@ -182,4 +185,7 @@ def status_text(runs, runs_dir: Path) -> str:
     counts = {}
     for _, s, _ in rows:
         counts[s] = counts.get(s, 0) + 1
-    return "\n".join(lines) + "\n\n" + ", ".join(f"{v} {k}" for k, v in counts.items())
+    builds = sorted({d.split(", build ", 1)[1] for _, s, d in rows if s == "finished" and ", build " in d})
+    flags = build_flags(builds)
+    head = f"builds: {'; '.join(builds)}" + (f" ({flags})" if flags else "") + "\n" if builds else ""
+    return "\n".join(lines) + "\n\n" + head + ", ".join(f"{v} {k}" for k, v in counts.items())

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ablations.store.atomic import save_torch_atomic, write_json_atomic
@@ -170,7 +171,11 @@ def run_phase(
     )
     if val_set is not None:  # every rank evaluates its shard; rank 0 writes the gathered file
         bs = result["batch_per_device"]  # the loop's split of the global batch
-        pred = final_predictions(model, val_set, bs, cfg.get("runtime", {}), dist, multi_view)
+        final_cfg = final_data(cfg)
+        final_set = val_set if final_cfg is cfg else build_data(final_cfg, "val", None)
+        pred = final_predictions(model, final_set, bs, cfg.get("runtime", {}), dist, multi_view)
+        if final_set is not val_set and pred is not None:  # the run's accuracy is the larger set's
+            result |= final_accuracy(pred, result)
     if dist.is_main:
         if val_set is not None:  # before done.json: a finished phase always has its predictions
             save_predictions(pred, phase_dir / PREDICTIONS)
@@ -185,6 +190,24 @@ def run_phase(
         write_json_atomic(result, done)
     barrier()
     return result
+
+
+def final_data(cfg: dict) -> dict:
+    """cfg with data.val_size = data.final_val_size when that is set and differs (else cfg itself):
+    the finished model is evaluated on a larger set than the per-epoch evaluation, so that the
+    validation sample is not what limits the comparisons (analysis/stats.py's sample noise)."""
+    size = cfg["data"].get("final_val_size")
+    if not size or size == cfg["data"].get("val_size"):
+        return cfg
+    return {**cfg, "data": {**cfg["data"], "val_size": size}}
+
+
+def final_accuracy(pred: dict, result: dict) -> dict:
+    """top1 / top5 (%) of the final predictions, and the per-epoch set's last top-1 kept beside them."""
+    top5, label = np.asarray(pred["top5"]), np.asarray(pred["label"])
+    hit = top5 == label[:, None]
+    return {"top1": 100.0 * float(hit[:, 0].mean()), "top5": 100.0 * float(hit.any(1).mean()),
+            "final_val_size": int(len(label)), "epoch_val_top1": result.get("top1")}  # fmt: skip
 
 
 def final_predictions(
@@ -214,7 +237,9 @@ def pretrain_reconstructions(mae, cfg: dict, info: dict, n: int = 8) -> dict:
 def summarize(results: dict) -> dict:
     """Flat metrics: the last phase's top1/top5, total train time, pretrain losses, per-phase times."""
     last = results[list(results)[-1]]
-    out = {k: last.get(k) for k in ("top1", "top5", "best_top1", "val_loss")}
+    out = {
+        k: last.get(k) for k in ("top1", "top5", "best_top1", "val_loss", "final_val_size", "epoch_val_top1")
+    }
     out["train_time_s"] = sum(r["train_time_s"] for r in results.values())
     for name, r in results.items():
         out[f"{name}_time_s"] = r["train_time_s"]

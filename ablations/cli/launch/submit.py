@@ -165,7 +165,7 @@ def wait_and_report(args, sel, runs, submitted: dict, poll_s: float = 3.0) -> in
     while any(_active(args, job, folders[name]) for name, job in submitted.items()):
         time.sleep(poll_s)
     print(status_text(runs, args.runs_dir))
-    report = write_report(args.runs_dir)
+    report = write_report(args.runs_dir, resolve=args.resolve)
     finished = [r for r in runs if folder_state(args.runs_dir, r)[0] == "done"]
     if finished:
         print_table(sel, runs, args.runs_dir)
