@@ -128,7 +128,8 @@ def run_state(runs_dir: Path, run) -> tuple[str, str]:
         acc = f"top-1 {top1:.1f}" if isinstance(top1, (int, float)) else "top-1 -"
         why = R.read_file(folder / R.IDENTITY, json.loads)[1]
         note = f"; {R.IDENTITY} {why}: taken from {R.CONFIG} (the next run of it rewrites it)" if why else ""
-        return "finished", f"{acc}, build {build_label(metrics.get('env'))}{note}"
+        # the build goes last: status_text reads it from there
+        return "finished", f"{acc}{note}, build {build_label(metrics.get('env'))}"
     record, holder = jobs_record(folder), read_record(folder / R.LOCK)
     if holder and holder_alive(holder, lock_free=False):
         return "running", f"{describe(holder)}: {progress(folder)}"
