@@ -15,7 +15,7 @@ from ablations.train.phases import run_training
 def _cfg(modality="image", mode="mae", train=64, val=32, epochs=1, batch=32):
     cfg = preset_config("cpu", modality)
     cfg["mode"] = mode
-    cfg["data"].update(train_size=train, val_size=val)
+    cfg["data"].update(train_size=train, val_size=val, final_val_size=None)  # the final eval on val too
     cfg["runtime"].update(device="cpu", amp="none", log_every=1)
     for p in ("pretrain", "finetune", "supervised"):
         cfg[p].update(epochs=epochs, batch_size=batch)
