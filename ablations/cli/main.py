@@ -19,8 +19,10 @@ from contextlib import redirect_stdout
 from dataclasses import replace
 from pathlib import Path
 
+from ablations.cli.devices import card_text, explicit_memory, launch_devices
 from ablations.cli.launch.options import check as check_launch
-from ablations.cli.launch.submit import submit_runs
+from ablations.cli.launch.options import check_gpus
+from ablations.cli.launch.submit import job_scripts, submit_runs
 from ablations.cli.output import bench, dry_run_text, print_table, print_trends, refused_text, show_list
 from ablations.cli.parser import parser
 from ablations.data import check_data
@@ -118,6 +120,8 @@ def command(args, argv: list[str] | None) -> int:
             check_definition(args.runs_dir, C.selected_table(sel))
             if not runs:
                 raise C.ConfigError(f"Nothing to run: every entry is refused.\n{refused_text(refused)}")
+            gpus = (C.load_preset(sel.preset).get("preset") or {}).get("gpus")
+            check_gpus(args, sel.preset, gpus, str(runs[0].config["runtime"].get("device")))
         if args.only:
             runs = only(runs, args.only)
         if args.plan or args.device_mem is not None:
@@ -134,7 +138,10 @@ def command(args, argv: list[str] | None) -> int:
         print(f"ablate.py: error: {e}", file=sys.stderr)
         return 2
     if args.dry_run:
-        print(refused_text(refused) + dry_run_text(runs))
+        devices, devices_from = launch_devices(args)
+        print(refused_text(refused) + dry_run_text(runs, devices, devices_from))
+        if args.launcher:  # what would be submitted, submitting nothing
+            print(job_scripts(args, runs, sys.argv[1:] if argv is None else argv, main))
         return 0
     if args.status:
         print(refused_text(refused) + status_text(runs, args.runs_dir))
@@ -157,14 +164,14 @@ def command(args, argv: list[str] | None) -> int:
 
 def planned(args, runs: list[C.Run]) -> tuple[list[C.Run], int]:
     """(runs with runtime.plan, --plan's exit status after printing the plans: 0 all fit, 1 not)."""
-    mem = 80.0 if args.device_mem is None else args.device_mem
-    devices = args.devices if args.devices is not None else (8 if args.plan else D.env_world()[1])
+    mem, mem_from = explicit_memory(args)
+    devices, devices_from = launch_devices(args)
     try:
         plans = [(run, M.plan_run(run.config, mem, devices)) for run in runs]
     except M.PlanError as e:
         raise C.ConfigError(str(e)) from None
     if args.plan:
-        print(f"Memory plan: {devices} devices x {mem:g} GiB\n")
+        print(f"Memory plan: {devices} devices x {mem:g} GiB (devices: {devices_from}; memory: {mem_from})\n")
         print(M.plan_table([(run.name, p) for run, p in plans]))
     fit = all(p.fits for _, ps in plans for p in ps.values())
     return [replace(run, config=M.apply_plan(run.config, p, mem)) for run, p in plans], 0 if fit else 1
@@ -173,11 +180,12 @@ def planned(args, runs: list[C.Run]) -> tuple[list[C.Run], int]:
 def autoplanned(args, sel: C.Selection, runs: list[C.Run]) -> list[C.Run]:
     """On CUDA, the runs whose per-device cap was sized by hand (runtime.sized_for_gib) get the
     memory plan for this device's memory (the smallest visible device's). An explicit --set
-    runtime.max_batch_per_device wins, as --device-mem does (planned). Prints the plan line once."""
-    mems = M.device_memory_gib()
-    if not mems or "runtime.max_batch_per_device" in sel.sets:
+    runtime.max_batch_per_device wins, as --device-mem does (planned). Prints the plan line once.
+    A preview (--dry-run) without a GPU here, or of a cluster job, shows the plan a card of the
+    size the preset was sized for will get: what the run does on such a card."""
+    mems = [] if args.launcher else M.device_memory_gib()
+    if "runtime.max_batch_per_device" in sel.sets or not (mems or args.dry_run):
         return runs
-    mem = round(min(mems), 1)
 
     # A cap sized by hand stands in for the plan of one memory size: on a GPU the plan for its own
     # memory replaces it (at 80 GiB too: the plan measures, the hand guessed).
@@ -185,17 +193,23 @@ def autoplanned(args, sel: C.Selection, runs: list[C.Run]) -> list[C.Run]:
     todo = [run for run in runs if rt(run)["device"] != "cpu" and rt(run).get("sized_for_gib")]
     if not todo:
         return runs
-    devices = args.devices or D.env_world()[1]
+    sized = todo[0].config["runtime"]["sized_for_gib"]
+    mem = round(min(mems), 1) if mems else M.planned_gib(sized)
+    devices = launch_devices(args)[0]
     try:
         plans = {run.name: M.plan_run(run.config, mem, devices) for run in todo}
     except M.PlanError as e:
         raise C.ConfigError(str(e)) from None
     first = plans[todo[0].name]
     split = ", ".join(f"{p} {pp.per_device} per device x {pp.accum} accumulation" for p, pp in first.items())
-    sized = todo[0].config["runtime"]["sized_for_gib"]
-    line = (f"[plan] this GPU has {mem:g} GiB, the preset's batch cap was sized for {sized:g} GiB by hand: "
-            f"planned for {mem:g} GiB ({split}; --plan --device-mem {mem:g} shows it all; "
-            "--device-mem or --set runtime.max_batch_per_device overrides)")  # fmt: skip
+    if mems:
+        line = (f"[plan] this GPU has {mem:g} GiB, the preset's batch cap was sized for {sized:g} GiB by "
+                f"hand: planned for {mem:g} GiB ({split}; --plan --device-mem {mem:g} shows it all; "
+                "--device-mem or --set runtime.max_batch_per_device overrides)")  # fmt: skip
+    else:
+        line = (f"[plan] previewed for {card_text(sized)}, the card the preset is sized for (no GPU "
+                f"here): {split}; a GPU of another size gets its own plan, --device-mem N "
+                "previews it")  # fmt: skip
     print(f"# {line}" if args.dry_run else line, flush=True)
     return [
         replace(r, config=M.apply_plan(r.config, plans[r.name], mem)) if r.name in plans else r for r in runs
