@@ -22,9 +22,10 @@ from pathlib import Path
 from ablations.cli.devices import card_text, explicit_memory, launch_devices
 from ablations.cli.launch.options import check as check_launch
 from ablations.cli.launch.options import check_gpus
-from ablations.cli.launch.submit import job_scripts, submit_runs
+from ablations.cli.launch.submit import job_scripts, submit_rehearsal, submit_runs
 from ablations.cli.output import bench, dry_run_text, print_table, print_trends, refused_text, show_list
 from ablations.cli.parser import parser
+from ablations.cli.rehearse import rehearse
 from ablations.data import check_data
 from ablations.data.common import repeats
 from ablations.errors import DETERMINISTIC, RunError, advice, kind_of, os_fix
@@ -110,6 +111,11 @@ def command(args, argv: list[str] | None) -> int:
     sel, runs, refused = None, [], []  # --report reads every finished run; it needs no selection
     try:
         check_launch(args)
+        if args.rehearse is not None:
+            clash = [f for f in ("dry_run", "plan", "bench", "report", "status", "only") if getattr(args, f)]
+            if clash or args.rehearse < 1:
+                bad = f"--{clash[0].replace('_', '-')}" if clash else f"--rehearse {args.rehearse}"
+                raise C.ConfigError(f"{bad}: --rehearse runs the selection itself (STEPS >= 1); drop one")
         if args.attn_backend is not None and not args.bench:
             raise C.ConfigError("--attn-backend applies to --bench only; add --bench or drop it.")
         if args.devices is not None and args.devices < 1:  # 0 would silently mean the default (8)
@@ -137,6 +143,10 @@ def command(args, argv: list[str] | None) -> int:
     except C.ConfigError as e:
         print(f"ablate.py: error: {e}", file=sys.stderr)
         return 2
+    if args.rehearse is not None:  # a throwaway runs folder: nothing below (runs/, the report) is touched
+        if args.launcher:
+            return submit_rehearsal(args, sys.argv[1:] if argv is None else argv, main)
+        return rehearse(args, runs, launch_devices(args)[0], args.rehearse)
     if args.dry_run:
         devices, devices_from = launch_devices(args)
         print(refused_text(refused) + dry_run_text(runs, devices, devices_from))

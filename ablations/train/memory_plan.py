@@ -304,6 +304,15 @@ def plan_phase(
     return PhasePlan(phase, global_batch, devices, per_device, accum, ckpt, blocks, mem, budget)
 
 
+def estimate_gib(cfg: dict, phase: str, batch: int, ckpt: bool | int, devices: int = 1) -> float:
+    """The plan's peak estimate (GiB per device) for one phase at this per-device batch and
+    checkpointing (True: every block), as plan_phase counts it, for comparing with a measured peak."""
+    acts = activations(cfg, phase)
+    blocks = len(acts.blocks) if ckpt is True else int(ckpt or 0)
+    margin = CUDA_AUTOCAST_MARGIN if AMP_DTYPES.get(run_amp(cfg)) is not None else 1.0
+    return phase_bytes(acts.params, acts, batch, blocks, devices, margin)["total"] / GIB
+
+
 def plan_run(cfg: dict, device_mem_gib: float, devices: int, cache: Path | None = None) -> dict:
     """{phase: PhasePlan} for every phase of cfg["mode"]."""
     if device_mem_gib <= 0 or devices < 1:

@@ -8,6 +8,7 @@ Per run folder:
 
 from __future__ import annotations
 
+import copy
 import platform
 import shlex
 import time
@@ -152,6 +153,37 @@ def job_scripts(args, runs, argv: list[str], entry) -> str:
             script = f"# runs on this machine (submitit LocalExecutor), {tasks} process(es)\n"
         out.append(f"# job {i}/{len(runs)} {run.name}: {res}; each task runs: {task}\n{script}")
     return f"\n# --dry-run: {len(runs)} {args.launcher} job(s), none submitted\n" + "\n".join(out)
+
+
+REHEARSAL_TIME = "1:00:00"  # a rehearsal job's limit unless --time is given
+
+
+def submit_rehearsal(args, argv: list[str], entry) -> int:
+    """--rehearse --launcher slurm: the whole rehearsal as one short job of one task (one GPU when
+    the job asks for GPUs), so its step times and memory are the cluster's own. Its output is the
+    job's log (<runs-dir>/rehearsal/slurm/); --wait prints it when the job ends."""
+    folder = Path(args.runs_dir) / "rehearsal" / "slurm"
+    one = copy.copy(args)
+    one.nodes, one.tasks_per_node = 1, 1
+    one.gpus_per_node = min(gpus_per_node(args), 1) if args.gpus_per_node is not None else None
+    one.time = args.time or REHEARSAL_TIME
+    job = make_executor(one, folder, name="ablate:rehearsal").submit(
+        RunJob(job_argv(argv, args.runs_dir), entry)
+    )
+    log = folder / f"{job.job_id}_0_log.out"
+    print(f"[rehearse] submitted {args.launcher} job {job.job_id} (1 task, {gpus_per_node(one)} GPU, "
+          f"time {one.time}); its report will be in {log}", flush=True)  # fmt: skip
+    if not args.wait:
+        return 0
+    while not job.done():
+        time.sleep(3.0)
+    print(log.read_text() if log.exists() else f"(no log at {log})")
+    try:
+        job.result()
+        return 0
+    except Exception as e:  # the job's own exit status (1: a run failed its rehearsal)
+        print(f"[rehearse] job {job.job_id} did not pass: {str(e).strip().splitlines()[-1][:300]}")
+        return 1
 
 
 def submit_runs(args, sel, runs, argv: list[str], entry) -> int:
