@@ -32,8 +32,8 @@ def test_a_tiny_rehearsal_passes_every_phase_and_leaves_the_runs_folder_alone(tm
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.startswith("[rehearse] 1/1 "))
     assert "table1/f/image/tiny" in line and ": passed; pretrain " in line and "; finetune " in line
-    assert "s/step at batch 2 (of 32)" in line  # the CPU's smaller batch, said so
-    assert "| pretrain | 2 (32) |" in out and "Selection: 1/1 runs passed" in out and "device-hours" in out
+    assert "s/step at batch 32, " in line  # a CPU preset rehearses its own per-device batch
+    assert "| pretrain | 32 (32) |" in out and "Selection: 1/1 runs passed" in out and "device-hours" in out
     assert not runs.exists()  # the user's runs folder is never touched
     kept = json.loads((cache / "step_times.json").read_text())  # for --plan's time estimate
     (device,) = kept

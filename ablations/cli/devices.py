@@ -30,6 +30,13 @@ def launch_devices(args) -> tuple[int, str]:
     return 1, "this one process (torchrun, --launcher or --devices for more)"
 
 
+def will_use_gpu(cfg: dict) -> bool:
+    """Whether the run trains on a GPU: one is here, or its preset is sized for GPUs (a preview on
+    a login node, a cluster job), unless runtime.device is cpu."""
+    rt = cfg["runtime"]
+    return rt.get("device") != "cpu" and (bool(M.device_memory_gib()) or bool(rt.get("sized_for_gib")))
+
+
 def card_text(gib: float) -> str:
     """40 -> 'a 40 GB card (39.4 GiB as it reports)'; a size that names no card -> '39.4 GiB'."""
     got = M.planned_gib(gib)

@@ -19,6 +19,7 @@ from contextlib import redirect_stdout
 from dataclasses import replace
 from pathlib import Path
 
+from ablations.cli import estimate as E
 from ablations.cli.devices import card_text, explicit_memory, launch_devices
 from ablations.cli.launch.options import check as check_launch
 from ablations.cli.launch.options import check_gpus
@@ -149,7 +150,10 @@ def command(args, argv: list[str] | None) -> int:
         return rehearse(args, runs, launch_devices(args)[0], args.rehearse)
     if args.dry_run:
         devices, devices_from = launch_devices(args)
-        print(refused_text(refused) + dry_run_text(runs, devices, devices_from))
+        per_run, total = E.estimates(runs, devices)
+        times = {name: E.run_line(name, est, notes, devices) for name, (est, notes) in per_run.items()}
+        print(refused_text(refused) + dry_run_text(runs, devices, devices_from, times))
+        print(f"# {E.selection_line(total, len(runs), devices)}")
         if args.launcher:  # what would be submitted, submitting nothing
             print(job_scripts(args, runs, sys.argv[1:] if argv is None else argv, main))
         return 0
@@ -183,6 +187,12 @@ def planned(args, runs: list[C.Run]) -> tuple[list[C.Run], int]:
     if args.plan:
         print(f"Memory plan: {devices} devices x {mem:g} GiB (devices: {devices_from}; memory: {mem_from})\n")
         print(M.plan_table([(run.name, p) for run, p in plans]))
+        planned_runs = [replace(run, config=M.apply_plan(run.config, p, mem)) for run, p in plans]
+        per_run, total = E.estimates(planned_runs, devices)
+        print(f"\nTime estimate on {devices} devices ({devices_from}):\n")
+        for name, (est, notes) in per_run.items():
+            print(f"- {name}: {E.run_line(name, est, notes, devices).removeprefix('time: ')}")
+        print(f"\n{E.selection_line(total, len(runs), devices)}")
     fit = all(p.fits for _, ps in plans for p in ps.values())
     return [replace(run, config=M.apply_plan(run.config, p, mem)) for run, p in plans], 0 if fit else 1
 

@@ -63,7 +63,9 @@ def refused_text(refused: list[C.Refused]) -> str:
     return "".join(f"# [refused] {r.table}/{r.entry} ({r.modality}): {r.reason}\n" for r in refused)
 
 
-def dry_run_text(runs: list[C.Run], world: int | None = None, world_from: str = "WORLD_SIZE") -> str:
+def dry_run_text(
+    runs: list[C.Run], world: int | None = None, world_from: str = "WORLD_SIZE", times: dict | None = None
+) -> str:
     """Each run's resolved config as YAML, headed by comments: its folder, and how each phase's
     global batch splits over the processes the command will get (`world`: --devices, a job's
     nodes x tasks, WORLD_SIZE) with the memory plan's cap and checkpointed blocks, if it has one."""
@@ -81,6 +83,8 @@ def dry_run_text(runs: list[C.Run], world: int | None = None, world_from: str = 
             ckpt_text = "all" if ckpt is True else str(int(ckpt or 0))
             ckpt_text = f"{int(ckpt)}/{blocks}" if blocks else ckpt_text
             head += f"# {p}: {describe(run.config[p], world, cap)}; checkpointed blocks {ckpt_text}\n"
+        if times and run.name in times:  # the time estimate (cli/estimate.py)
+            head += f"# {times[run.name]}\n"
         docs.append(head + yaml.safe_dump(run.config, sort_keys=False))
     return "---\n".join(docs)
 

@@ -30,6 +30,7 @@ import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ablations.cli.devices import will_use_gpu
 from ablations.data import build_dataset
 from ablations.data.common import repeats
 from ablations.study import config as C
@@ -79,7 +80,7 @@ def rehearse(args, runs: list[C.Run], devices: int, steps: int = STEPS) -> int:
     root = Path(tempfile.mkdtemp(prefix="ablate-rehearsal-"))
     print(f"[rehearse] {len(runs)} run(s), {steps} steps of every phase each, on {device}; "
           f"throwaway runs folder {root} (your runs folder is not touched)", flush=True)  # fmt: skip
-    if not on_gpu:
+    if not on_gpu and any(will_use_gpu(run.config) for run in runs):
         print(f"[rehearse] CPU: {CPU_BATCH} samples per step instead of the per-device GPU batch (which "
               "would take minutes per step here); step times are scaled per sample", flush=True)  # fmt: skip
     done = []
@@ -113,7 +114,8 @@ def rehearsal_config(cfg: dict, steps: int, on_gpu: bool) -> tuple[dict, dict]:
     for p in C.PHASES[cfg["mode"]]:
         real, _, ckpt = phase_split(cfg[p], rt, p, 1)
         r = repeats(cfg[p].get("aug"))  # clips per video: a step holds whole videos
-        b = real if on_gpu else max(r, CPU_BATCH // r * r)
+        # a GPU run rehearsed on the CPU takes a smaller batch; a CPU run rehearses its own
+        b = real if on_gpu or not will_use_gpu(cfg) else max(r, CPU_BATCH // r * r)
         batches[p] = (min(b, real), real, ckpt)
     for p, (b, _, _) in batches.items():
         cfg[p].update(batch_size=b, epochs=1, warmup_epochs=0)
