@@ -90,8 +90,8 @@ def parser() -> argparse.ArgumentParser:
                    "--dry-run the plan is applied and recorded in runtime.plan")  # fmt: skip
     p.add_argument("--devices", type=int, help="devices the plan splits the global batch over "
                    "(default: 8 for --plan, this launch's processes otherwise)")  # fmt: skip
-    p.add_argument("--rehearse", type=int, nargs="?", const=2, metavar="STEPS",
-                   help="run every run of the selection for STEPS (default 2) steps of every phase at its "
+    p.add_argument("--rehearse", type=int, nargs="?", const=3, metavar="STEPS",
+                   help="run every run of the selection for STEPS (default 3) steps of every phase at its "
                    "real model, input, dtype, data and per-device batch, in a throwaway runs folder: "
                    "pass/fail per run with the failing phase, step time, peak memory against the plan, and "
                    "the full run's estimated wall time; with --launcher slurm, as one short job")  # fmt: skip

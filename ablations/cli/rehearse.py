@@ -25,6 +25,7 @@ import copy
 import json
 import resource
 import shutil
+import statistics
 import tempfile
 import traceback
 from dataclasses import dataclass, field, replace
@@ -42,7 +43,7 @@ from ablations.train.engine import eta_text
 from ablations.train.loop import phase_split
 from analysis.report import write_report
 
-STEPS = 2  # per phase: the first step warms up (allocator, kernels); the last one is timed
+STEPS = 3  # per phase: the first step warms up (allocator, kernels, workers); the rest are timed
 CPU_BATCH = 2  # samples per step on the CPU
 # Where a traceback passed through decides which step of the pipeline failed (innermost first).
 STAGES = (
@@ -170,8 +171,8 @@ def rehearse_one(run: C.Run, root: Path, steps: int, on_gpu: bool, device: str, 
 
 
 def measure_phase(phase_dir: Path) -> dict | None:
-    """{s_per_step (the last logged step: after warm-up), steps, peak (GPU GiB or None)} from a
-    phase's log.jsonl and done.json; None when it logged no step."""
+    """{s_per_step (the median of the logged steps after the first: warm-up), steps, peak (GPU
+    GiB or None)} from a phase's log.jsonl and done.json; None when it logged no step."""
     log = phase_dir / "log.jsonl"
     if not log.exists():
         return None
@@ -181,9 +182,9 @@ def measure_phase(phase_dir: Path) -> dict | None:
         return None
     done = phase_dir / "done.json"
     peak = json.loads(done.read_text()).get("peak_memory_gib") if done.exists() else None
-    last = step_records[-1]
     batch = json.loads(done.read_text())["batch_per_device"] if done.exists() else None
-    s = (batch or 1) / max(last["throughput"], 1e-12)
+    timed = step_records[1:] or step_records
+    s = statistics.median((batch or 1) / max(x["throughput"], 1e-12) for x in timed)
     return {"s_per_step": s, "steps": len(step_records), "peak": peak}
 
 
