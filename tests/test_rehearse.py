@@ -38,6 +38,8 @@ def test_a_tiny_rehearsal_passes_every_phase_and_leaves_the_runs_folder_alone(tm
     kept = json.loads((cache / "step_times.json").read_text())  # for --plan's time estimate
     (device,) = kept
     assert device.startswith("cpu") and len(kept[device]) == 2
+    assert cli.main([*TINY, "--dry-run"]) == 0  # the estimate now comes from the measured steps
+    assert f"source: rehearsal on {device} (" in capsys.readouterr().out
 
 
 def test_a_broken_encoder_handoff_is_caught_before_any_real_run(tmp_path, cache, capsys, monkeypatch):
@@ -154,3 +156,9 @@ def test_kept_step_times_are_looked_up_by_device_kind(cache):
     device, entry = step_times.lookup(cfg, "finetune", "NVIDIA H100 80GB HBM3")  # not measured there: a GPU's
     assert device == "NVIDIA A100-SXM4-80GB" and entry["batch"] == 64
     assert step_times.lookup(cfg, "pretrain", None) is None
+
+
+def test_a_rehearsal_under_torchrun_is_refused(monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert cli.main([*TINY, "--rehearse"]) == 2
+    assert "--rehearse runs in one process" in capsys.readouterr().err

@@ -117,6 +117,9 @@ def command(args, argv: list[str] | None) -> int:
             if clash or args.rehearse < 1:
                 bad = f"--{clash[0].replace('_', '-')}" if clash else f"--rehearse {args.rehearse}"
                 raise C.ConfigError(f"{bad}: --rehearse runs the selection itself (STEPS >= 1); drop one")
+            if D.env_world()[1] > 1:
+                raise C.ConfigError("--rehearse runs in one process: start it without torchrun "
+                                    "(--devices N: the devices its time estimate is for)")  # fmt: skip
         if args.attn_backend is not None and not args.bench:
             raise C.ConfigError("--attn-backend applies to --bench only; add --bench or drop it.")
         if args.devices is not None and args.devices < 1:  # 0 would silently mean the default (8)
