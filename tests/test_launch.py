@@ -92,6 +92,23 @@ def test_dry_run_of_a_slurm_job_prints_its_script_and_submits_nothing(tmp_path, 
     assert "submitted" not in err and not runs.exists()
 
 
+def test_plan_of_a_slurm_job_is_for_all_its_tasks(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setenv("HIERA_CACHE", str(tmp_path / "cache"))
+    for tool in ("sbatch", "srun"):
+        (tmp_path / tool).write_text("#!/bin/sh\necho submitted >&2; exit 1\n")
+        (tmp_path / tool).chmod(0o755)
+    argv = [*TINY, "--set", "pretrain.batch_size=64", "finetune.batch_size=64", "--launcher", "slurm",
+            "--nodes", "8", "--gpus-per-node", "8", "--plan", "--device-mem", "4"]  # fmt: skip
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Memory plan: 64 devices x 4 GiB (devices: the job's --nodes 8 x 8 tasks per node" in out
+    assert "| pretrain | 64 | 64 | 1 | 1 |" in out  # global, devices, per device, accum
+    # finetune's 32 over 64 tasks: one line with the fix, no traceback
+    assert cli.main([a for a in argv if a != "finetune.batch_size=64"]) == 2
+    assert "does not split evenly over 64 processes" in capsys.readouterr().err
+
+
 def test_help_shows_every_launcher_default(capsys):
     group = next(g for g in parser()._action_groups if g.title.startswith("clusters"))
     said = [a.option_strings[0] for a in group._group_actions if "default" in (a.help or "")]

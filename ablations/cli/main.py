@@ -38,7 +38,7 @@ from ablations.study.identity import files_fingerprint
 from ablations.study.status import status_text
 from ablations.train import distributed as D
 from ablations.train import memory_plan as M
-from ablations.train.batching import plan_batch
+from ablations.train.batching import BatchPlanError, plan_batch
 from ablations.train.engine import eta_text
 from ablations.train.interrupt import INTERRUPTED_EXIT, Stopped, StopRequest, exit_code
 from ablations.train.memory_plan import phase_runtime
@@ -185,7 +185,7 @@ def planned(args, runs: list[C.Run]) -> tuple[list[C.Run], int]:
     devices, devices_from = launch_devices(args)
     try:
         plans = [(run, M.plan_run(run.config, mem, devices)) for run in runs]
-    except M.PlanError as e:
+    except (M.PlanError, BatchPlanError) as e:  # no plan fits, or the batch does not split
         raise C.ConfigError(str(e)) from None
     if args.plan:
         print(f"Memory plan: {devices} devices x {mem:g} GiB (devices: {devices_from}; memory: {mem_from})\n")
@@ -221,7 +221,7 @@ def autoplanned(args, sel: C.Selection, runs: list[C.Run]) -> list[C.Run]:
     devices = launch_devices(args)[0]
     try:
         plans = {run.name: M.plan_run(run.config, mem, devices) for run in todo}
-    except M.PlanError as e:
+    except (M.PlanError, BatchPlanError) as e:  # no plan fits, or the batch does not split
         raise C.ConfigError(str(e)) from None
     first = plans[todo[0].name]
     split = ", ".join(f"{p} {pp.per_device} per device x {pp.accum} accumulation" for p, pp in first.items())
