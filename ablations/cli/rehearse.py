@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ablations.cli.devices import will_use_gpu
+from ablations.cli.estimate import duration
 from ablations.data import build_dataset
 from ablations.data.common import repeats
 from ablations.study import config as C
@@ -39,7 +40,6 @@ from ablations.study import runs as R
 from ablations.train import memory_plan as M
 from ablations.train import step_times
 from ablations.train.build import phase_data
-from ablations.train.engine import eta_text
 from ablations.train.loop import phase_split
 from analysis.report import write_report
 
@@ -264,7 +264,7 @@ def summary(done: list[Rehearsal], devices: int, on_gpu: bool) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in done:
         result = "passed" if r.passed else f"FAILED at {r.stage}: {r.reason}"
-        full = eta_text(r.full_run_s) if r.full_run_s is not None else "-"
+        full = duration(r.full_run_s) if r.full_run_s is not None else "-"
         if not r.phases:
             lines.append(f"| {r.name} | {result} | - | - | - | - | - | {full} |")
         for j, (p, m) in enumerate(r.phases.items()):
@@ -275,14 +275,15 @@ def summary(done: list[Rehearsal], devices: int, on_gpu: bool) -> str:
                      full if first else ""]  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")
     passed = sum(r.passed for r in done)
+    smaller = any(m["batch"] != m["real_batch"] for r in done for m in r.phases.values())
     total = sum(r.full_run_s or 0.0 for r in done)
     unknown = sum(r.full_run_s is None for r in done)
     lines.append(
         f"\nSelection: {passed}/{len(done)} runs passed. Full selection, one run after another on {devices} "
-        f"device(s) like this: {eta_text(total)} wall, {total * devices / 3600:,.0f} device-hours"
+        f"device(s) like this: {duration(total)} wall, {total * devices / 3600:,.0f} device-hours"
         + (f" ({unknown} run(s) without an estimate)" if unknown else "")
-        + ("" if on_gpu else ". Measured on the CPU at a smaller batch: a GPU's time is not this; "
-           "rehearse on the GPU kind (--rehearse --launcher slurm) for its estimate")
+        + ("" if on_gpu or not smaller else ". Measured on the CPU at a smaller batch: a GPU's time is "
+           "not this; rehearse on the GPU kind (--rehearse --launcher slurm) for its estimate")
         + ". Training steps only (evaluation passes add to it); linear in the devices."
     )  # fmt: skip
     return "\n".join(lines)
