@@ -88,8 +88,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device-mem", type=float, metavar="GIB",
                    help="plan for devices with this much memory (GiB; --plan default 80); with training or "
                    "--dry-run the plan is applied and recorded in runtime.plan")  # fmt: skip
-    p.add_argument("--devices", type=int, help="devices the plan splits the global batch over "
-                   "(default: 8 for --plan, this launch's processes otherwise)")  # fmt: skip
+    p.add_argument("--devices", type=int, help="devices the plan, preview and time estimate split the "
+                   "global batch over (default: a --launcher job's nodes x tasks per node, else WORLD_SIZE, "
+                   "else for --plan the GPUs found or 8, else 1)")  # fmt: skip
     p.add_argument("--rehearse", type=int, nargs="?", const=3, metavar="STEPS",
                    help="run every run of the selection for STEPS (default 3) steps of every phase at its "
                    "real model, input, dtype, data and per-device batch, in a throwaway runs folder: "
