@@ -68,14 +68,14 @@ def main() -> None:
                 metrics = next(runs.glob(f"*/{row}/*/{preset}/seed0/metrics.json"))
                 measured = json.loads(metrics.read_text())["train_time_s"]
                 rows.append((preset, row, measured, macs, rehearsed))
-                print(f"{preset} {row}: measured {measured:.0f} s; MACs estimate {macs[0]:.0f} s "
-                      f"({macs[0] / measured:.2f}x); rehearsal estimate {rehearsed[0]:.0f} s "
+                print(f"{preset} {row}: measured {measured:.1f} s; MACs estimate {macs[0]:.1f} s "
+                      f"({macs[0] / measured:.2f}x); rehearsal estimate {rehearsed[0]:.1f} s "
                       f"({rehearsed[0] / measured:.2f}x)", flush=True)  # fmt: skip
     print("\n| preset | row | measured train time (s) | MACs estimate (range) | ratio "
           "| rehearsal estimate (range) | ratio |\n|---|---|---|---|---|---|---|")  # fmt: skip
     for preset, row, measured, macs, reh in rows:
-        print(f"| {preset} | {row} | {measured:.0f} | {macs[0]:.0f} ({macs[1]:.0f}-{macs[2]:.0f}) | "
-              f"{macs[0] / measured:.2f} | {reh[0]:.0f} ({reh[1]:.0f}-{reh[2]:.0f}) | "
+        print(f"| {preset} | {row} | {measured:.1f} | {macs[0]:.1f} ({macs[1]:.1f}-{macs[2]:.1f}) | "
+              f"{macs[0] / measured:.2f} | {reh[0]:.1f} ({reh[1]:.1f}-{reh[2]:.1f}) | "
               f"{reh[0] / measured:.2f} |")  # fmt: skip
     print(f"\nload average while measuring: {os.getloadavg()}")
 
