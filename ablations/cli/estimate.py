@@ -37,7 +37,7 @@ GPU_PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A1
 GPU_UTILISATION = (0.25, 0.5)  # assumed model-FLOPs utilisation of a training step on a GPU
 CPU_UTILISATION = (0.15, 0.6)  # of the measured matmul rate (small models, LayerNorm, data loading)
 # A rehearsal's measured step: a factor 2 either way. On the shared 2-core CPU the benchmark's
-# measured / estimate was 1.5-1.7 at low load (tiny: evaluation and start-up, which the estimate
+# measured / estimate was 1.1-2.6 at low load (tiny: evaluation and start-up, which the estimate
 # leaves out, are most of its time) and 0.24-5 as other jobs' load came and went (scale.md).
 REHEARSAL_RANGE = (0.5, 2.0)
 KNOWN_SIZES = {("imagefolder", 1000): (1_281_167, "ImageNet-1K's 1,281,167"),
