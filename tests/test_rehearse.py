@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ TINY = ["--step", "f", "--preset", "tiny", "--set", "data.train_size=64"]
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HIERA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # a failed rehearsal's kept folder goes here
     return tmp_path / "cache"
 
 
@@ -59,6 +61,8 @@ def test_a_broken_encoder_handoff_is_caught_before_any_real_run(tmp_path, cache,
     line = next(ln for ln in out.splitlines() if ln.startswith("[rehearse] 1/1 "))
     assert "FAILED at finetune: loading the pretrained encoder" in line and "blocks.1." in line
     assert "Selection: 0/1 runs passed" in out and "logs are kept" in out and not runs.exists()
+    (kept,) = tmp_path.glob("ablate-rehearsal-*")  # the failed run's log, for the user to read
+    assert "Traceback" in next(kept.rglob("rehearsal.log")).read_text()
 
 
 def test_bad_rehearse_flags_stop_before_any_work(capsys):
