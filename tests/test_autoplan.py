@@ -27,10 +27,11 @@ def test_the_device_memory_sets_the_batch_as_plan_says(gib, cache, capsys, monke
     monkeypatch.setenv("WORLD_SIZE", "8")  # 8 processes, as the README's torchrun command
     cli.main([*L, "--plan", "--device-mem", str(gib), "--devices", "8"])
     want = plan_rows(capsys.readouterr().out)
-    monkeypatch.setattr(M, "device_memory_gib", lambda: [float(gib)] * 8)
+    reported = M.CARD_REPORTED_GIB[gib]  # what a real 40 / 80 GB card tells PyTorch: under 40 / 80 GiB
+    monkeypatch.setattr(M, "device_memory_gib", lambda: [reported] * 8)
     assert cli.main([*L, "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert out.count("[plan] this GPU has") == 1 and f"{gib} GiB" in out
+    assert out.count("[plan] this GPU has") == 1 and f"{M.planned_gib(gib):g} GiB" in out
     plan = yaml.safe_load(out.split("---")[0])["runtime"]["plan"]
     got = {p: (plan[p]["max_batch_per_device"], plan[p]["accum_iter"]) for p in ("pretrain", "finetune")}
     assert got == want and set(want) == {"pretrain", "finetune"}
@@ -54,12 +55,18 @@ def test_an_explicit_cap_or_device_mem_wins(cache, capsys, monkeypatch):
     assert cli.main([*L, "--dry-run", "--device-mem", "80"]) == 0
     out = capsys.readouterr().out
     assert (
-        "[plan]" not in out and yaml.safe_load(out.split("---")[0])["runtime"]["plan"]["device_mem_gib"] == 80
+        "[plan]" not in out
+        and yaml.safe_load(out.split("---")[0])["runtime"]["plan"]["device_mem_gib"] == 79.1  # an 80 GB card
     )
 
 
-def test_no_gpu_no_plan(capsys, monkeypatch):
+def test_no_gpu_here_previews_the_card_the_preset_is_sized_for(cache, capsys, monkeypatch):
+    monkeypatch.setenv("HIERA_CACHE", str(cache))
     monkeypatch.setattr(M, "device_memory_gib", lambda: [])
     assert cli.main([*L, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "[plan] previewed for an 80 GB card (79.1 GiB as it reports)" in out
+    assert yaml.safe_load(out.split("---")[0])["runtime"]["plan"]["device_mem_gib"] == 79.1
+    assert cli.main(["--step", "f", "--preset", "tiny", "--dry-run"]) == 0  # a CPU preset: no plan
     out = capsys.readouterr().out
     assert "[plan]" not in out and yaml.safe_load(out.split("---")[0])["runtime"]["plan"] is None

@@ -103,7 +103,9 @@ def test_dry_run_prints_yaml_and_does_nothing(tmp_path, capsys, fake):
 
 def test_dry_run_shows_how_the_global_batch_splits(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "8")  # as under torchrun --nproc_per_node 8 (no process group needed)
-    assert ablate(tmp_path, "--step", "f", "--preset", "in1k-b", "--dry-run") == 0
+    # the preset's hand-sized cap, given explicitly (else the memory plan previews a GPU: test_autoplan.py)
+    cap = ("--set", "runtime.max_batch_per_device=128")
+    assert ablate(tmp_path, "--step", "f", "--preset", "in1k-b", *cap, "--dry-run") == 0
     out = capsys.readouterr().out
     assert "# pretrain: global batch 4096 = 128 per device x 4 accumulation x 8 processes" in out
     assert "# finetune: global batch 1024 = 128 per device x 1 accumulation x 8 processes" in out

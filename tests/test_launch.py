@@ -14,6 +14,7 @@ import pytest
 from ablations.cli import main as cli
 from ablations.cli.launch.options import parse_slurm_opts, parse_time
 from ablations.cli.launch.submit import job_argv
+from ablations.cli.parser import parser
 from ablations.store.atomic import write_json_atomic
 from ablations.store.lock import RunLocked, exclusive, read_record
 from ablations.study import runs as R
@@ -31,7 +32,7 @@ TINY = ["--step", "f", "--preset", "tiny"]
         (["--nodes", "2"], "--nodes: only for cluster jobs; add --launcher slurm"),
         (["--wait"], "--wait: only for cluster jobs"),
         (["--launcher", "local", "--nodes", "2"], "use --nodes 1 (or --launcher slurm)"),
-        (["--launcher", "local", "--dry-run"], "--dry-run runs here, not as a job: drop --launcher"),
+        (["--launcher", "local", "--bench"], "--bench runs here, not as a job: drop --launcher"),
         (["--launcher", "local", "--status"], "--status runs here"),
         (["--launcher", "local", "--time", "soon"], "--time 'soon': use HH:MM:SS"),
         (["--launcher", "local", "--tasks-per-node", "0"], "--tasks-per-node must be at least 1"),
@@ -52,6 +53,71 @@ def test_slurm_launcher_without_slurm_names_the_fix(tmp_path, capsys, monkeypatc
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
     assert cli.main([*TINY, "--runs-dir", str(tmp_path), "--launcher", "slurm"]) == 2
     assert "scripts/slurm_cluster.sh start" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset", ["in1k-l", "k400-b", "gpu-cifar"])
+def test_a_gpu_preset_sent_to_slurm_without_gpus_is_refused(tmp_path, capsys, monkeypatch, preset):
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    for tool in ("sbatch", "srun"):  # a stand-in Slurm that fails the test if anything is submitted
+        (tmp_path / tool).write_text("#!/bin/sh\necho submitted >&2; exit 1\n")
+        (tmp_path / tool).chmod(0o755)
+    argv = ["--step", "f", "--preset", preset, "--set", "data.root=/nowhere",
+            "--runs-dir", str(tmp_path / "r"), "--launcher", "slurm", "--partition", "learn",
+            "--time", "72:00:00"]  # fmt: skip
+    assert cli.main(argv) == 2
+    gpus = 1 if preset == "gpu-cifar" else 8
+    err = capsys.readouterr().err
+    assert "trains on GPUs but the job asks for none" in err and f"--gpus-per-node {gpus}" in err
+    assert "submitted" not in err and not (tmp_path / "r").exists()
+    # CPU-only is a choice the command says out loud; runtime.device cuda without GPUs is refused
+    assert cli.main([*argv, "--gpus-per-node", "0", "--set", "runtime.device=cuda", "--dry-run"]) == 2
+    assert "the job would have no GPU" in capsys.readouterr().err
+
+
+def test_dry_run_of_a_slurm_job_prints_its_script_and_submits_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    for tool in ("sbatch", "srun"):
+        (tmp_path / tool).write_text("#!/bin/sh\necho submitted >&2; exit 1\n")
+        (tmp_path / tool).chmod(0o755)
+    runs = tmp_path / "r"
+    argv = [*TINY, "--runs-dir", str(runs), "--launcher", "slurm", "--nodes", "2", "--gpus-per-node", "0",
+            "--tasks-per-node", "4", "--time", "1:00:00", "--dry-run"]  # fmt: skip
+    assert cli.main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "# devices: 8 (the job's --nodes 2 x 4 tasks per node)" in out
+    assert "global batch 32 = 4 per device x 1 accumulation x 8 processes" in out
+    assert "#SBATCH --nodes=2" in out and "#SBATCH --ntasks-per-node=4" in out and "#SBATCH --time=60" in out
+    assert "none submitted" in out and "--only table1/f/image/tiny/seed0" in out
+    assert "each task runs: ablate.py --step f --preset tiny --runs-dir" in out  # no --dry-run: it trains
+    assert "submitted" not in err and not runs.exists()
+
+
+def test_plan_of_a_slurm_job_is_for_all_its_tasks(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setenv("HIERA_CACHE", str(tmp_path / "cache"))
+    for tool in ("sbatch", "srun"):
+        (tmp_path / tool).write_text("#!/bin/sh\necho submitted >&2; exit 1\n")
+        (tmp_path / tool).chmod(0o755)
+    argv = [*TINY, "--set", "pretrain.batch_size=64", "finetune.batch_size=64", "--launcher", "slurm",
+            "--nodes", "8", "--gpus-per-node", "8", "--plan", "--device-mem", "4"]  # fmt: skip
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Memory plan: 64 devices x 4 GiB (devices: the job's --nodes 8 x 8 tasks per node" in out
+    assert "| pretrain | 64 | 64 | 1 | 1 |" in out  # global, devices, per device, accum
+    # finetune's 32 over 64 tasks: one line with the fix, no traceback
+    assert cli.main([a for a in argv if a != "finetune.batch_size=64"]) == 2
+    assert "does not split evenly over 64 processes" in capsys.readouterr().err
+
+
+def test_help_shows_every_launcher_default(capsys):
+    group = next(g for g in parser()._action_groups if g.title.startswith("clusters"))
+    said = [a.option_strings[0] for a in group._group_actions if "default" in (a.help or "")]
+    flags = [a.option_strings[0] for a in group._group_actions if a.dest not in ("status", "only")]
+    assert said == flags  # every launcher flag's help says what happens when it is not given
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--gpus-per-node N GPUs per node (required for a GPU preset under --launcher slurm" in text
 
 
 def test_time_and_slurm_opts():

@@ -211,3 +211,13 @@ def _failed(runs: Path, selection: list[str]):
     state, detail = next(iter(status(runs, *selection).values()))
     assert state in ("queued", "running", "failed"), (state, detail)
     return (state, detail) if state == "failed" else None
+
+
+def test_a_rehearsal_runs_as_one_short_job(tmp_path):
+    """--rehearse --launcher slurm: the whole rehearsal is one 1-task job; --wait prints its report,
+    and the runs folder gets only the job's log, never a run."""
+    p = ablate(tmp_path, "--step", "f", "--preset", "tiny", "--set", "data.train_size=64", "--rehearse",
+               "--launcher", "slurm", "--cpus-per-task", "1", "--time", "20", "--wait")  # fmt: skip
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "[rehearse] submitted slurm job" in p.stdout and "Selection: 1/1 runs passed" in p.stdout
+    assert [f.name for f in tmp_path.iterdir()] == ["rehearsal"] and not list(tmp_path.glob("table1"))

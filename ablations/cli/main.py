@@ -19,9 +19,12 @@ from contextlib import redirect_stdout
 from dataclasses import replace
 from pathlib import Path
 
+from ablations.cli import estimate as E
 from ablations.cli import rounds
+from ablations.cli.devices import card_text, explicit_memory, launch_devices
 from ablations.cli.launch.options import check as check_launch
-from ablations.cli.launch.submit import submit_runs
+from ablations.cli.launch.options import check_gpus
+from ablations.cli.launch.submit import job_scripts, submit_rehearsal, submit_runs
 from ablations.cli.output import (
     bench,
     dry_run_text,
@@ -32,6 +35,7 @@ from ablations.cli.output import (
     sweep_size,
 )
 from ablations.cli.parser import parser
+from ablations.cli.rehearse import rehearse
 from ablations.data import check_data, check_data_quick
 from ablations.data.common import repeats
 from ablations.errors import DETERMINISTIC, RunError, advice, kind_of, os_fix
@@ -44,7 +48,7 @@ from ablations.study.status import status_text
 from ablations.study.sweep import CONFIRM_RUNS
 from ablations.train import distributed as D
 from ablations.train import memory_plan as M
-from ablations.train.batching import plan_batch
+from ablations.train.batching import BatchPlanError, plan_batch
 from ablations.train.engine import eta_text
 from ablations.train.interrupt import INTERRUPTED_EXIT, Stopped, StopRequest, exit_code
 from ablations.train.memory_plan import phase_runtime
@@ -120,6 +124,14 @@ def command(args, argv: list[str] | None) -> int:
     sel, runs, refused, comps = None, [], [], None  # --report reads every finished run; it needs no selection
     try:
         check_launch(args)
+        if args.rehearse is not None:
+            clash = [f for f in ("dry_run", "plan", "bench", "report", "status", "only") if getattr(args, f)]
+            if clash or args.rehearse < 1:
+                bad = f"--{clash[0].replace('_', '-')}" if clash else f"--rehearse {args.rehearse}"
+                raise C.ConfigError(f"{bad}: --rehearse runs the selection itself (STEPS >= 1); drop one")
+            if D.env_world()[1] > 1:
+                raise C.ConfigError("--rehearse runs in one process: start it without torchrun "
+                                    "(--devices N: the devices its time estimate is for)")  # fmt: skip
         if args.attn_backend is not None and not args.bench:
             raise C.ConfigError("--attn-backend applies to --bench only; add --bench or drop it.")
         if args.devices is not None and args.devices < 1:  # 0 would silently mean the default (8)
@@ -130,6 +142,8 @@ def command(args, argv: list[str] | None) -> int:
             check_definition(args.runs_dir, C.selected_table(sel))
             if not runs:
                 raise C.ConfigError(f"Nothing to run: every entry is refused.\n{refused_text(refused)}")
+            gpus = (C.load_preset(sel.preset).get("preset") or {}).get("gpus")
+            check_gpus(args, sel.preset, gpus, str(runs[0].config["runtime"].get("device")))
         if args.only:
             runs = only(runs, args.only)
         elif runs and runs[0].sweep and len(runs) > CONFIRM_RUNS and not (args.yes or previews(args)):
@@ -154,11 +168,19 @@ def command(args, argv: list[str] | None) -> int:
     except C.ConfigError as e:
         print(f"ablate.py: error: {e}", file=sys.stderr)
         return 2
+    if args.rehearse is not None:  # a throwaway runs folder: nothing below (runs/, the report) is touched
+        if args.launcher:
+            return submit_rehearsal(args, sys.argv[1:] if argv is None else argv, main)
+        return rehearse(args, runs, launch_devices(args)[0], args.rehearse)
     if args.dry_run:
-        print(
-            refused_text(refused)
-            + (rounds.dry_run(args, runs) if comps else dry_run_text(runs, args.runs_dir))
-        )
+        devices, devices_from = launch_devices(args)
+        per_run, total = E.estimates(runs, devices)
+        times = {name: E.run_line(name, est, notes, devices) for name, (est, notes) in per_run.items()}
+        shown = dry_run_text(runs, args.runs_dir, devices, devices_from, times)
+        print(refused_text(refused) + (rounds.dry_run(args, runs, shown) if comps else shown))
+        print(f"# {E.selection_line(total, len(runs), devices)}")
+        if args.launcher:  # what would be submitted, submitting nothing
+            print(job_scripts(args, runs, sys.argv[1:] if argv is None else argv, main))
         return 0
     if args.status:
         print(
@@ -201,15 +223,21 @@ def replace_ns(args, **changes):
 
 def planned(args, runs: list[C.Run]) -> tuple[list[C.Run], int]:
     """(runs with runtime.plan, --plan's exit status after printing the plans: 0 all fit, 1 not)."""
-    mem = 80.0 if args.device_mem is None else args.device_mem
-    devices = args.devices if args.devices is not None else (8 if args.plan else D.env_world()[1])
+    mem, mem_from = explicit_memory(args)
+    devices, devices_from = launch_devices(args)
     try:
         plans = [(run, M.plan_run(run.config, mem, devices)) for run in runs]
-    except M.PlanError as e:
+    except (M.PlanError, BatchPlanError) as e:  # no plan fits, or the batch does not split
         raise C.ConfigError(str(e)) from None
     if args.plan:
-        print(f"Memory plan: {devices} devices x {mem:g} GiB\n")
+        print(f"Memory plan: {devices} devices x {mem:g} GiB (devices: {devices_from}; memory: {mem_from})\n")
         print(M.plan_table([(run.name, p) for run, p in plans]))
+        planned_runs = [replace(run, config=M.apply_plan(run.config, p, mem)) for run, p in plans]
+        per_run, total = E.estimates(planned_runs, devices)
+        print(f"\nTime estimate on {devices} devices ({devices_from}):\n")
+        for name, (est, notes) in per_run.items():
+            print(f"- {name}: {E.run_line(name, est, notes, devices).removeprefix('time: ')}")
+        print(f"\n{E.selection_line(total, len(runs), devices)}")
     fit = all(p.fits for _, ps in plans for p in ps.values())
     return [replace(run, config=M.apply_plan(run.config, p, mem)) for run, p in plans], 0 if fit else 1
 
@@ -217,11 +245,12 @@ def planned(args, runs: list[C.Run]) -> tuple[list[C.Run], int]:
 def autoplanned(args, sel: C.Selection, runs: list[C.Run]) -> list[C.Run]:
     """On CUDA, the runs whose per-device cap was sized by hand (runtime.sized_for_gib) get the
     memory plan for this device's memory (the smallest visible device's). An explicit --set
-    runtime.max_batch_per_device wins, as --device-mem does (planned). Prints the plan line once."""
-    mems = M.device_memory_gib()
-    if not mems or "runtime.max_batch_per_device" in sel.sets:
+    runtime.max_batch_per_device wins, as --device-mem does (planned). Prints the plan line once.
+    A preview (--dry-run) without a GPU here, or of a cluster job, shows the plan a card of the
+    size the preset was sized for will get: what the run does on such a card."""
+    mems = [] if args.launcher else M.device_memory_gib()
+    if "runtime.max_batch_per_device" in sel.sets or not (mems or args.dry_run):
         return runs
-    mem = round(min(mems), 1)
 
     # A cap sized by hand stands in for the plan of one memory size: on a GPU the plan for its own
     # memory replaces it (at 80 GiB too: the plan measures, the hand guessed).
@@ -229,17 +258,23 @@ def autoplanned(args, sel: C.Selection, runs: list[C.Run]) -> list[C.Run]:
     todo = [run for run in runs if rt(run)["device"] != "cpu" and rt(run).get("sized_for_gib")]
     if not todo:
         return runs
-    devices = args.devices or D.env_world()[1]
+    sized = todo[0].config["runtime"]["sized_for_gib"]
+    mem = round(min(mems), 1) if mems else M.planned_gib(sized)
+    devices = launch_devices(args)[0]
     try:
         plans = {run.name: M.plan_run(run.config, mem, devices) for run in todo}
-    except M.PlanError as e:
+    except (M.PlanError, BatchPlanError) as e:  # no plan fits, or the batch does not split
         raise C.ConfigError(str(e)) from None
     first = plans[todo[0].name]
     split = ", ".join(f"{p} {pp.per_device} per device x {pp.accum} accumulation" for p, pp in first.items())
-    sized = todo[0].config["runtime"]["sized_for_gib"]
-    line = (f"[plan] this GPU has {mem:g} GiB, the preset's batch cap was sized for {sized:g} GiB by hand: "
-            f"planned for {mem:g} GiB ({split}; --plan --device-mem {mem:g} shows it all; "
-            "--device-mem or --set runtime.max_batch_per_device overrides)")  # fmt: skip
+    if mems:
+        line = (f"[plan] this GPU has {mem:g} GiB, the preset's batch cap was sized for {sized:g} GiB by "
+                f"hand: planned for {mem:g} GiB ({split}; --plan --device-mem {mem:g} shows it all; "
+                "--device-mem or --set runtime.max_batch_per_device overrides)")  # fmt: skip
+    else:
+        line = (f"[plan] previewed for {card_text(sized)}, the card the preset is sized for (no GPU "
+                f"here): {split}; a GPU of another size gets its own plan, --device-mem N "
+                "previews it")  # fmt: skip
     print(f"# {line}" if args.dry_run else line, flush=True)
     return [
         replace(r, config=M.apply_plan(r.config, plans[r.name], mem)) if r.name in plans else r for r in runs

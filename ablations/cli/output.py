@@ -66,13 +66,20 @@ def refused_text(refused: list[C.Refused]) -> str:
     return "".join(f"# [refused] {r.table}/{r.entry} ({r.modality}): {r.reason}\n" for r in refused)
 
 
-def dry_run_text(runs: list[C.Run], runs_dir: Path = Path("runs")) -> str:
+def dry_run_text(
+    runs: list[C.Run],
+    runs_dir: Path = Path("runs"),
+    world: int | None = None,
+    world_from: str = "WORLD_SIZE",
+    times: dict | None = None,
+) -> str:
     """Each run's resolved config as YAML, headed by comments: its folder (or the folder it reuses:
     the same resolved config trained under another name), its sweep point, and how each phase's
-    global batch splits over this launch's processes (WORLD_SIZE; runtime.max_batch_per_device).
-    A sweep starts with its size."""
+    global batch splits over the processes the command will get (`world`: --devices, a job's
+    nodes x tasks, WORLD_SIZE) with the memory plan's cap and checkpointed blocks, if it has one,
+    and the time estimate. A sweep starts with its size."""
 
-    world = D.env_world()[1]
+    world = D.env_world()[1] if world is None else world
     docs = []
     for run in runs:
         home = homes.reuses(runs_dir, run)
@@ -80,9 +87,18 @@ def dry_run_text(runs: list[C.Run], runs_dir: Path = Path("runs")) -> str:
         head = f"# run: {run.name}\n" + (f"# sweep point: {point}\n" if point else "")
         head += f"# reuses {home} (the same resolved config; trained once)\n" if home else ""
         phases = C.PHASES[run.config["mode"]]
-        caps = {p: phase_runtime(run.config["runtime"], p)[0] for p in phases}  # the memory plan's, if any
-        batches = "".join(f"# {p}: {describe(run.config[p], world, caps[p])}\n" for p in phases)
-        docs.append(f"{head}{batches}" + yaml.safe_dump(run.config, sort_keys=False))
+        plan = run.config["runtime"].get("plan") or {}
+        head += f"# devices: {world} ({world_from})"
+        head += f", {plan['device_mem_gib']:g} GiB each (memory plan)\n" if plan else "\n"
+        for p in phases:
+            cap, ckpt = phase_runtime(run.config["runtime"], p)  # the memory plan's, if any
+            blocks = (plan.get(p) or {}).get("blocks")
+            ckpt_text = "all" if ckpt is True else str(int(ckpt or 0))
+            ckpt_text = f"{int(ckpt)}/{blocks}" if blocks else ckpt_text
+            head += f"# {p}: {describe(run.config[p], world, cap)}; checkpointed blocks {ckpt_text}\n"
+        if times and run.name in times:  # the time estimate (cli/estimate.py)
+            head += f"# {times[run.name]}\n"
+        docs.append(head + yaml.safe_dump(run.config, sort_keys=False))
     return (sweep_size(runs) if runs and runs[0].sweep else "") + "---\n".join(docs)
 
 

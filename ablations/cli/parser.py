@@ -133,8 +133,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device-mem", type=float, metavar="GIB",
                    help="plan for devices with this much memory (GiB; --plan default 80); with training or "
                    "--dry-run the plan is applied and recorded in runtime.plan")  # fmt: skip
-    p.add_argument("--devices", type=int, help="devices the plan splits the global batch over "
-                   "(default: 8 for --plan, this launch's processes otherwise)")  # fmt: skip
+    p.add_argument("--devices", type=int, help="devices the plan, preview and time estimate split the "
+                   "global batch over (default: a --launcher job's nodes x tasks per node, else WORLD_SIZE, "
+                   "else for --plan the GPUs found or 8, else 1)")  # fmt: skip
+    p.add_argument("--rehearse", type=int, nargs="?", const=3, metavar="STEPS",
+                   help="run every run of the selection for STEPS (default 3) steps of every phase at its "
+                   "real model, input, dtype, data and per-device batch, in a throwaway runs folder: "
+                   "pass/fail per run with the failing phase, step time, peak memory against the plan, and "
+                   "the full run's estimated wall time; with --launcher slurm, as one short job")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars: plain log lines, as in log files")
     p.add_argument("--yes", action="store_true",
                    help=f"train a sweep of more than {CONFIRM_RUNS} runs (without it such a sweep is "
@@ -146,18 +152,47 @@ def parser() -> argparse.ArgumentParser:
 def add_launcher_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("clusters (one submitit job per run; docs/scale.md#slurm)")
     arg = g.add_argument
-    arg("--launcher", choices=LAUNCHERS, help="submit one job per run and return: slurm (sbatch), local")
+    arg(
+        "--launcher",
+        choices=LAUNCHERS,
+        help="submit one job per run and return: slurm (sbatch), local (default: none, train here)",
+    )
     arg("--nodes", type=int, default=1, help="nodes per job (slurm; default 1)")
-    arg("--gpus-per-node", type=int, default=0, help="GPUs per node (0: CPU-only, gloo)")
+    arg(
+        "--gpus-per-node",
+        type=int,
+        metavar="N",
+        help="GPUs per node (required for a GPU preset under --launcher slurm: no default, so a job never "
+        "lands without its GPUs; 0: CPU-only, gloo; --launcher local default 0)",
+    )
     arg("--tasks-per-node", type=int, help="processes per node (default: --gpus-per-node, or 1)")
-    arg("--cpus-per-task", type=int, help="CPU cores per process")
-    arg("--partition", help="Slurm partition")
-    arg("--account", help="Slurm account")
-    arg("--time", help="time limit per job, [D-]HH:MM:SS or minutes; jobs requeue at the limit")
-    arg("--slurm-opt", dest="slurm_opts", action="append", default=[], metavar="KEY=VALUE",
-        help="any other sbatch option, e.g. --slurm-opt mem=64G --slurm-opt constraint=a100")  # fmt: skip
-    arg("--signal-delay", type=int, default=90, metavar="S",
-        help="Slurm sends SIGUSR1 S seconds before the time limit (default 90)")  # fmt: skip
-    arg("--wait", action="store_true", help="with --launcher: block until every job ended, then report")
+    arg("--cpus-per-task", type=int, help="CPU cores per process (default: the partition's)")
+    arg("--partition", help="Slurm partition (default: the cluster's default partition)")
+    arg("--account", help="Slurm account (default: your default account)")
+    arg(
+        "--time",
+        help="time limit per job, [D-]HH:MM:SS or minutes; jobs requeue at the limit "
+        "(default: the partition's limit; --launcher local: 7 days)",
+    )
+    arg(
+        "--slurm-opt",
+        dest="slurm_opts",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other sbatch option, e.g. --slurm-opt mem=64G --slurm-opt constraint=a100 (default: none)",
+    )
+    arg(
+        "--signal-delay",
+        type=int,
+        default=90,
+        metavar="S",
+        help="Slurm sends SIGUSR1 S seconds before the time limit (default 90)",
+    )
+    arg(
+        "--wait",
+        action="store_true",
+        help="with --launcher: block until every job ended, then report (default: submit and return)",
+    )
     arg("--status", action="store_true", help="each run: finished, running, queued, failed, not started")
     arg("--only", metavar="RUN", help="train only this run of the selection (what each job runs)")

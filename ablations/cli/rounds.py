@@ -6,7 +6,6 @@ cluster user rerunning it after the jobs ended, continue where the rounds stand.
 
 from __future__ import annotations
 
-from ablations.cli.output import dry_run_text
 from ablations.study import config as C
 from ablations.study.sources import table_source
 from ablations.study.status import status_text
@@ -35,12 +34,13 @@ def family(args, sel: C.Selection, runs: list[C.Run]) -> list[SR.Comparison]:
     return comps
 
 
-def dry_run(args, runs: list[C.Run]) -> str:
+def dry_run(args, runs: list[C.Run], shown: str) -> str:
+    """The dry run's text (`shown`: output.dry_run_text of every run) headed by what rounds may train."""
     lo, hi = args.seeds
     first = sum(1 for r in runs if r.seed - min(x.seed for x in runs) < lo)
     head = (f"# --seeds {lo}..{hi}: rounds. The first trains {first} runs; later rounds add seeds only where "
             f"a comparison is undecided, so at most these {len(runs)} runs (all shown).\n")  # fmt: skip
-    return head + dry_run_text(runs, args.runs_dir)
+    return head + shown
 
 
 def status(args, runs: list[C.Run], comps: list[SR.Comparison]) -> str:

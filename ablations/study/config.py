@@ -43,7 +43,7 @@ PRESET_META_KEYS = (
     "video",
     "coupled",
 )  # keys of a preset file that are not config
-PRESET_SECTION_KEYS = ("description", "modalities", "extends")  # a preset file's `preset:` section
+PRESET_SECTION_KEYS = ("description", "modalities", "extends", "gpus")  # a preset file's `preset:` section
 PAPER_TABLES = ("table1", "table3", "fig8")  # the paper's: --mode moves between table1 and fig8
 # Keys the selection flags own: setting them with --set would make a run's name lie.
 SELECTION_KEYS = {"mode": "--mode", "model.step": "--step", "model.modality": "--modality", "seed": "--seeds"}
@@ -144,6 +144,7 @@ def preset_schema() -> schema.Node:
         "description": text,
         "modalities": schema.node("list", items=schema.node("text"), example="modalities: [image, video]"),
         "extends": schema.node("text", example="extends: cpu"),
+        "gpus": schema.node("number", example="gpus: 8"),
     }
     assert set(section) == set(PRESET_SECTION_KEYS)
     rule = schema.node("mapping", keys={"if": overlay, "set": overlay}, example="{if: {...}, set: {...}}")

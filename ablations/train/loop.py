@@ -182,8 +182,8 @@ def resolve_amp(amp: str | None, device: torch.device) -> tuple[torch.dtype | No
 def setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime, num_workers) -> Loop:
     """Device, AMP, optimizer, scaler, sharded loaders and the lr schedule of one phase."""
     rt = {**RUNTIME_DEFAULTS, **(runtime or {})}
-    rt["max_batch_per_device"], grad_ckpt = phase_runtime(rt, phase)  # the memory plan's, if it has one
     dist = init_distributed(rt["device"])
+    bs, accum_iter, grad_ckpt = phase_split(phase_cfg, rt, phase, dist.world_size)  # the memory plan's
     phase_dir = Path(phase_dir)
     if dist.is_main:
         phase_dir.mkdir(parents=True, exist_ok=True)
@@ -194,7 +194,6 @@ def setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime,
     # counts clips and a step loads bs // R items. An epoch stays N clips (N / R items from a
     # fresh shuffle: the paper's "effective epochs", as DeiT's repeated-augmentation sampler).
     repeated = repeats(phase_cfg.get("aug"))
-    bs, accum_iter = plan_batch(global_batch, dist.world_size, rt.get("max_batch_per_device"), repeated)
     updates_per_epoch = len(train_set) // global_batch  # whole global batches only
     if updates_per_epoch == 0:
         raise ValueError(
@@ -207,6 +206,7 @@ def setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime,
         model.set_grad_checkpointing(grad_ckpt)
     if dist.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest conv kernels once
+        torch.cuda.reset_peak_memory_stats(dist.device)  # done.json's peak_memory_gib is this phase's
     base_lr = resolve_lr(phase_cfg)
     optimizer = build_optimizer(model, phase_cfg, base_lr)
     scaler = torch.amp.GradScaler(dist.device.type, enabled=use_scaler)
@@ -237,6 +237,15 @@ def setup(model, train_set, val_set, phase_cfg, phase_dir, phase, seed, runtime,
         warmup_updates=int(round(float(phase_cfg.get("warmup_epochs") or 0) * updates_per_epoch)),
         min_lr=float(phase_cfg.get("min_lr") or 0.0),
     )  # fmt: skip
+
+
+def phase_split(phase_cfg: dict, runtime: dict, phase: str, world_size: int) -> tuple[int, int, bool | int]:
+    """(per-process batch, accumulation steps, checkpointed blocks) a phase trains with: the global
+    batch split over world_size under the memory plan's cap (runtime.plan) or runtime's own. What
+    --dry-run and --plan preview is checked against this (tests/test_preview.py)."""
+    cap, grad_ckpt = phase_runtime(runtime, phase)
+    bs, accum = plan_batch(int(phase_cfg["batch_size"]), world_size, cap, repeats(phase_cfg.get("aug")))
+    return bs, accum, grad_ckpt
 
 
 def loader_options(num_workers: int, pin: bool) -> dict:
@@ -411,4 +420,8 @@ def phase_result(loop: Loop) -> dict:
         "global_batch": loop.global_batch,
         "batch_per_device": loop.batch_size,
         "accum_iter": loop.accum_iter,
+        # the phase's peak of allocated GPU memory (what the memory plan estimates; None on the CPU)
+        "peak_memory_gib": torch.cuda.max_memory_allocated(loop.dist.device) / 2**30
+        if loop.dist.device.type == "cuda"
+        else None,
     }

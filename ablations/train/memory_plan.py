@@ -57,6 +57,20 @@ MEASURE_VERSION = 2  # in the cache key: 2 = fake tensors, LayerNorm stats as th
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None, "fp32": None}
 
 
+# What a card sold as N GB reports to PyTorch (torch.cuda.get_device_properties().total_memory, in
+# GiB), the smallest of the common models: A100 40 GB (PCIe 39.39, SXM4 39.59), A100 80 GB (79.15) and
+# H100 80 GB (79.1). These are the values PyTorch's out-of-memory messages print as "total capacity"
+# on those cards, not measured here. `--device-mem 40` plans for what a 40 GB card gets: the plan a
+# real run makes from the card it finds (autoplan, rounded the same way) is then the one previewed.
+CARD_REPORTED_GIB = {40: 39.39, 80: 79.1}
+
+
+def planned_gib(gib: float) -> float:
+    """The memory a plan is made for: a card's nominal size (40, 80) becomes what that card reports;
+    anything else is taken as reported GiB. Rounded to 0.1 GiB, as the autoplan rounds the GPU's."""
+    return round(CARD_REPORTED_GIB.get(gib, gib), 1)
+
+
 class PlanError(ValueError):
     """No plan fits; the message names the fix."""
 
@@ -239,7 +253,7 @@ class PhasePlan:
     def record(self) -> dict:
         """What training reads (max_batch_per_device, grad_ckpt) and what the plan assumed (GiB)."""
         gib = {k: round(v / GIB, 2) for k, v in self.memory.items()}
-        return {"max_batch_per_device": self.per_device, "grad_ckpt": self.grad_ckpt,
+        return {"max_batch_per_device": self.per_device, "grad_ckpt": self.grad_ckpt, "blocks": self.blocks,
                 "accum_iter": self.accum, "peak_gib": gib["total"], "memory_gib": gib}  # fmt: skip
 
 
@@ -288,6 +302,15 @@ def plan_phase(
     per_device, accum = plan_batch(global_batch, devices, choice)
     mem = phase_bytes(params, acts, per_device, ckpt, devices, margin)
     return PhasePlan(phase, global_batch, devices, per_device, accum, ckpt, blocks, mem, budget)
+
+
+def estimate_gib(cfg: dict, phase: str, batch: int, ckpt: bool | int, devices: int = 1) -> float:
+    """The plan's peak estimate (GiB per device) for one phase at this per-device batch and
+    checkpointing (True: every block), as plan_phase counts it, for comparing with a measured peak."""
+    acts = activations(cfg, phase)
+    blocks = len(acts.blocks) if ckpt is True else int(ckpt or 0)
+    margin = CUDA_AUTOCAST_MARGIN if AMP_DTYPES.get(run_amp(cfg)) is not None else 1.0
+    return phase_bytes(acts.params, acts, batch, blocks, devices, margin)["total"] / GIB
 
 
 def plan_run(cfg: dict, device_mem_gib: float, devices: int, cache: Path | None = None) -> dict:

@@ -36,7 +36,7 @@ def parse_slurm_opts(opts: list[str]) -> dict:
 
 def check(args) -> None:
     """Launcher flags that cannot work, refused before anything is submitted."""
-    launch_only = {"--nodes": args.nodes != 1, "--gpus-per-node": args.gpus_per_node != 0,
+    launch_only = {"--nodes": args.nodes != 1, "--gpus-per-node": args.gpus_per_node is not None,
                    "--tasks-per-node": args.tasks_per_node is not None, "--partition": args.partition,
                    "--account": args.account, "--time": args.time, "--slurm-opt": args.slurm_opts,
                    "--wait": args.wait, "--cpus-per-task": args.cpus_per_task is not None}  # fmt: skip
@@ -45,14 +45,14 @@ def check(args) -> None:
         if given:
             raise ConfigError(f"{', '.join(given)}: only for cluster jobs; add --launcher slurm (or local)")
         return
-    for flag in ("dry_run", "bench", "status", "only"):
+    for flag in ("bench", "status", "only"):  # --dry-run and --plan preview the jobs instead
         if getattr(args, flag, None):
             raise ConfigError(f"--{flag.replace('_', '-')} runs here, not as a job: drop --launcher")
     for name in ("nodes", "tasks_per_node", "cpus_per_task"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    if args.gpus_per_node < 0:
+    if (args.gpus_per_node or 0) < 0:
         raise ConfigError(f"--gpus-per-node must be 0 (CPU) or more, got {args.gpus_per_node}")
     if args.launcher == "local" and args.nodes != 1:
         raise ConfigError("--launcher local runs on this machine only: use --nodes 1 (or --launcher slurm)")
@@ -67,6 +67,30 @@ def check(args) -> None:
                 "--launcher slurm: sbatch is not on PATH (no Slurm here). Use --launcher local, "
                 "or start a test cluster: scripts/slurm_cluster.sh start"
             )
+
+
+def check_gpus(args, preset: str, gpus: int | None, device: str) -> None:
+    """A Slurm job of a GPU preset (one whose `preset.gpus` says how many GPUs per node its recipe
+    is sized for, or runtime.device cuda) must ask for GPUs: Slurm gives a job none unless asked, and
+    the run would then train on the node's CPUs for days. CPU-only is an explicit --gpus-per-node 0
+    (with runtime.device cpu or auto)."""
+    if args.launcher != "slurm" or args.gpus_per_node is not None:
+        if args.launcher == "slurm" and args.gpus_per_node == 0 and device == "cuda":
+            raise ConfigError("--gpus-per-node 0 with runtime.device cuda: the job would have no GPU; "
+                              f"ask for them, e.g. --gpus-per-node {gpus or 8}")  # fmt: skip
+        return
+    if gpus or device == "cuda":
+        n = gpus or 8
+        raise ConfigError(
+            f"--launcher slurm: preset {preset} trains on GPUs but the job asks for none (Slurm gives a job "
+            f"no GPU unless asked). Add --gpus-per-node {n} (the GPUs per node its recipe is sized for), "
+            "or --gpus-per-node 0 to train on CPUs on purpose"
+        )
+
+
+def gpus_per_node(args) -> int:
+    """GPUs asked for per node: the flag, or none (only a CPU preset gets here without it)."""
+    return args.gpus_per_node or 0
 
 
 def tasks_per_node(args) -> int:

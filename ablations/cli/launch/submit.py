@@ -8,6 +8,7 @@ Per run folder:
 
 from __future__ import annotations
 
+import copy
 import platform
 import shlex
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 import submitit
 
 from ablations.cli.launch.job import RunJob
-from ablations.cli.launch.options import parse_slurm_opts, parse_time, tasks_per_node
+from ablations.cli.launch.options import gpus_per_node, parse_slurm_opts, parse_time, tasks_per_node
 from ablations.cli.output import print_table
 from ablations.cli.parser import parser
 from ablations.store.atomic import write_json_atomic
@@ -36,7 +37,7 @@ def job_argv(argv: list[str], runs_dir: Path) -> list[str]:
     the folder, so a requeued job resumes instead of starting over)."""
     p = parser()
     own = {"launcher", "nodes", "gpus_per_node", "tasks_per_node", "cpus_per_task", "partition", "account",
-           "time", "slurm_opts", "signal_delay", "wait", "force", "runs_dir", "quiet"}  # fmt: skip
+           "time", "slurm_opts", "signal_delay", "wait", "force", "runs_dir", "quiet", "dry_run"}  # fmt: skip
     options = {s: a for a in p._actions for s in a.option_strings}
     kept, skip_value, file_value = [], False, False
     for tok in argv:
@@ -84,7 +85,7 @@ def make_executor(args, folder: Path, name: str):
     minutes = parse_time(args.time) if args.time else None
     if args.launcher == "local":
         ex = submitit.LocalExecutor(folder)
-        ex.update_parameters(tasks_per_node=tasks_per_node(args), gpus_per_node=args.gpus_per_node,
+        ex.update_parameters(tasks_per_node=tasks_per_node(args), gpus_per_node=gpus_per_node(args),
                              timeout_min=minutes or LOCAL_TIMEOUT_MIN, signal_delay_s=args.signal_delay,
                              setup=setup)  # fmt: skip
         return ex
@@ -101,8 +102,8 @@ def make_executor(args, folder: Path, name: str):
     for key in ("partition", "account", "cpus_per_task"):
         if getattr(args, key) is not None:
             params[key] = getattr(args, key)
-    if args.gpus_per_node:
-        params["gpus_per_node"] = args.gpus_per_node
+    if gpus_per_node(args):
+        params["gpus_per_node"] = gpus_per_node(args)
     ex.update_parameters(**params)
     return ex
 
@@ -132,6 +133,57 @@ def needs_job(args, run, head: str) -> bool:
     except RunLocked as e:
         print(f"{head}: {e}; not submitted")
         return False
+
+
+def job_scripts(args, runs, argv: list[str], entry) -> str:
+    """--dry-run with --launcher: each job's resources and the sbatch script that would be submitted
+    (submitit's own text for these flags), and the command every task runs; nothing is submitted
+    and no folder is made."""
+    base = job_argv(argv, args.runs_dir)
+    out = []
+    for i, run in enumerate(runs, 1):
+        ex = make_executor(args, R.run_dir(args.runs_dir, run) / R.JOBS, name=f"ablate:{run.name}")
+        tasks = tasks_per_node(args)
+        res = (f"{args.nodes} node(s) x {tasks} task(s), {gpus_per_node(args)} GPU(s) per node, "
+               f"time {args.time or 'the partition default'}")  # fmt: skip
+        task = shlex.join(["ablate.py", *base, "--only", run.name])
+        if args.launcher == "slurm":
+            script = ex._make_submission_file_text(ex._submitit_command_str, "dry-run")
+        else:
+            script = f"# runs on this machine (submitit LocalExecutor), {tasks} process(es)\n"
+        out.append(f"# job {i}/{len(runs)} {run.name}: {res}; each task runs: {task}\n{script}")
+    return f"\n# --dry-run: {len(runs)} {args.launcher} job(s), none submitted\n" + "\n".join(out)
+
+
+REHEARSAL_TIME = "1:00:00"  # a rehearsal job's limit unless --time is given
+
+
+def submit_rehearsal(args, argv: list[str], entry) -> int:
+    """--rehearse --launcher slurm: the whole rehearsal as one short job of one task (one GPU when
+    the job asks for GPUs), so its step times and memory are the cluster's own. Its output is the
+    job's log (<runs-dir>/rehearsal/slurm/); --wait prints it when the job ends."""
+    folder = Path(args.runs_dir) / "rehearsal" / "slurm"
+    one = copy.copy(args)
+    one.nodes, one.tasks_per_node = 1, 1
+    one.gpus_per_node = min(gpus_per_node(args), 1) if args.gpus_per_node is not None else None
+    one.time = args.time or REHEARSAL_TIME
+    job = make_executor(one, folder, name="ablate:rehearsal").submit(
+        RunJob(job_argv(argv, args.runs_dir), entry)
+    )
+    log = folder / f"{job.job_id}_0_log.out"
+    print(f"[rehearse] submitted {args.launcher} job {job.job_id} (1 task, {gpus_per_node(one)} GPU, "
+          f"time {one.time}); its report will be in {log}", flush=True)  # fmt: skip
+    if not args.wait:
+        return 0
+    while not job.done():
+        time.sleep(3.0)
+    print(log.read_text() if log.exists() else f"(no log at {log})")
+    try:
+        job.result()
+        return 0
+    except Exception as e:  # the job's own exit status (1: a run failed its rehearsal)
+        print(f"[rehearse] job {job.job_id} did not pass: {str(e).strip().splitlines()[-1][:300]}")
+        return 1
 
 
 def submit_runs(args, sel, runs, argv: list[str], entry) -> int:
