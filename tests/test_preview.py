@@ -40,7 +40,7 @@ def previewed(argv: list[str], capsys) -> dict:
 def trained(argv: list[str], monkeypatch) -> dict:
     """The same, as the training loop splits each phase of the configs the command trains with."""
     seen = []
-    monkeypatch.setattr(cli, "check_data_once", lambda runs: None)  # no ImageNet here
+    monkeypatch.setattr(cli, "check_data_once", lambda runs, *a: None)  # no ImageNet here
     monkeypatch.setattr(D, "init_distributed", lambda *a, **k: None)  # no 8-process group either
     monkeypatch.setattr(cli, "run_command", lambda args, sel, runs: seen.extend(runs) or 0)
     assert cli.main(argv) == 0
@@ -55,7 +55,10 @@ def trained(argv: list[str], monkeypatch) -> dict:
 def check(selection: list[str], gib: int, cache, capsys, monkeypatch) -> None:
     monkeypatch.setenv("HIERA_CACHE", str(cache))
     monkeypatch.setenv("WORLD_SIZE", "8")  # torchrun --nproc_per_node 8
-    argv = [*selection, "--set", "data.root=/data/imagenet"]
+    root = cache / "imagenet"  # the layout a dry run checks (it scans no images)
+    for split in ("train", "val"):
+        (root / split / "n01440764").mkdir(parents=True, exist_ok=True)
+    argv = [*selection, "--set", f"data.root={root}"]
     monkeypatch.setattr(M, "device_memory_gib", lambda: [])  # the login node
     want = previewed([*argv, "--device-mem", str(gib)], capsys)
     monkeypatch.setattr(M, "device_memory_gib", lambda: [M.CARD_REPORTED_GIB[gib]] * 8)  # the GPU node
