@@ -44,14 +44,10 @@ def fake_measure(cfg, attn_backend="math"):
 
 
 @pytest.fixture
-def fake(monkeypatch):
+def fake(monkeypatch, paper_figures_off):
     trainer = Trainer()
     monkeypatch.setattr(R, "run_training", trainer)
     monkeypatch.setattr(R, "measure_model", fake_measure)
-    monkeypatch.setattr("analysis.report.table1_speeds", lambda *a, **k: {})
-    for name in ("table1_accuracy", "table1_speed", "fig8", "acc_vs_speed", "differences"):
-        monkeypatch.setattr(f"analysis.plots.{name}", lambda *a, **k: None)
-    monkeypatch.setattr("analysis.table3_plot.table3", lambda *a, **k: None)
     monkeypatch.setattr("analysis.sweeps.sweep_plot", lambda *a, **k: None)
     return trainer
 

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER_CONF = Path(os.environ.get("ABLATE_SLURM_DIR", "/tmp/ablate-slurm")) / "slurm.conf"
@@ -169,15 +168,23 @@ def test_usr1_checkpoints_requeues_and_resumes_bit_identical(runs_root, two_task
 def test_table1_seven_jobs_status_and_stale_lock(runs_root):
     runs = runs_root / "table"
     table = ["--table", "1", "--preset", "tiny", "--set", "runtime.threads=1"]
-    # A run that fails only once it runs (every value is valid): no CUDA on this machine.
-    broken = ["--step", "f", "--preset", "tiny", "--set", "runtime.device=cuda"]
-    if torch.cuda.is_available():
-        pytest.skip("the failing run needs a machine without CUDA")
+    # A run that fails only once it runs (every value is valid): its image folder holds 4 images,
+    # fewer than one batch, which only reading the folder tells (the images are never decoded).
+    data = runs_root / "four-images"
+    for split in ("train", "val"):
+        for c in ("c0", "c1"):
+            (data / split / c).mkdir(parents=True)
+            for i in range(2):
+                (data / split / c / f"x{i}.png").write_bytes(b"not an image")
+    broken = ["--step", "f", "--preset", "tiny", "--set", "data.name=imagefolder", f"data.root={data}",
+              "data.num_classes=2"]  # fmt: skip
     out = ablate(runs, *broken, "--launcher", "slurm", "--cpus-per-task", "1", timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
-    broken_job = job_id(runs / "table1/f/image/tiny/seed0")
+    (broken_run,) = (runs / "table1/f/image").glob("tiny+*")
+    broken_job = job_id(broken_run / "seed0")
     state, detail = until("the broken run to fail", lambda: _failed(runs, broken), 180, 2)
-    assert f"slurm job {broken_job}: deterministic: RuntimeError" in detail and "NVIDIA" in detail, detail
+    assert f"slurm job {broken_job}: deterministic: ValueError" in detail, detail
+    assert "cannot fill one global batch" in detail, detail
     # Row e's lock names a job that is gone (a node died under it): whoever comes next takes over.
     row_e = runs / next(n for n in run_names(table) if n.startswith("table1/e/"))
     row_e.mkdir(parents=True)

@@ -80,13 +80,9 @@ def test_sweep_with_seeds_dry_run_status_and_only(tmp_path, capsys, monkeypatch)
         C.resolve(C.Selection(step="f", preset="tiny", sets={"mae.mask_ratio": Sweep([0.4])}))
 
 
-def test_a_sweep_of_list_values_is_one_table_and_plot(tmp_path, monkeypatch):
+def test_a_sweep_of_list_values_is_one_table_and_plot(tmp_path, monkeypatch, paper_figures_off):
     monkeypatch.setattr(R, "run_training", fake_train)
     monkeypatch.setattr(R, "measure_model", fake_measure)
-    monkeypatch.setattr("analysis.report.table1_speeds", lambda *a, **k: {})
-    for name in ("table1_accuracy", "table1_speed", "fig8", "acc_vs_speed", "differences"):
-        monkeypatch.setattr(f"analysis.plots.{name}", lambda *a, **k: None)
-    monkeypatch.setattr("analysis.table3_plot.table3", lambda *a, **k: None)
     runs = tmp_path / "runs"
     args = ["--step", "f", "--preset", "tiny", "--runs-dir", str(runs), "--quiet"]
     sweep = ["--set", "pretrain.aug.rrc_scale=[0.5,1.0],[0.2,1.0]", "mae.mask_ratio=0.4,0.6"]

@@ -20,14 +20,10 @@ def fake_measure(cfg, attn_backend="math"):
 
 
 @pytest.fixture(autouse=True)
-def fast_report(monkeypatch, one_thread):
+def fast_report(monkeypatch, one_thread, paper_figures_off):
     """Real training; the model measurement and the paper tables' figures are faked (slow, and
     drawn by tests/test_analysis.py); the new figures (interactions, sweeps) are drawn."""
     monkeypatch.setattr(R, "measure_model", fake_measure)
-    for name in ("table1_accuracy", "table1_speed", "fig8", "acc_vs_speed", "differences"):
-        monkeypatch.setattr(f"analysis.plots.{name}", lambda *a, **k: None)
-    monkeypatch.setattr("analysis.table3_plot.table3", lambda *a, **k: None)
-    monkeypatch.setattr("analysis.report.table1_speeds", lambda *a, **k: {})
     monkeypatch.setattr("analysis.report.copy_reconstructions", lambda *a, **k: [])
 
 

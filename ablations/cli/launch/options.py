@@ -75,15 +75,15 @@ def check_gpus(args, preset: str, gpus: int | None, device: str) -> None:
     the run would then train on the node's CPUs for days. CPU-only is an explicit --gpus-per-node 0
     (with runtime.device cpu or auto)."""
     if args.launcher != "slurm" or args.gpus_per_node is not None:
-        if args.launcher == "slurm" and args.gpus_per_node == 0 and device == "cuda":
+        if args.launcher == "slurm" and args.gpus_per_node == 0 and device.startswith("cuda"):
             raise ConfigError("--gpus-per-node 0 with runtime.device cuda: the job would have no GPU; "
                               f"ask for them, e.g. --gpus-per-node {gpus or 8}")  # fmt: skip
         return
-    if gpus or device == "cuda":
-        n = gpus or 8
+    if gpus or device.startswith("cuda"):
+        why = f"{gpus}, the GPUs per node its recipe is sized for" if gpus else f"runtime.device is {device}"
         raise ConfigError(
             f"--launcher slurm: preset {preset} trains on GPUs but the job asks for none (Slurm gives a job "
-            f"no GPU unless asked). Add --gpus-per-node {n} (the GPUs per node its recipe is sized for), "
+            f"no GPU unless asked). Add --gpus-per-node {gpus or 8} ({why}), "
             "or --gpus-per-node 0 to train on CPUs on purpose"
         )
 
