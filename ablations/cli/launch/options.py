@@ -80,7 +80,7 @@ def check_gpus(args, preset: str, gpus: int | None, device: str) -> None:
                               f"ask for them, e.g. --gpus-per-node {gpus or 8}")  # fmt: skip
         return
     if gpus or device.startswith("cuda"):
-        why = f"{gpus}, the GPUs per node its recipe is sized for" if gpus else f"runtime.device is {device}"
+        why = "the GPUs per node its recipe is sized for" if gpus else f"runtime.device is {device}"
         raise ConfigError(
             f"--launcher slurm: preset {preset} trains on GPUs but the job asks for none (Slurm gives a job "
             f"no GPU unless asked). Add --gpus-per-node {gpus or 8} ({why}), "
