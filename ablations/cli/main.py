@@ -229,17 +229,17 @@ def planned(args, runs: list[C.Run]) -> tuple[list[C.Run], int]:
         plans = [(run, M.plan_run(run.config, mem, devices)) for run in runs]
     except (M.PlanError, BatchPlanError) as e:  # no plan fits, or the batch does not split
         raise C.ConfigError(str(e)) from None
+    planned_runs = [replace(run, config=M.apply_plan(run.config, p, mem)) for run, p in plans]
     if args.plan:
         print(f"Memory plan: {devices} devices x {mem:g} GiB (devices: {devices_from}; memory: {mem_from})\n")
         print(M.plan_table([(run.name, p) for run, p in plans]))
-        planned_runs = [replace(run, config=M.apply_plan(run.config, p, mem)) for run, p in plans]
         per_run, total = E.estimates(planned_runs, devices)
         print(f"\nTime estimate on {devices} devices ({devices_from}):\n")
         for name, (est, notes) in per_run.items():
             print(f"- {name}: {E.run_line(name, est, notes, devices).removeprefix('time: ')}")
         print(f"\n{E.selection_line(total, len(runs), devices)}")
     fit = all(p.fits for _, ps in plans for p in ps.values())
-    return [replace(run, config=M.apply_plan(run.config, p, mem)) for run, p in plans], 0 if fit else 1
+    return planned_runs, 0 if fit else 1
 
 
 def autoplanned(args, sel: C.Selection, runs: list[C.Run]) -> list[C.Run]:

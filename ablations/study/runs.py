@@ -106,9 +106,10 @@ def status(folder: Path, cfg: dict, ident: dict, log=print, repair: bool = True)
     metrics, why = read_file(folder / METRICS, json.loads)
     if metrics is not None:
         return "done", []
-    if why != MISSING or phases_done(folder, cfg):
+    done = phases_done(folder, cfg)
+    if why != MISSING or done:
         log(f"[repair] {folder / METRICS} {why}: every phase is done; rebuilding it from the phases' "
-            "done.json (no training)" if phases_done(folder, cfg) else
+            "done.json (no training)" if done else
             f"[repair] {folder / METRICS} {why}: rebuilding it from the phases' done.json")  # fmt: skip
     return "partial", []
 
