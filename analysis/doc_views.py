@@ -305,6 +305,33 @@ def view_diff(results: Results, family: str, label: str, modality: str) -> str:
     return comparison(results, family, label.replace("_", " "), modality)
 
 
+def view_csv(results: Results, name: str) -> str:
+    """A measurement file (analysis/figures/<preset>/<name>.csv, written by the script its '#'
+    header names) as a Markdown table, its columns in file order: for tables that are not a
+    report's (feature probes, recipe searches, benchmarks)."""
+    df = results.frame(name)
+    cells = [[DASH if (isinstance(v, float) and math.isnan(v)) else str(v) for v in r] for r in df.itertuples(index=False)]
+    return "\n" + markdown([str(c) for c in df.columns], cells)
+
+
+def view_cell(results: Results, name: str, *where_and_column: str) -> str:
+    """One value of a measurement file: `cell video_search point=hog_b probe` is the `probe`
+    column of the line whose `point` is hog_b ('_' in a value stands for ' ' only when the file
+    has no such value with '_')."""
+    *where, column = where_and_column
+    df = results.frame(name)
+    pick = pd.Series(True, index=df.index)
+    for cond in where:
+        key, _, value = cond.partition("=")
+        col = df[key].astype(str)
+        pick &= (col == value) if (col == value).any() else (col == value.replace("_", " "))
+    hit = df[pick]
+    if len(hit) != 1:
+        raise DocsError(f"{results.folder}/{name}.csv: {len(hit)} lines match {' '.join(where)} (need 1)")
+    value = hit[column].iloc[0]
+    return DASH if (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
 VIEWS = {
     "summary": view_summary,
     "table3": view_table3,
@@ -315,4 +342,6 @@ VIEWS = {
     "speed": view_speed,
     "std": view_std,
     "diff": view_diff,
+    "csv": view_csv,
+    "cell": view_cell,
 }

@@ -162,3 +162,15 @@ def test_every_readme_section_named_in_the_text_exists():
 def test_the_anchor_rules():
     assert slug("Table 1 and Fig. 8, cpu preset, images") == "table-1-and-fig-8-cpu-preset-images"
     assert slug("The paper's numbers") == "the-papers-numbers" and slug("torch.compile") == "torchcompile"
+
+
+def test_a_measurement_file_renders_as_a_table_and_as_one_cell(tmp_path):
+    folder = tmp_path / "cpu"
+    folder.mkdir()
+    (folder / "probe.csv").write_text("# written by a script\npoint,probe,spread\nhog b,19.2,0.074\nbase,14.0,\n")
+    page = "<!-- results: cpu csv probe -->x<!-- /results --> <!-- results: cpu cell probe point=hog_b probe -->0<!-- /results -->"
+    out = D.generate(page, tmp_path)
+    assert "| hog b | 19.2 | 0.074 |" in out and "| base | 14.0 | – |" in out
+    assert "-->19.2<!--" in out
+    with pytest.raises(D.DocsError, match="0 lines match point=nope"):
+        D.generate("<!-- results: cpu cell probe point=nope probe -->0<!-- /results -->", tmp_path)
