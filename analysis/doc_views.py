@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ablations.study.config import list_rows, load_table
-from analysis.differences import interval_text
+from analysis.differences import RESOLUTION_NOTE, interval_text, resolution_markdown
 from analysis.interactions import COMPONENTS
 from analysis.tables import UNITS, markdown, table3_entries
 
@@ -93,9 +93,23 @@ def comparison(results: Results, family: str, label: str, modality: str) -> str:
     hit = df[(df["comparison"] == label) & (df["modality"] == modality)]
     if hit.empty or math.isnan(hit["diff"].iloc[0]):
         return DASH
-    rec = hit.iloc[0].to_dict()
-    rec["distinguishable"] = str(rec["distinguishable"]).lower() in ("true", "1", "1.0")
-    return interval_text(rec)
+    return interval_text(verdicts(hit.iloc[0].to_dict()))
+
+
+def flag(value) -> bool | None:
+    """A verdict column read back from CSV ('True', 'False', 1.0, blank) as True / False / None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+        return None
+    return str(value).lower() in ("true", "1", "1.0")
+
+
+def verdicts(rec: dict) -> dict:
+    """A differences line with its raw and Holm verdicts as bools (Holm None where not given)."""
+    rec = dict(rec)
+    rec["distinguishable"] = bool(flag(rec["distinguishable"]))
+    if "adjusted" in rec:
+        rec["adjusted"] = flag(rec["adjusted"])
+    return rec
 
 
 def drop_empty_columns(header: list[str], rows: list[list[str]], keep: int = 1) -> str:
@@ -239,9 +253,10 @@ def effect(rec: dict, bold: bool = True) -> str:
     """An effect with its interval; bold when distinguishable (the alone and difference columns)."""
     if rec.get("seeds", 0) == 0 or math.isnan(rec["diff"]):
         return DASH
-    rec["distinguishable"] = str(rec["distinguishable"]).lower() in ("true", "1", "1.0")
+    rec = verdicts(rec)
     text = interval_text(rec)
-    return text if text.endswith("n.d.") or not bold else f"**{text}**"
+    survives = not text.endswith("n.d.") and rec.get("adjusted") is not False
+    return f"**{text}**" if survives and bold else text
 
 
 def view_speed(results: Results, modality: str) -> str:
@@ -332,6 +347,19 @@ def view_cell(results: Results, name: str, *where_and_column: str) -> str:
     return DASH if (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
+def view_resolution(results: Results, family: str, modality: str) -> str:
+    """What a family's seeds resolve (<family>_differences.csv of a report with Holm columns):
+    per comparison the raw interval, the Holm verdict, the MDE, the seeds for the target effect
+    and the interval's sample and seed parts, as the report prints it."""
+    df = results.frame(f"{family}_differences")
+    if "adjusted" not in df.columns:
+        raise DocsError(f"{results.folder}/{family}_differences.csv has no Holm columns: publish a current report")
+    df = df[df["modality"] == modality].copy()
+    df["distinguishable"] = [bool(flag(v)) for v in df["distinguishable"]]
+    df["adjusted"] = [bool(flag(v)) for v in df["adjusted"]]
+    return resolution_markdown(df).replace(RESOLUTION_NOTE, "")
+
+
 VIEWS = {
     "summary": view_summary,
     "table3": view_table3,
@@ -342,6 +370,7 @@ VIEWS = {
     "speed": view_speed,
     "std": view_std,
     "diff": view_diff,
+    "resolution": view_resolution,
     "csv": view_csv,
     "cell": view_cell,
 }

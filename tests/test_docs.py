@@ -6,12 +6,13 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ablations.study import config as C
 from analysis import docs as D
 from analysis.report import write_report
-from tests.test_analysis import fake_run
+from tests.test_analysis import fake_predictions, fake_run
 
 ROOT = D.ROOT
 # Text a user reads besides the pages: help strings, presets and tables, the CI script.
@@ -111,9 +112,12 @@ def test_a_report_is_published_and_rendered(tmp_path, monkeypatch):
     for name in ("table1_accuracy", "table1_speed", "fig8", "acc_vs_speed", "differences"):  # tables only
         monkeypatch.setattr(f"analysis.plots.{name}", lambda *a, **k: [])
     top1 = {("table1", "f"): [40.0, 44.0], ("table1", "mvitv2"): [60.0, 62.0], ("fig8", "f"): [50.0, 52.0]}
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 500)
     for (table, step), accs in top1.items():
         for run in C.resolve(C.Selection(table=table, step=step, seeds=2)):
             fake_run(tmp_path / "runs", run, accs[run.config["seed"]])
+            fake_predictions(tmp_path / "runs", run, rng.random(500) < accs[run.config["seed"]] / 100, labels)
     write_report(tmp_path / "runs", measure_speed=False)
     runs = (tmp_path / "runs/report/cpu/runs.csv").read_text().splitlines()
     assert runs[0].startswith("table,entry,modality,mode,seed,top1") and len(runs) == 7
@@ -124,6 +128,10 @@ def test_a_report_is_published_and_rendered(tmp_path, monkeypatch):
     table = D.render("cpu summary image", figures)
     assert "| f | 42.0 ± 2.8 (40.0, 44.0) |" in table and "| 51.0 ± 1.4 (50.0, 52.0) |" in table
     assert "| mvitv2 | – | 61.0 ± 1.4 (60.0, 62.0) |" in table
+    # Fig. 8's one comparison with its Holm verdict read back from CSV (a 'False' string is no yes)
+    diff = D.render("cpu diff fig8 f:_MAE_-_supervised image", figures)
+    resolution = D.render("cpu resolution fig8 image", figures)
+    assert diff.startswith("-") and diff in resolution and "(m=1)" in resolution, (diff, resolution)
 
 
 def test_every_link_to_a_page_section_exists():
