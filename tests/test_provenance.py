@@ -37,13 +37,13 @@ def test_git_state_sees_a_dirty_tree_and_hashes_its_diff(tmp_path, monkeypatch):
 def test_status_and_report_mark_mixed_and_dirty_builds(tmp_path, capsys, monkeypatch, fake):
     monkeypatch.setattr(R, "run_training", trainer)  # writes predictions: the report compares f - e
     monkeypatch.setattr(
-        R, "git_state", lambda: {"git_commit": "1" * 40, "git_dirty": False, "git_diff_sha256": None}
+        R, "build_at_start", lambda: {"git_commit": "1" * 40, "git_dirty": False, "git_diff_sha256": None}
     )
     assert ablate(tmp_path, "--step", "e", "--preset", "tiny") == 0
     report = (tmp_path / "runs/report/tiny/table1.md").read_text()
     assert "One committed build made every run of this table." in report and "`1111111`: 1 run" in report
     dirty = {"git_commit": "2" * 40, "git_dirty": True, "git_diff_sha256": "ab" * 32}
-    monkeypatch.setattr(R, "git_state", lambda: dirty)
+    monkeypatch.setattr(R, "build_at_start", lambda: dirty)
     assert ablate(tmp_path, "--step", "f", "--preset", "tiny") == 0
     report = (tmp_path / "runs/report/tiny/table1.md").read_text()
     assert "**mixed builds, dirty tree**" in report and "`2222222+dirty:ababab`: 1 run" in report
@@ -55,3 +55,15 @@ def test_status_and_report_mark_mixed_and_dirty_builds(tmp_path, capsys, monkeyp
     out = capsys.readouterr().out
     assert "build 1111111" in out and "build 2222222+dirty:ababab" in out
     assert "builds: 1111111; 2222222+dirty:ababab (mixed builds, dirty tree)" in out
+
+
+def test_a_run_is_labelled_with_the_tree_its_process_started_from(monkeypatch):
+    """A commit or edit while a run trains does not relabel it: the state is read once, first."""
+    states = iter([{"git_commit": "1" * 40, "git_dirty": False}, {"git_commit": "2" * 40, "git_dirty": True}])
+    monkeypatch.setattr(P, "git_state", lambda: next(states))
+    P.build_at_start.cache_clear()
+    try:
+        assert P.build_at_start()["git_commit"] == "1" * 40
+        assert P.build_at_start()["git_commit"] == "1" * 40  # the tree changed since: still the first
+    finally:
+        P.build_at_start.cache_clear()

@@ -44,6 +44,7 @@ from ablations.study import failure, homes
 from ablations.study import runs as R
 from ablations.study.definitions import check_definition, save_definition
 from ablations.study.identity import files_fingerprint
+from ablations.study.provenance import build_at_start
 from ablations.study.status import status_text
 from ablations.study.sweep import CONFIRM_RUNS
 from ablations.train import distributed as D
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     Ctrl-C, PREEMPTED_EXIT (75) after SIGTERM/SIGUSR1, in any phase (interrupt.py). Under torchrun
     every rank runs this; only rank 0 prints to stdout."""
     args = parser().parse_args(argv)
+    build_at_start()  # the tree this process's code came from, before anyone edits it
     rank = D.env_world()[0]
     with open(os.devnull, "w") as devnull, redirect_stdout(devnull if rank else sys.stdout):
         # One stop request for the whole command: a signal outside a training step (data checks,

@@ -4,6 +4,7 @@ torch, timm and Python versions; `build_label` names a build in reports and --st
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import subprocess
 from pathlib import Path
@@ -40,6 +41,14 @@ def git_state() -> dict:
                     h.update(path.read_bytes())
         digest = h.hexdigest()
     return {"git_commit": commit.decode().strip() or None, "git_dirty": dirty, "git_diff_sha256": digest}
+
+
+@functools.cache
+def build_at_start() -> dict:
+    """git_state() as it was when this process first asked: ablate.py asks before any work, so a
+    run is labelled with the tree its code was loaded from, not one edited or committed while it
+    trained (a run's metrics.json is written when it finishes, hours later on a cluster)."""
+    return git_state()
 
 
 def build_label(env: dict | None) -> str:

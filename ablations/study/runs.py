@@ -32,7 +32,7 @@ from ablations.store.runlog import tee_output
 from ablations.study import failure, homes
 from ablations.study.config import PHASES, Run
 from ablations.study.identity import identity_diff, run_identity
-from ablations.study.provenance import git_state
+from ablations.study.provenance import build_at_start
 from ablations.train import distributed as D
 from ablations.train.phases import run_training as train
 from models.model_stats import build_model, input_shape, model_summary
@@ -220,7 +220,7 @@ def environment() -> dict:
     """The build (git commit, dirty flag and diff hash: ablations/study/provenance.py), the
     device and the versions of what trained the run."""
     return {
-        **git_state(),
+        **build_at_start(),
         "device": device_name(),
         "torch": torch.__version__,
         "timm": timm.__version__,
