@@ -347,6 +347,24 @@ def view_cell(results: Results, name: str, *where_and_column: str) -> str:
     return DASH if (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
+def view_verdict(results: Results, family: str, label: str, modality: str) -> str:
+    """One comparison's verdict in words, for prose: 'distinguishable after Holm (family of 6)',
+    'distinguishable alone, not after Holm (family of 6)' or 'not distinguishable'."""
+    df = results.frame(f"{family}_differences")
+    hit = df[(df["comparison"] == label.replace("_", " ")) & (df["modality"] == modality)]
+    if hit.empty or math.isnan(hit["diff"].iloc[0]):
+        raise DocsError(f"{results.folder}/{family}_differences.csv has no {label!r} ({modality})")
+    rec = verdicts(hit.iloc[0].to_dict())
+    if not rec["distinguishable"]:
+        return "not distinguishable"
+    if rec.get("adjusted") is None:
+        return "distinguishable (no family adjustment in this file)"
+    m = count(rec.get("family"))
+    return ("distinguishable after Holm" if rec["adjusted"] else "distinguishable alone, not after Holm") + (
+        f" (family of {m})"
+    )
+
+
 def view_resolution(results: Results, family: str, modality: str) -> str:
     """What a family's seeds resolve (<family>_differences.csv of a report with Holm columns):
     per comparison the raw interval, the Holm verdict, the MDE, the seeds for the target effect
@@ -370,6 +388,7 @@ VIEWS = {
     "speed": view_speed,
     "std": view_std,
     "diff": view_diff,
+    "verdict": view_verdict,
     "resolution": view_resolution,
     "csv": view_csv,
     "cell": view_cell,
