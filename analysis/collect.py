@@ -19,12 +19,13 @@ from ablations.study.provenance import build_label
 
 PAPER_FILE = Path(__file__).parent / "paper_numbers.yaml"
 COLUMNS = ["name", "table", "entry", "modality", "variant", "preset", "seed", "mode", "row",
-           "top1", "top5", "throughput", "params", "macs", "train_time_s", "config"]  # fmt: skip
+           "top1", "top5", "throughput", "params", "macs", "train_time_s", "wall_time_s", "config"]  # fmt: skip
 # Row mvitv2's model with Hiera's conventions (models.model_stats.model_summary), beside row a.
 CONVENTION_COLUMNS = ["params_hiera_conventions", "macs_hiera_conventions"]
 # One line per finished run in the report's runs.csv (the results file the docs are built from).
+# wall_time_s: the run's wall clock (all its segments, resumes included); build: which tree trained it.
 RESULT_COLUMNS = ["table", "entry", "modality", "mode", "seed", "top1", "top5", "throughput", "params",
-                  "macs", "train_time_s"]  # fmt: skip
+                  "macs", "train_time_s", "wall_time_s", "build"]  # fmt: skip
 # A sweep's runs (--set key=a,b,c): its id and this run's swept values (ablations/study/sweep.py).
 SWEEP_COLUMNS = ["sweep_id", "sweep_values", "sweep_baseline"]
 FOLDER = "folder"  # where the run's files are, relative to runs/ (the name may lead there from elsewhere)
@@ -125,7 +126,7 @@ def load_runs(runs_dir, quiet: bool = False, sweeps: bool = False) -> pd.DataFra
         env = m.get("env") if isinstance(m.get("env"), dict) else {}
         for meta in [m["run"], *homes.names(path.parent, homes.folder_key(path.parent))]:
             rec = {k: meta.get(k) for k in COLUMNS[:9]}
-            rec.update({k: m.get(k) for k in COLUMNS[9:15]})
+            rec.update({k: m.get(k) for k in COLUMNS[9:16]})
             rec["config"] = cfg
             rec.update({k: m.get(k) for k in CONVENTION_COLUMNS})
             sweep = meta.get("sweep") or {}
@@ -143,7 +144,7 @@ def load_runs(runs_dir, quiet: bool = False, sweeps: bool = False) -> pd.DataFra
     else:  # a name asked for by several sweeps (or by a sweep and a table) is one run of its table
         df = df[~df["name"].duplicated()]
     df = df.reset_index(drop=True)
-    for col in COLUMNS[9:15] + CONVENTION_COLUMNS:
+    for col in COLUMNS[9:16] + CONVENTION_COLUMNS:
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df.attrs["damaged"] = damaged
     return df

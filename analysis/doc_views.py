@@ -347,6 +347,21 @@ def view_cell(results: Results, name: str, *where_and_column: str) -> str:
     return DASH if (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
+def view_times(results: Results, table: str, modality: str, mode: str = "") -> str:
+    """Wall time per run of a table's runs (runs.csv's wall_time_s, resumes included):
+    '152-198 s (median 176 s, 51 runs)'; mode narrows to mae or supervised runs."""
+    df = results.frame("runs")
+    if "wall_time_s" not in df.columns:
+        raise DocsError(f"{results.folder}/runs.csv has no wall_time_s: publish a current report")
+    pick = (df["modality"] == modality) & (df["table"] == table)
+    if mode:
+        pick &= df["mode"] == mode
+    t = pd.to_numeric(df.loc[pick, "wall_time_s"], errors="coerce").dropna()
+    if t.empty:
+        raise DocsError(f"{results.folder}/runs.csv has no timed {table} {modality} {mode} run")
+    return f"{t.min():.0f}-{t.max():.0f} s (median {t.median():.0f} s, {len(t)} runs)"
+
+
 def view_verdict(results: Results, family: str, label: str, modality: str) -> str:
     """One comparison's verdict in words, for prose: 'distinguishable after Holm (family of 6)',
     'distinguishable alone, not after Holm (family of 6)' or 'not distinguishable'."""
@@ -388,6 +403,7 @@ VIEWS = {
     "speed": view_speed,
     "std": view_std,
     "diff": view_diff,
+    "times": view_times,
     "verdict": view_verdict,
     "resolution": view_resolution,
     "csv": view_csv,

@@ -22,7 +22,7 @@ def fake_run(runs_dir, run: C.Run, top1: float, speed: float = 100.0):
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(run.config))
     metrics = {"run": run.meta, "top1": top1, "top5": 99.0, "throughput": speed, "params": 2e6, "macs": 3e8,
-               "train_time_s": 10.0}  # fmt: skip
+               "train_time_s": 10.0, "wall_time_s": 12.0}  # fmt: skip
     (folder / "metrics.json").write_text(json.dumps(metrics))
 
 

@@ -121,10 +121,12 @@ def test_a_report_is_published_and_rendered(tmp_path, monkeypatch):
     write_report(tmp_path / "runs", measure_speed=False)
     runs = (tmp_path / "runs/report/cpu/runs.csv").read_text().splitlines()
     assert runs[0].startswith("table,entry,modality,mode,seed,top1") and len(runs) == 7
+    assert runs[0].endswith(",wall_time_s,build")
     figures = tmp_path / "figures"
     (figures / "cpu").mkdir(parents=True)
     assert D.publish(tmp_path / "runs/report", figures)
     assert D.render("cpu seeds table1 f image mae", figures) == "40.0 / 44.0"
+    assert D.render("cpu times table1 image mae", figures) == "12-12 s (median 12 s, 2 runs)"
     table = D.render("cpu summary image", figures)
     assert "| f | 42.0 ± 2.8 (40.0, 44.0) |" in table and "| 51.0 ± 1.4 (50.0, 52.0) |" in table
     assert "| mvitv2 | – | 61.0 ± 1.4 (60.0, 62.0) |" in table
