@@ -305,12 +305,40 @@ def view_diff(results: Results, family: str, label: str, modality: str) -> str:
     return comparison(results, family, label.replace("_", " "), modality)
 
 
+def trend_lines(results: Results, modality: str, **where: str) -> pd.DataFrame:
+    df = results.frame("trends")
+    pick = df["modality"] == modality
+    for key, value in where.items():
+        pick &= df[key].astype(str) == value
+    if not pick.any():
+        said = " ".join(f"{k}={v}" for k, v in where.items())
+        raise DocsError(f"{results.folder}/trends.csv has no {modality} line with {said}")
+    return df[pick]
+
+
+def view_trend(results: Results, modality: str, label: str) -> str:
+    """One comparison of the paper's trends (trends.csv), with its Holm verdict over the trends'
+    family: '+27.2 [+20.8, +33.2] (Holm: yes)'; label with '_' for ' ' (MAE_f_-_MAE_a)."""
+    rec = trend_lines(results, modality, comparison=label.replace("_", " ")).iloc[0].to_dict()
+    if math.isnan(rec["diff"]):
+        return DASH
+    for key in ("distinguishable", "adjusted"):
+        rec[key] = str(rec[key]).lower() in ("true", "1", "1.0")
+    return interval_text(rec)
+
+
+def view_verdict(results: Results, modality: str, number: str) -> str:
+    """Trend (number)'s verdict in trends.csv: 'holds', 'does not hold', 'not known yet', ..."""
+    return str(trend_lines(results, modality, trend=number)["verdict"].iloc[0])
+
+
 def view_csv(results: Results, name: str) -> str:
     """A measurement file (analysis/figures/<preset>/<name>.csv, written by the script its '#'
     header names) as a Markdown table, its columns in file order: for tables that are not a
     report's (feature probes, recipe searches, benchmarks)."""
     df = results.frame(name)
-    cells = [[DASH if (isinstance(v, float) and math.isnan(v)) else str(v) for v in r] for r in df.itertuples(index=False)]
+    blank = lambda v: isinstance(v, float) and math.isnan(v)  # noqa: E731
+    cells = [[DASH if blank(v) else str(v) for v in r] for r in df.itertuples(index=False)]
     return "\n" + markdown([str(c) for c in df.columns], cells)
 
 
@@ -342,6 +370,8 @@ VIEWS = {
     "speed": view_speed,
     "std": view_std,
     "diff": view_diff,
+    "trend": view_trend,
+    "verdict": view_verdict,
     "csv": view_csv,
     "cell": view_cell,
 }

@@ -12,6 +12,7 @@ from ablations.study import config as C
 from analysis import docs as D
 from analysis.report import write_report
 from tests.test_analysis import fake_run
+from tests.test_trends_table3 import BASE, fake_rows, shifted
 
 ROOT = D.ROOT
 # Text a user reads besides the pages: help strings, presets and tables, the CI script.
@@ -108,8 +109,7 @@ def test_a_transcribed_results_file_says_so_and_what_overwrites_it():
 def test_a_report_is_published_and_rendered(tmp_path, monkeypatch):
     """The report writes runs.csv beside its tables; --publish copies them over a results folder,
     and the views render from them (a fresh report, not the transcribed files)."""
-    for name in ("table1_accuracy", "table1_speed", "fig8", "acc_vs_speed", "differences"):  # tables only
-        monkeypatch.setattr(f"analysis.plots.{name}", lambda *a, **k: [])
+    no_plots(monkeypatch)  # tables only
     top1 = {("table1", "f"): [40.0, 44.0], ("table1", "mvitv2"): [60.0, 62.0], ("fig8", "f"): [50.0, 52.0]}
     for (table, step), accs in top1.items():
         for run in C.resolve(C.Selection(table=table, step=step, seeds=2)):
@@ -167,10 +167,43 @@ def test_the_anchor_rules():
 def test_a_measurement_file_renders_as_a_table_and_as_one_cell(tmp_path):
     folder = tmp_path / "cpu"
     folder.mkdir()
-    (folder / "probe.csv").write_text("# written by a script\npoint,probe,spread\nhog b,19.2,0.074\nbase,14.0,\n")
-    page = "<!-- results: cpu csv probe -->x<!-- /results --> <!-- results: cpu cell probe point=hog_b probe -->0<!-- /results -->"
+    (folder / "probe.csv").write_text("# by a script\npoint,probe,spread\nhog b,19.2,0.074\nbase,14.0,\n")
+    page = (
+        "<!-- results: cpu csv probe -->x<!-- /results --> "
+        "<!-- results: cpu cell probe point=hog_b probe -->0<!-- /results -->"
+    )
     out = D.generate(page, tmp_path)
     assert "| hog b | 19.2 | 0.074 |" in out and "| base | 14.0 | – |" in out
     assert "-->19.2<!--" in out
     with pytest.raises(D.DocsError, match="0 lines match point=nope"):
         D.generate("<!-- results: cpu cell probe point=nope probe -->0<!-- /results -->", tmp_path)
+
+
+def no_plots(monkeypatch):
+    for name in ("table1_accuracy", "table1_speed", "fig8", "acc_vs_speed", "differences"):
+        monkeypatch.setattr(f"analysis.plots.{name}", lambda *a, **k: [])
+
+
+def test_the_report_writes_the_trends_as_a_csv_the_pages_read(tmp_path, monkeypatch):
+    """trends.csv holds each trend's verdict and comparisons as trends.md states them; --publish
+    copies it, the trend and verdict views render from it, and a page typed otherwise is stale."""
+    no_plots(monkeypatch)
+    fake_rows(tmp_path / "runs", dict.fromkeys("abcdef", shifted(10)), {"mvitv2": shifted(20), "f": BASE})
+    report = write_report(tmp_path / "runs", measure_speed=False)
+    text = (report / "cpu/trends.md").read_text()
+    csv = (report / "cpu/trends.csv").read_text().splitlines()
+    assert csv[0] == "trend,modality,verdict,comparison,diff,low,high,seeds,distinguishable,adjusted,p"
+    assert len(csv) == 1 + 8  # image: six comparisons for (1), one each for (2) and (3); no video lines
+    figures = tmp_path / "figures"
+    (figures / "cpu").mkdir(parents=True)
+    assert figures / "cpu/trends.csv" in D.publish(report, figures)
+    drop = D.render("cpu trend image supervised_f_-_supervised_mvitv2", figures)
+    assert drop.startswith("-20.0 [") and drop.endswith("(Holm: yes)") and drop in text
+    assert D.render("cpu trend image MAE_f_-_MAE_a", figures) == "+0.0 [+0.0, +0.0] n.d."
+    assert [D.render(f"cpu verdict image {n}", figures) for n in (1, 2, 3)] == ["holds"] * 3
+    assert "**(2) supervised from scratch loses accuracy from mvitv2 to f: holds.**" in text
+    with pytest.raises(D.DocsError, match="trends.csv has no video line"):
+        D.render("cpu verdict video 1", figures)
+    page = tmp_path / "README.md"
+    page.write_text(f"(2) <!-- results: cpu verdict image 2 -->does not hold<!-- /results -->: {drop}\n")
+    assert D.stale(tmp_path, figures) == ["README.md: cpu verdict image 2"]
