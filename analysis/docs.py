@@ -112,6 +112,8 @@ def redraw(figures: Path = FIGURES) -> list[Path]:
             out, title = Path(tmp), f"({folder.name})"  # the report's titles
             if res.has("table1") and (folder / "table1_accuracy.png").exists():
                 plots.table1_accuracy(res.frame("table1"), out, f"Table 1 accuracy per row {title}")
+            if res.has("table1") and (folder / "table1_speed.png").exists():
+                plots.table1_speed(res.frame("table1"), out, f"Table 1 speed per row {title}")
             if res.has("fig8") and (folder / "fig8_mae_vs_supervised.png").exists():
                 plots.fig8(res.frame("fig8"), out, f"Fig. 8: MAE vs supervised {title}")
             if res.has("table1_differences") and (folder / "table1_differences.png").exists():

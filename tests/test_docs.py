@@ -106,10 +106,9 @@ def test_a_transcribed_results_file_says_so_and_what_overwrites_it():
             assert "Transcribed from the last published report" in text and "--publish" in text, csv
 
 
-def test_a_report_is_published_and_rendered(tmp_path, monkeypatch):
+def test_a_report_is_published_and_rendered(tmp_path, paper_figures_off):
     """The report writes runs.csv beside its tables; --publish copies them over a results folder,
     and the views render from them (a fresh report, not the transcribed files)."""
-    no_plots(monkeypatch)  # tables only
     top1 = {("table1", "f"): [40.0, 44.0], ("table1", "mvitv2"): [60.0, 62.0], ("fig8", "f"): [50.0, 52.0]}
     for (table, step), accs in top1.items():
         for run in C.resolve(C.Selection(table=table, step=step, seeds=2)):
@@ -179,15 +178,9 @@ def test_a_measurement_file_renders_as_a_table_and_as_one_cell(tmp_path):
         D.generate("<!-- results: cpu cell probe point=nope probe -->0<!-- /results -->", tmp_path)
 
 
-def no_plots(monkeypatch):
-    for name in ("table1_accuracy", "table1_speed", "fig8", "acc_vs_speed", "differences"):
-        monkeypatch.setattr(f"analysis.plots.{name}", lambda *a, **k: [])
-
-
-def test_the_report_writes_the_trends_as_a_csv_the_pages_read(tmp_path, monkeypatch):
+def test_the_report_writes_the_trends_as_a_csv_the_pages_read(tmp_path, paper_figures_off):
     """trends.csv holds each trend's verdict and comparisons as trends.md states them; --publish
     copies it, the trend and verdict views render from it, and a page typed otherwise is stale."""
-    no_plots(monkeypatch)
     fake_rows(tmp_path / "runs", dict.fromkeys("abcdef", shifted(10)), {"mvitv2": shifted(20), "f": BASE})
     report = write_report(tmp_path / "runs", measure_speed=False)
     text = (report / "cpu/trends.md").read_text()
@@ -207,3 +200,18 @@ def test_the_report_writes_the_trends_as_a_csv_the_pages_read(tmp_path, monkeypa
     page = tmp_path / "README.md"
     page.write_text(f"(2) <!-- results: cpu verdict image 2 -->does not hold<!-- /results -->: {drop}\n")
     assert D.stale(tmp_path, figures) == ["README.md: cpu verdict image 2"]
+
+
+def test_the_speed_figure_has_a_panel_only_for_the_modalities_timed(tmp_path, monkeypatch):
+    """The cpu results time images only: --figures redraws table1_speed.png with one panel."""
+    figures = tmp_path / "figures"
+    shutil.copytree(D.FIGURES / "cpu", figures / "cpu")
+    titles, save = {}, D.plots.save
+    monkeypatch.setattr(D.plots, "save", lambda fig, out, stem: titles.update(
+        {stem: [ax.get_title() for ax in fig.axes if ax.get_title()]}) or save(fig, out, stem))  # fmt: skip
+    drawn = D.redraw(figures)
+    assert figures / "cpu/table1_speed.png" in drawn
+    assert titles["table1_speed"] == ["image"]
+    both = D.Results(figures / "cpu").frame("table1").assign(video_speedup=1.0)
+    D.plots.table1_speed(both, tmp_path, "t")
+    assert titles["table1_speed"] == ["image", "video"]
