@@ -99,11 +99,28 @@ def test_the_command_names_a_missing_report_and_redraws_figures(tmp_path, capsys
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in drawn)
 
 
+MEASURED_BY = re.compile(r"python (?:-m ([\w.]+)|(scripts/\w+\.py)) [^\n]*--csv (analysis/figures/\S+\.csv)")
+
+
 def test_a_transcribed_results_file_says_so_and_what_overwrites_it():
+    """A report's own CSV has no header; a measurement's names the command that wrote it, and a
+    transcribed one says so and names what overwrites it: --publish, or a script's --csv that
+    exists and writes this very file."""
     for csv in sorted(D.FIGURES.glob("*/*.csv")):
         text = csv.read_text()
-        if text.startswith("#"):  # a report's own CSV has no header comment
-            assert "Transcribed from the last published report" in text and "--publish" in text, csv
+        header = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
+        if not header:
+            continue
+        if header.startswith("# written by: "):
+            assert "--csv" in header, csv
+            continue
+        assert "Transcribed from" in header, csv
+        if "--publish" in header:
+            continue
+        m = MEASURED_BY.search(header.replace("\n# ", " "))
+        assert m and m[3] == str(csv.relative_to(ROOT)), csv
+        script = ROOT / (m[2] or m[1].replace(".", "/") + ".py")
+        assert "--csv" in script.read_text(), f"{csv}: {script} has no --csv"
 
 
 def test_a_report_is_published_and_rendered(tmp_path, paper_figures_off):
