@@ -29,18 +29,21 @@ class Results:
     def __init__(self, folder: Path):
         self.folder, self._frames = Path(folder), {}
 
-    def frame(self, name: str) -> pd.DataFrame:
-        if name not in self._frames:
+    def frame(self, name: str, as_written: bool = False) -> pd.DataFrame:
+        """The CSV as numbers, or (as_written) every value as the text the file holds ('0.20'
+        stays '0.20'; a blank is '')."""
+        if (name, as_written) not in self._frames:
             path = self.folder / f"{name}.csv"
             if not path.exists():
                 raise DocsError(f"{path} does not exist: publish a report that has it (--publish)")
             lines = path.read_text().splitlines(keepends=True)
             while lines and lines[0].startswith("#"):
                 lines.pop(0)
-            self._frames[name] = pd.read_csv(
-                io.StringIO("".join(lines)), keep_default_na=False, na_values=[""]
+            kw = {"dtype": str, "na_filter": False} if as_written else {"na_values": [""]}
+            self._frames[name, as_written] = pd.read_csv(
+                io.StringIO("".join(lines)), keep_default_na=False, **kw
             )
-        return self._frames[name]
+        return self._frames[name, as_written]
 
     def has(self, name: str) -> bool:
         return (self.folder / f"{name}.csv").exists()
@@ -334,30 +337,28 @@ def view_verdict(results: Results, modality: str, number: str) -> str:
 
 def view_csv(results: Results, name: str) -> str:
     """A measurement file (analysis/figures/<preset>/<name>.csv, written by the script its '#'
-    header names) as a Markdown table, its columns in file order: for tables that are not a
-    report's (feature probes, recipe searches, benchmarks)."""
-    df = results.frame(name)
-    blank = lambda v: isinstance(v, float) and math.isnan(v)  # noqa: E731
-    cells = [[DASH if blank(v) else str(v) for v in r] for r in df.itertuples(index=False)]
+    header names) as a Markdown table, its columns in file order and its values as written (a
+    blank is –): for tables that are not a report's (feature probes, recipe searches, benchmarks)."""
+    df = results.frame(name, as_written=True)
+    cells = [[v if v != "" else DASH for v in r] for r in df.itertuples(index=False)]
     return "\n" + markdown([str(c) for c in df.columns], cells)
 
 
 def view_cell(results: Results, name: str, *where_and_column: str) -> str:
-    """One value of a measurement file: `cell video_search point=hog_b probe` is the `probe`
-    column of the line whose `point` is hog_b ('_' in a value stands for ' ' only when the file
-    has no such value with '_')."""
+    """One value of a measurement file, as written: `cell video_search point=hog_b probe` is the
+    `probe` column of the line whose `point` is hog_b ('_' in a value stands for ' ' only when
+    the file has no such value with '_')."""
     *where, column = where_and_column
-    df = results.frame(name)
+    df = results.frame(name, as_written=True)
     pick = pd.Series(True, index=df.index)
     for cond in where:
         key, _, value = cond.partition("=")
-        col = df[key].astype(str)
+        col = df[key]
         pick &= (col == value) if (col == value).any() else (col == value.replace("_", " "))
     hit = df[pick]
     if len(hit) != 1:
         raise DocsError(f"{results.folder}/{name}.csv: {len(hit)} lines match {' '.join(where)} (need 1)")
-    value = hit[column].iloc[0]
-    return DASH if (isinstance(value, float) and math.isnan(value)) else str(value)
+    return hit[column].iloc[0] or DASH
 
 
 VIEWS = {

@@ -2,6 +2,7 @@
 writes from the committed results files, and every link to a page section, in the pages and in
 the code's help texts, points at a heading that exists."""
 
+import importlib.util
 import re
 import shutil
 from pathlib import Path
@@ -232,3 +233,32 @@ def test_the_speed_figure_has_a_panel_only_for_the_modalities_timed(tmp_path, mo
     both = D.Results(figures / "cpu").frame("table1").assign(video_speedup=1.0)
     D.plots.table1_speed(both, tmp_path, "t")
     assert titles["table1_speed"] == ["image", "video"]
+
+
+def script(path: str):
+    """A script of scripts/ as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(Path(path).stem, ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_estimate_appends_the_lines_the_time_estimate_table_shows(tmp_path, monkeypatch):
+    bench = script("scripts/bench_estimate.py")
+    fake = {"measured": 84.3, "macs": (113.8, 56.9, 227.5, "MACs"), "rehearsed": (114.5, 57.3, 229.1, "r")}
+    monkeypatch.setattr(
+        bench, "measure", lambda p, r, env, tmp: fake | {"preset": p, "row": r, "load": "1.4-1.6"}
+    )
+    out = tmp_path / "bench/time_estimate.csv"
+    for _ in range(2):  # a second measurement adds its lines under the same header
+        bench.main(["--presets", "cpu", "--rows", "f", "--csv", str(out)])
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("# written by: python scripts/bench_estimate.py --presets cpu --rows f --csv")
+    assert lines[1].split(",") == bench.CSV_COLUMNS and len(lines) == 4
+    assert lines[2] == lines[3] == "cpu,f,1.4-1.6,84.3,113.8 (56.9-227.5),1.35,114.5 (57.3-229.1),1.36"
+    page = "<!-- results: bench cell time_estimate preset=cpu macs_ratio -->0<!-- /results -->"
+    with pytest.raises(D.DocsError, match="2 lines match"):
+        D.generate(page, tmp_path)
+    assert "| cpu | f | 1.4-1.6 | 84.3 | 113.8 (56.9-227.5) |" in D.render(
+        "bench csv time_estimate", tmp_path
+    )
