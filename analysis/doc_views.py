@@ -344,21 +344,47 @@ def view_csv(results: Results, name: str) -> str:
     return "\n" + markdown([str(c) for c in df.columns], cells)
 
 
-def view_cell(results: Results, name: str, *where_and_column: str) -> str:
-    """One value of a measurement file, as written: `cell video_search point=hog_b probe` is the
-    `probe` column of the line whose `point` is hog_b ('_' in a value stands for ' ' only when
-    the file has no such value with '_')."""
-    *where, column = where_and_column
+def matching(results: Results, name: str, where: list[str]) -> pd.DataFrame:
+    """The lines of a measurement file (values as written) that meet every condition: key=value
+    or key!=value ('_' in a value stands for ' ' only when the file has no such value with '_')."""
     df = results.frame(name, as_written=True)
     pick = pd.Series(True, index=df.index)
     for cond in where:
-        key, _, value = cond.partition("=")
+        key, op, value = cond.partition("!=") if "!=" in cond else cond.partition("=")
+        if key not in df.columns:
+            raise DocsError(
+                f"{results.folder}/{name}.csv has no column {key!r}. Valid: {', '.join(df.columns)}"
+            )
         col = df[key]
-        pick &= (col == value) if (col == value).any() else (col == value.replace("_", " "))
-    hit = df[pick]
+        same = (col == value) if (col == value).any() else (col == value.replace("_", " "))
+        pick &= ~same if op == "!=" else same
+    return df[pick]
+
+
+def view_cell(results: Results, name: str, *where_and_column: str) -> str:
+    """One value of a measurement file, as written: `cell video_search point=hog_b probe` is the
+    `probe` column of the line whose `point` is hog_b (conditions as in matching())."""
+    *where, column = where_and_column
+    hit = matching(results, name, where)
     if len(hit) != 1:
         raise DocsError(f"{results.folder}/{name}.csv: {len(hit)} lines match {' '.join(where)} (need 1)")
     return hit[column].iloc[0] or DASH
+
+
+def view_range(results: Results, name: str, column: str, *where: str) -> str:
+    """The smallest and largest value of a column over the lines that meet `where`, as written:
+    '0.71-1.08x' (a unit both share is written once)."""
+    values = [v for v in matching(results, name, list(where))[column] if v]
+    if not values:
+        raise DocsError(f"{results.folder}/{name}.csv: no {column} in the lines matching {' '.join(where)}")
+    number = lambda v: float(v.rstrip("x% s"))  # noqa: E731
+    low, high = min(values, key=number), max(values, key=number)
+    if number(low) == number(high):
+        return high
+    unit = high[len(high.rstrip("x% s")) :]
+    if unit and low.endswith(unit):
+        low = low[: -len(unit)]
+    return f"{low}-{high}"
 
 
 VIEWS = {
@@ -375,4 +401,5 @@ VIEWS = {
     "verdict": view_verdict,
     "csv": view_csv,
     "cell": view_cell,
+    "range": view_range,
 }

@@ -262,3 +262,32 @@ def test_bench_estimate_appends_the_lines_the_time_estimate_table_shows(tmp_path
     assert "| cpu | f | 1.4-1.6 | 84.3 | 113.8 (56.9-227.5) |" in D.render(
         "bench csv time_estimate", tmp_path
     )
+
+
+def test_bench_compile_writes_the_table_the_compile_section_shows(tmp_path, monkeypatch):
+    from analysis import bench_compile
+
+    times = iter([(2.0, 2.5, 9.0), (1.0, 0.5, 30.0)])  # (eager, compiled, compile s) per row, faked
+
+    def fake_compare(model, x, y, warmup, repeats, modes):
+        eager, compiled, first = next(times)
+        return {"eager": eager, "model": compiled, "compile_s": {"model": first}}
+
+    monkeypatch.setattr(bench_compile, "compare", fake_compare)
+    out = tmp_path / "bench/compile.csv"
+    bench_compile.main(["--size", "cpu-xs", "--rows", "f", "--mae", "f", "--csv", str(out)])
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith(
+        "# written by: python -m analysis.bench_compile --size cpu-xs --rows f --mae f"
+    )
+    assert "size cpu-xs, batch 2" in lines[0]
+    assert lines[1:] == [
+        "model,eager_s_per_step,model_s_per_step,model_speedup,model_compile_s",
+        "f,2.00,2.50,0.80x,9",
+        "MAE f,1.00,0.50,2.00x,30",
+    ]
+    assert D.render("bench range compile model_speedup", tmp_path) == "0.80-2.00x"
+    assert D.render("bench range compile model_compile_s model!=MAE_f", tmp_path) == "9"
+    assert D.render("bench cell compile model=MAE_f model_speedup", tmp_path) == "2.00x"
+    with pytest.raises(D.DocsError, match="no column 'nosuch'"):
+        D.render("bench cell compile nosuch=1 model_speedup", tmp_path)
