@@ -119,7 +119,11 @@ def test_a_transcribed_results_file_says_so_and_what_overwrites_it():
         if "--publish" in header:
             continue
         m = MEASURED_BY.search(header.replace("\n# ", " "))
-        assert m and m[3] == str(csv.relative_to(ROOT)), csv
+        written = Path(m[3]) if m else None  # the file named, or the one whose _stages.csv this is
+        assert written in (
+            csv.relative_to(ROOT),
+            csv.relative_to(ROOT).with_name(csv.stem.removesuffix("_stages") + ".csv"),
+        ), csv
         script = ROOT / (m[2] or m[1].replace(".", "/") + ".py")
         assert "--csv" in script.read_text(), f"{csv}: {script} has no --csv"
 
@@ -291,3 +295,42 @@ def test_bench_compile_writes_the_table_the_compile_section_shows(tmp_path, monk
     assert D.render("bench cell compile model=MAE_f model_speedup", tmp_path) == "2.00x"
     with pytest.raises(D.DocsError, match="no column 'nosuch'"):
         D.render("bench cell compile nosuch=1 model_speedup", tmp_path)
+
+
+def test_bench_video_writes_the_tables_the_video_loading_section_shows(tmp_path, monkeypatch):
+    from analysis import bench_video as B
+
+    rates = {
+        "reference (decode from 0)": (1.0, 5.0),
+        "ours (seek)": (2.0, 8.0),
+        "ours + repeated 4": (3.0, 20.0),
+    }
+    monkeypatch.setattr(B, "write_kinetics_like", lambda root, videos, gop: None)
+    monkeypatch.setattr(B, "bench", lambda root, rounds, repeated: rates)
+    monkeypatch.setattr(B, "frames_decoded", lambda path, r: (173.0, 133.0 if r == 1 else 52.0))
+    stages = dict.fromkeys(B.STAGES, 1.0) | {"other": 0.5, "total": 4.5}
+    monkeypatch.setattr(B, "profile", lambda root, r: stages)
+    out = tmp_path / "bench/video_loading.csv"
+    B.main(["--gops", "250", "--profile", "--csv", str(out)])
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("# written by: python -m analysis.bench_video --gops 250 --profile --csv")
+    assert lines[1:] == [
+        ",".join(B.SPEED_COLUMNS),
+        "250,reference,173,1.00,1.00x,5.00,1.00x",
+        '250,"ours, seek",133,2.00,2.00x,8.00,1.60x',
+        '250,"ours, repeated 4",52,3.00,3.00x,20.00,4.00x',
+    ]
+    stage_lines = (tmp_path / "bench/video_loading_stages.csv").read_text().splitlines()
+    assert stage_lines[2:] == ["250,1,1.0,1.0,1.0,1.0,0.5,4.5", "250,4,1.0,1.0,1.0,1.0,0.5,4.5"]
+    assert (
+        D.render("bench cell video_loading gop=250 loader=ours,_seek clips_per_cpu_s_ratio", tmp_path)
+        == "1.60x"
+    )
+    monkeypatch.setattr(B, "write_video", lambda path, frames, gop: None)
+    monkeypatch.setattr(B, "moving_texture", lambda *a: None)
+    monkeypatch.setattr(B, "pink_noise", lambda *a: None)
+    monkeypatch.setattr(
+        B, "pixel_difference", lambda path: {"train crops": (3.284, 61.0), "eval views": (2.75, 40.0)}
+    )
+    B.main(["--pixels", "--csv", str(tmp_path / "bench/video_pixels.csv")])
+    assert D.render("bench cell video_pixels content=1/f_noise train_mean", tmp_path) == "3.28"
