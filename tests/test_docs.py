@@ -334,3 +334,24 @@ def test_bench_video_writes_the_tables_the_video_loading_section_shows(tmp_path,
     )
     B.main(["--pixels", "--csv", str(tmp_path / "bench/video_pixels.csv")])
     assert D.render("bench cell video_pixels content=1/f_noise train_mean", tmp_path) == "3.28"
+
+
+def test_plan_table_writes_the_plans_the_memory_plan_section_shows(tmp_path, monkeypatch):
+    plans = script("scripts/plan_table.py")
+    acts = plans.M.Activations(
+        params=1000, outside=(0.0, 2**27), blocks=((0.0, 2**27),) * 3, inputs=((0.0, 1.0),) * 3
+    )
+    monkeypatch.setattr(plans.M, "activations", lambda cfg, phase, *a, **k: acts)  # measured elsewhere
+    out = tmp_path / "bench/memory_plan.csv"
+    assert plans.main(["--presets", "tiny", "--rows", "f", "--csv", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("# written by: python scripts/plan_table.py --presets tiny --rows f --csv")
+    assert lines[1].split(",") == plans.COLUMNS
+    assert [line.split(",")[:3] for line in lines[2:]] == [
+        ["tiny", "f", "MAE pretrain"],
+        ["tiny", "f", "finetune"],
+    ]
+    assert re.fullmatch(
+        r"\d+ x \d+, [\d.]+", D.render("bench cell memory_plan phase=finetune plan_40_gib", tmp_path)
+    )
+    assert plans.main(["--presets", "nosuch"]) == 2
