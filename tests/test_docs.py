@@ -355,3 +355,19 @@ def test_plan_table_writes_the_plans_the_memory_plan_section_shows(tmp_path, mon
         r"\d+ x \d+, [\d.]+", D.render("bench cell memory_plan phase=finetune plan_40_gib", tmp_path)
     )
     assert plans.main(["--presets", "nosuch"]) == 2
+
+
+def test_models_summary_writes_the_sizes_the_params_table_shows(tmp_path):
+    from models import summary
+
+    (tmp_path / "bench").mkdir()
+    out = tmp_path / "bench/model_sizes.csv"
+    summary.main(["--sizes", "cpu-xs", "--steps", "f", "--modality", "image", "video", "--csv", str(out)])
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("# written by: python -m models.summary --sizes cpu-xs --steps f")
+    assert [line.split(",")[:3] for line in lines[1:]] == [
+        ["size", "step", "modality"],
+        ["cpu-xs", "f", "image"],
+        ["cpu-xs", "f", "video"],
+    ]
+    assert D.render("bench cell model_sizes modality=image params_m", tmp_path) == "0.6"  # model.md: 0.63 M
