@@ -371,3 +371,21 @@ def test_models_summary_writes_the_sizes_the_params_table_shows(tmp_path):
         ["cpu-xs", "f", "video"],
     ]
     assert D.render("bench cell model_sizes modality=image params_m", tmp_path) == "0.6"  # model.md: 0.63 M
+
+
+def test_bench_mae_appends_the_line_the_sparse_against_dense_figures_read(tmp_path, monkeypatch):
+    from analysis import bench_mae as B
+
+    monkeypatch.setattr(B, "_mae", lambda args, step, dense: "dense" if dense else "sparse")  # no model built
+    monkeypatch.setattr(B, "_input", lambda mae, batch, device: None)
+    monkeypatch.setattr(B, "_step_fn", lambda mae, x, opt, amp: mae)
+    monkeypatch.setattr(B, "time_interleaved", lambda fns, *a: {"sparse": 7.2, "dense": 14.9})
+    monkeypatch.setattr(B, "forward_gmacs", lambda mae, x: {"sparse": 10.17, "dense": 18.14}[mae])
+    out = tmp_path / "bench/mae_sparse_dense.csv"
+    for batch in ("16", "8"):
+        B.main(["--optimizer", "--batch", batch, "--csv", str(out)])
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("# written by: python -m analysis.bench_mae --optimizer --batch 16 --csv")
+    assert lines[1].split(",") == B.CSV_COLUMNS and len(lines) == 4
+    assert lines[3] == "B,image,f,8,0.6,fwd+bwd+AdamW,7.2,14.9,2.07x,10.17,18.14,1.78x"
+    assert D.render("bench cell mae_sparse_dense batch=8 dense_over_sparse", tmp_path) == "2.07x"
