@@ -119,11 +119,9 @@ def test_a_transcribed_results_file_says_so_and_what_overwrites_it():
         if "--publish" in header:
             continue
         m = MEASURED_BY.search(header.replace("\n# ", " "))
-        written = Path(m[3]) if m else None  # the file named, or the one whose _stages.csv this is
-        assert written in (
-            csv.relative_to(ROOT),
-            csv.relative_to(ROOT).with_name(csv.stem.removesuffix("_stages") + ".csv"),
-        ), csv
+        named = Path(m[3]) if m else Path("")  # this file, or the one whose <name>_<part>.csv it is
+        here = csv.relative_to(ROOT)
+        assert named == here or (named.parent == here.parent and here.stem.startswith(named.stem + "_")), csv
         script = ROOT / (m[2] or m[1].replace(".", "/") + ".py")
         assert "--csv" in script.read_text(), f"{csv}: {script} has no --csv"
 
@@ -389,3 +387,28 @@ def test_bench_mae_appends_the_line_the_sparse_against_dense_figures_read(tmp_pa
     assert lines[1].split(",") == B.CSV_COLUMNS and len(lines) == 4
     assert lines[3] == "B,image,f,8,0.6,fwd+bwd+AdamW,7.2,14.9,2.07x,10.17,18.14,1.78x"
     assert D.render("bench cell mae_sparse_dense batch=8 dense_over_sparse", tmp_path) == "2.07x"
+
+
+def test_bench_model_appends_the_lines_the_speed_section_reads(tmp_path, monkeypatch):
+    from analysis import bench_model as B
+
+    speeds = iter([10.0, 5.0, 20.0, 10.0] + [10.0, 9.0] * 10)  # ours, timm per pair; then per row
+    pairs = [("row f vs timm x", None, None), ("row mvitv2 vs timm y", None, None)]
+    monkeypatch.setattr(B, "timm_pairs", lambda size: pairs)
+    monkeypatch.setattr(B, "measure", lambda *a: next(speeds))
+    model = type("M", (), {"eval": lambda self: self, "cfg": type("C", (), {"input_size": (8, 8)})})()
+    monkeypatch.setattr(B.models, "build", lambda *a, **k: model)  # nothing built or timed
+    monkeypatch.setattr(B, "gmacs", lambda *a, **k: 1.5)
+    out = tmp_path / "bench/model_speed.csv"
+    B.main(["--device", "cpu", "--rounds", "1", "--table1", "image", "--table1-size", "T", "--csv", str(out)])
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("# written by: python -m analysis.bench_model --device cpu --rounds 1")
+    assert lines[2:] == [
+        "CPU,fp32,8,row f vs timm x,10.0,5.0,2.00x",
+        "CPU,fp32,8,row mvitv2 vs timm y,20.0,10.0,2.00x",
+    ]
+    rows = (tmp_path / "bench/model_speed_table1.csv").read_text().splitlines()
+    assert rows[1].split(",") == B.TABLE1_COLUMNS and len(rows) == 2 + 8  # 7 rows and the conventions line
+    view = "bench cell model_speed_table1 row=mvitv2_with_Hiera_conventions over_mvitv2"
+    assert D.render(view, tmp_path) == "0.90x"
+    assert D.render("bench cell model_speed_table1 row=f paper_over_mvitv2", tmp_path) == "2.42x"
