@@ -3,23 +3,31 @@
     .venv/bin/python -m analysis.bench_compile      # rows mvitv2..f + MAE f, size B, 224 px, batch 2
     .venv/bin/python -m analysis.bench_compile --rows f --mae --size cpu-s --batch 8   # no MAE row
     .venv/bin/python -m analysis.bench_compile --modes model blocks   # whole model and per block
+    .venv/bin/python -m analysis.bench_compile --modes blocks model --csv analysis/figures/bench/compile.csv
 
 One step is forward + backward + AdamW of the classifier (cross-entropy), or of the sparse MAE
 (`--mae` rows). Each compiled copy (`--modes`: "model" = torch.compile of the whole model,
 runtime.compile=true; "blocks" = each transformer block, runtime.compile=blocks) is a second model
 with the same weights; its first call (the compile, inductor) is timed separately, then eager and
-compiled steps alternate so that load drift on a shared machine hits all alike.
+compiled steps alternate so that load drift on a shared machine hits all alike. `--csv PATH`
+also writes the table as a CSV headed by the command and date (docs/scale.md's table is
+analysis/figures/bench/compile.csv).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import csv
+import io
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 import models
+from ablations.store.atomic import write_atomic
 from analysis.bench_mae import time_interleaved
 from models.compile import compile_for_training
 from models.mae import build_mae
@@ -55,6 +63,19 @@ def compare(eager: torch.nn.Module, x, y, warmup: int, repeats: int, modes=("mod
     return {**out, "compile_s": compile_s}
 
 
+def write_csv(path: Path, command: str, args, lines: list[list[str]]) -> None:
+    """The table so far as CSV: model, eager_s_per_step, then per mode <mode>_s_per_step,
+    <mode>_speedup, <mode>_compile_s; after a '#' line naming the command, the date and setting."""
+    cols = ("s_per_step", "speedup", "compile_s")
+    head = ["model", "eager_s_per_step"] + [f"{m}_{c}" for m in args.modes for c in cols]
+    setting = f"size {args.size}, batch {args.batch}, fp32, cpu ({torch.get_num_threads()} threads)"
+    out = io.StringIO()
+    out.write(f"# written by: {command} ({time.strftime('%Y-%m-%d')}); {setting}\n")
+    csv.writer(out, lineterminator="\n").writerows([head, *lines])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, out.getvalue())
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", default="B")
@@ -67,7 +88,10 @@ def main(argv=None) -> None:
                    help="the whole model (runtime.compile=true) and/or each block (=blocks)")  # fmt: skip
     p.add_argument("--warm-cache", action="store_true",
                    help="reuse inductor code cached on disk by an earlier run (default: cold)")  # fmt: skip
+    p.add_argument("--csv", metavar="PATH", help="also write the table to this CSV, row by row "
+                   "(docs/scale.md shows analysis/figures/bench/compile.csv)")  # fmt: skip
     args = p.parse_args(argv)
+    command = " ".join(["python -m analysis.bench_compile", *(sys.argv[1:] if argv is None else argv)])
     # A cold compile is what a fresh node pays; the on-disk cache would hide it after a first run.
     torch._inductor.config.force_disable_caches = not args.warm_cache
     torch.manual_seed(0)
@@ -76,6 +100,7 @@ def main(argv=None) -> None:
     head = ["model", "eager s/step"] + [f"{m}: {h}" for m in args.modes for h in cols]
     print("| " + " | ".join(head) + " |\n" + "|---" * len(head) + "|")
     jobs = [(r, False) for r in args.rows] + [(r, True) for r in args.mae]
+    lines = []
     for row, mae in jobs:
         torch._dynamo.reset()
         if mae:
@@ -91,6 +116,9 @@ def main(argv=None) -> None:
         for m in args.modes:
             cells += [f"{t[m]:.2f}", f"{t['eager'] / t[m]:.2f}x", f"{t['compile_s'][m]:.0f}"]
         print("| " + " | ".join(cells) + " |", flush=True)
+        if args.csv:
+            lines.append(cells)
+            write_csv(Path(args.csv), command, args, lines)
         del model
 
 

@@ -4,6 +4,7 @@
     .venv/bin/python -m analysis.bench_mae --size cpu-s --batch 16
     .venv/bin/python -m analysis.bench_mae --rows                # fwd+bwd per Table 1 row a..f
     .venv/bin/python -m analysis.bench_mae --modality video --mask-ratio 0.9 --batch 2
+    .venv/bin/python -m analysis.bench_mae --optimizer --csv analysis/figures/bench/mae_sparse_dense.csv
 
 One "step" is forward + backward, as Fig. 7 times training (--optimizer adds the AdamW step).
 Sparse deletes masked units before the encoder; dense keeps every token and swaps masked ones
@@ -15,14 +16,19 @@ Measured with --optimizer on the idle 2-core CPU box (fp32, row f, size B, mask 
 8 x 512): dense / sparse step time 1.65x at batch 2, 1.94x at batch 8, 2.07x at batch 16, with
 forward MACs 18.14 vs 10.17 G/im (1.78x). The ratio stays under the encoder's own ~2.5x because
 the decoder runs on every unit in both variants (~5.3 G/im, paper-sized): the decoder caps the
-gain, as in MAE. Small batches favour dense (per-op overheads dominate both).
+gain, as in MAE. Small batches favour dense (per-op overheads dominate both). `--csv PATH` appends
+the sparse-vs-dense line to PATH (headed by the command and date when new): docs/results.md's
+figures are analysis/figures/bench/mae_sparse_dense.csv.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -100,7 +106,10 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
     p.add_argument("--rows", action="store_true", help="sparse MAE fwd+bwd time per Table 1 row a..f")
+    p.add_argument("--csv", metavar="PATH", help="append the sparse-vs-dense line to this CSV "
+                   "(docs/results.md shows analysis/figures/bench/mae_sparse_dense.csv)")  # fmt: skip
     args = p.parse_args(argv)
+    command = " ".join(["python -m analysis.bench_mae", *(sys.argv[1:] if argv is None else argv)])
     args.decoder_heads = args.decoder_heads or {"image": 16, "video": 8}[args.modality]
     torch.manual_seed(0)
     where = f"{args.device} ({torch.get_num_threads()} threads)" if args.device == "cpu" else args.device
@@ -132,6 +141,28 @@ def main(argv=None) -> None:
         print(f"{k:>6}: {v * 1e3:9.1f} ms/step  {args.batch / v:8.2f} im/s  fwd {g[k]:.3f} GMACs/im")
     ratio_t, ratio_g = t["dense"] / t["sparse"], g["dense"] / g["sparse"]
     print(f"dense / sparse: time {ratio_t:.2f}x, forward MACs {ratio_g:.2f}x")
+    if args.csv:
+        line = [args.size, args.modality, args.step, args.batch, args.mask_ratio, what, f"{t['sparse']:.1f}",
+                f"{t['dense']:.1f}", f"{ratio_t:.2f}x", f"{g['sparse']:.2f}", f"{g['dense']:.2f}",
+                f"{ratio_g:.2f}x"]  # fmt: skip
+        append_csv(Path(args.csv), command, line)
+
+
+CSV_COLUMNS = ["size", "modality", "row", "batch", "mask_ratio", "step", "sparse_s_per_step",
+               "dense_s_per_step", "dense_over_sparse", "sparse_gmacs", "dense_gmacs",
+               "macs_ratio"]  # fmt: skip
+
+
+def append_csv(path: Path, command: str, line: list) -> None:
+    """One line of CSV_COLUMNS added to `path`; a new file starts with the command and date."""
+    fresh = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        if fresh:
+            f.write(f"# written by: {command} ({time.strftime('%Y-%m-%d')}); s per step, GMACs per image\n")
+            writer.writerow(CSV_COLUMNS)
+        writer.writerow(line)
 
 
 if __name__ == "__main__":

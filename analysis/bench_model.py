@@ -4,6 +4,7 @@
     python -m analysis.bench_model --device cuda --dtype fp16 --batch-sizes 32 64 128 256
     python -m analysis.bench_model --table1 image --table1-size L     # rows mvitv2..f as ratios
     python -m analysis.bench_model --table1 image --attn-backend both  # math and PyTorch's pick
+    python -m analysis.bench_model --table1 image --csv analysis/figures/bench/model_speed.csv
 
 Part 1 times our row f (size B) against timm's hiera_base_224 and our row mvitv2 against timm's
 mvitv2_base, alternating the two models for several rounds and keeping each one's best, so both
@@ -12,12 +13,18 @@ the mvitv2 row beside the paper's A100 ratios (analysis/paper_numbers.yaml), and
 multiply-adds; the line "mvitv2 with Hiera conventions" (models.hiera_conventions) sits between
 mvitv2 and a, because most of row a's MAC change comes from that switch, not from the positions.
 Attention runs under SDPBackend.MATH by default (--attn-backend math: the paper's protocol, no
-FlashAttention); auto lets PyTorch pick its fused kernels, both prints the two.
+FlashAttention); auto lets PyTorch pick its fused kernels, both prints the two. `--csv PATH`
+appends the lines to PATH (part 1) and to PATH's name + _table1.csv (part 2), each headed by the
+command and date when new: docs/results.md's speed figures are analysis/figures/bench/model_speed*.csv.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import sys
+import time
+from pathlib import Path
 
 import timm
 import torch
@@ -73,6 +80,23 @@ def timm_pairs(size_name: str):
         yield f"row {step} vs timm {name}", ours, theirs
 
 
+TIMM_COLUMNS = ["device", "dtype", "batch_sizes", "model", "ours_per_s", "timm_per_s", "ours_over_timm"]
+TABLE1_COLUMNS = ["device", "dtype", "batch_sizes", "size", "modality", "attn_backend", "row", "gmacs",
+                  "per_s", "over_mvitv2", "paper_over_mvitv2"]  # fmt: skip
+
+
+def append_csv(path: Path, command: str, columns: list[str], lines: list[list]) -> None:
+    """Adds lines to a CSV of `columns`; a new file starts with the command and the date."""
+    fresh = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        if fresh:
+            f.write(f"# written by: {command} ({time.strftime('%Y-%m-%d')})\n")
+            writer.writerow(columns)
+        writer.writerows(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -91,7 +115,10 @@ def main(argv=None):
         choices=[*ATTN_BACKENDS, "both"],
         help="math: SDPBackend.MATH, the paper's protocol (default); auto: PyTorch's pick",
     )
+    p.add_argument("--csv", metavar="PATH", help="append the timm lines to PATH and Table 1's to "
+                   "<PATH name>_table1.csv (docs/results.md shows analysis/figures/bench/)")  # fmt: skip
     args = p.parse_args(argv)
+    command = " ".join(["python -m analysis.bench_model", *(sys.argv[1:] if argv is None else argv)])
     args.backends = list(ATTN_BACKENDS) if args.attn_backend == "both" else [args.attn_backend]
     args.dtype = args.dtype or ("fp16" if str(args.device).startswith("cuda") else "fp32")
     device_name = torch.cuda.get_device_name() if str(args.device).startswith("cuda") else "CPU"
@@ -101,8 +128,13 @@ def main(argv=None):
 
     if not args.skip_timm:
         print("\n| model | ours (im/s) | timm (im/s) | ours / timm |\n|---|---|---|---|")
+        setting = [device_name, args.dtype, " ".join(map(str, args.batch_sizes))]
+        lines = []
         for label, ours, theirs in side_by_side(timm_pairs(args.timm_size), (3, 224, 224), args):
             print(f"| {label} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f}x |")
+            lines.append([*setting, label, f"{ours:.1f}", f"{theirs:.1f}", f"{ours / theirs:.2f}x"])
+        if args.csv:
+            append_csv(Path(args.csv), command, TIMM_COLUMNS, lines)
 
     modalities = {"none": [], "both": ["image", "video"]}.get(args.table1, [args.table1])
     for modality in modalities:
@@ -111,17 +143,24 @@ def main(argv=None):
         cols = [c for b in args.backends for c in (f"ours {b} ({unit})", f"{b} / mvitv2")]
         head = ["row", "GMACs", *cols, "paper A100 / mvitv2"]
         print("| " + " | ".join(head) + " |\n" + "|---" * len(head) + "|")
-        base = {}
+        base, lines = {}, []
         for label, step, over in table1_lines():
             m = models.build(args.table1_size, step=step, modality=modality, **over).eval()
             cells = [label, f"{gmacs(args.table1_size, step, modality, **over):.2f}"]
+            paper = f"{paper_speedup(step, modality):.2f}x" if label == step else "–"
             for b in args.backends:
                 speed = max(measure(m, (3, *m.cfg.input_size), args, b) for _ in range(args.rounds))
                 base.setdefault(b, speed)
                 cells += [f"{speed:.2f}", f"{speed / base[b]:.2f}x"]
-            paper = f"{paper_speedup(step, modality):.2f}x" if label == step else "–"
+                setting = [device_name, args.dtype, " ".join(map(str, args.batch_sizes)), args.table1_size]
+                ratio = f"{speed / base[b]:.2f}x"
+                lines.append([*setting, modality, b, label, cells[1], f"{speed:.2f}", ratio,
+                              "" if paper == "–" else paper])  # fmt: skip
             print("| " + " | ".join([*cells, paper]) + " |")
             del m
+        if args.csv:
+            path = Path(args.csv)
+            append_csv(path.with_name(f"{path.stem}_table1.csv"), command, TABLE1_COLUMNS, lines)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ ours (seeking), alone and with repeated sampling, on generated Kinetics-like fil
 
     python -m analysis.bench_video [--videos 6] [--gops 250 30] [--rounds 4] [--repeated 4] [--profile]
     python -m analysis.bench_video --pixels   # swscale crop-resize against torchvision's, in levels
+    python -m analysis.bench_video --profile --csv analysis/figures/bench/video_loading.csv
+    python -m analysis.bench_video --pixels --csv analysis/figures/bench/video_pixels.csv
 
 Files: H.264 (libx264, veryfast, crf 23, B-frames on), 10 s at 30 fps, 340x256 (Kinetics' usual
 short side 256), a moving texture so the encoder has real motion to code. GOP 250 is what
@@ -16,16 +18,22 @@ each loader decodes per clip is printed too (independent of load). --profile add
 loader's CPU time goes per clip (cProfile on a CPU-time clock, one decoding thread). --pixels
 compares our loader's crop-resize (swscale) with the reference (whole RGB frames, torchvision)
 on the same frames and boxes, on the bench texture and on 1/f noise (natural images' spectrum).
+--csv PATH also writes what it printed as a CSV headed by the command and date (with --profile,
+the stages go to PATH's name + _stages.csv): docs/scale.md's tables are those files.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import csv
+import io
 import os
 import pstats
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,6 +43,7 @@ from ablations.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoTransfor
 from ablations.data.video_folder import VideoFolder, clip_indices
 from ablations.data.video_io import open_clip, reference_windows
 from ablations.data.video_resize import on_chroma_grid
+from ablations.store.atomic import write_atomic
 
 PRETRAIN_AUG = {"rrc_scale": [0.5, 1.0], "hflip": 0.5}  # k400 presets' MAE pretraining aug
 
@@ -107,8 +116,13 @@ def pixel_difference(path: str, clips: int = 8) -> dict[str, tuple[float, float]
     return out
 
 
-def pixels() -> None:
-    """Print pixel_difference on the bench texture and on 1/f noise (GOP 30 files)."""
+PIXEL_COLUMNS = ["content", "train_mean", "train_max", "eval_mean", "eval_max"]
+
+
+def pixels() -> list[list[str]]:
+    """Print pixel_difference on the bench texture and on 1/f noise (GOP 30 files); returns the
+    lines of PIXEL_COLUMNS (levels of 255)."""
+    lines = []
     with tempfile.TemporaryDirectory() as root:
         for name, frames in [
             ("bench texture", moving_texture(90, 256, 340, 0)),
@@ -116,10 +130,29 @@ def pixels() -> None:
         ]:
             path = os.path.join(root, "clip.mp4")
             write_video(path, frames, gop=30)
+            line = [name]
             for view, (mean, most) in pixel_difference(path).items():
                 print(
                     f"{name:14s} {view:12s} |swscale - torchvision|: mean {mean:.2f}, max {most:.0f} (of 255)"
                 )
+                line += [f"{mean:.2f}", f"{most:.0f}"]
+            lines.append(line)
+    return lines
+
+
+SPEED_COLUMNS = ["gop", "loader", "frames_per_clip", "clips_per_s", "clips_per_s_ratio", "clips_per_cpu_s",
+                 "clips_per_cpu_s_ratio"]  # fmt: skip
+STAGE_COLUMNS = ["gop", "repeated", "open_frame_index", "seek_decode", "crop_resize_rgb", "flip_normalise",
+                 "other", "total"]  # fmt: skip
+LOADERS = {"reference (decode from 0)": "reference", "ours (seek)": "ours, seek"}  # CSV names
+
+
+def write_csv(path: Path, command: str, columns: list[str], lines: list[list]) -> None:
+    out = io.StringIO()
+    out.write(f"# written by: {command} ({time.strftime('%Y-%m-%d')})\n")
+    csv.writer(out, lineterminator="\n").writerows([columns, *lines])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, out.getvalue())
 
 
 def write_kinetics_like(root, videos: int, gop: int, seconds: int = 10, fps: int = 30) -> None:
@@ -263,9 +296,16 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--pixels", action="store_true", help="only: swscale vs torchvision crop-resize, in levels"
     )
+    ap.add_argument("--csv", metavar="PATH", help="also write the table to this CSV (with --profile, "
+                    "the stages to <PATH name>_stages.csv); docs/scale.md shows them")  # fmt: skip
     args = ap.parse_args(argv)
+    command = " ".join(["python -m analysis.bench_video", *(sys.argv[1:] if argv is None else argv)])
     if args.pixels:
-        return pixels()
+        lines = pixels()
+        if args.csv:
+            write_csv(Path(args.csv), command, PIXEL_COLUMNS, lines)
+        return
+    speed_lines, stage_lines = [], []
     torch.set_num_threads(1)  # as in a DataLoader worker
     torch.manual_seed(0)
     print(f"{args.videos} videos, 10 s at 30 fps, 340x256 H.264; 16x4 clips at 224; {args.rounds} rounds")
@@ -289,6 +329,17 @@ def main(argv=None) -> None:
                 f"GOP {gop:4d}  our loader, R={r}, CPU ms per clip: "
                 + ", ".join(f"{k} {v:.1f}" for k, v in ms.items())
             )
+            stage_lines.append([gop, r, *(f"{v:.1f}" for v in ms.values())])
+        for name, (w, c) in rates.items():
+            reps = args.repeated if name.startswith("ours + repeated") else 1
+            frames = counts[1][0] if name.startswith("reference") else counts[reps][1]
+            speed_lines.append([gop, LOADERS.get(name, f"ours, repeated {reps}"), f"{frames:.0f}", f"{w:.2f}",
+                                f"{w / base_wall:.2f}x", f"{c:.2f}", f"{c / base_cpu:.2f}x"])  # fmt: skip
+        if args.csv:  # after every GOP, so a stopped run keeps what it measured
+            write_csv(Path(args.csv), command, SPEED_COLUMNS, speed_lines)
+            if stage_lines:
+                path = Path(args.csv)
+                write_csv(path.with_name(f"{path.stem}_stages.csv"), command, STAGE_COLUMNS, stage_lines)
 
 
 if __name__ == "__main__":

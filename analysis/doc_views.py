@@ -29,18 +29,21 @@ class Results:
     def __init__(self, folder: Path):
         self.folder, self._frames = Path(folder), {}
 
-    def frame(self, name: str) -> pd.DataFrame:
-        if name not in self._frames:
+    def frame(self, name: str, as_written: bool = False) -> pd.DataFrame:
+        """The CSV as numbers, or (as_written) every value as the text the file holds ('0.20'
+        stays '0.20'; a blank is '')."""
+        if (name, as_written) not in self._frames:
             path = self.folder / f"{name}.csv"
             if not path.exists():
                 raise DocsError(f"{path} does not exist: publish a report that has it (--publish)")
             lines = path.read_text().splitlines(keepends=True)
             while lines and lines[0].startswith("#"):
                 lines.pop(0)
-            self._frames[name] = pd.read_csv(
-                io.StringIO("".join(lines)), keep_default_na=False, na_values=[""]
+            kw = {"dtype": str, "na_filter": False} if as_written else {"na_values": [""]}
+            self._frames[name, as_written] = pd.read_csv(
+                io.StringIO("".join(lines)), keep_default_na=False, **kw
             )
-        return self._frames[name]
+        return self._frames[name, as_written]
 
     def has(self, name: str) -> bool:
         return (self.folder / f"{name}.csv").exists()
@@ -320,31 +323,83 @@ def view_diff(results: Results, family: str, label: str, modality: str) -> str:
     return comparison(results, family, label.replace("_", " "), modality)
 
 
+def trend_lines(results: Results, modality: str, **where: str) -> pd.DataFrame:
+    df = results.frame("trends")
+    pick = df["modality"] == modality
+    for key, value in where.items():
+        pick &= df[key].astype(str) == value
+    if not pick.any():
+        said = " ".join(f"{k}={v}" for k, v in where.items())
+        raise DocsError(f"{results.folder}/trends.csv has no {modality} line with {said}")
+    return df[pick]
+
+
+def view_trend(results: Results, modality: str, label: str) -> str:
+    """One comparison of the paper's trends (trends.csv), with its Holm verdict over the trends'
+    family: '+27.2 [+20.8, +33.2] (Holm: yes)'; label with '_' for ' ' (MAE_f_-_MAE_a)."""
+    rec = trend_lines(results, modality, comparison=label.replace("_", " ")).iloc[0].to_dict()
+    if math.isnan(rec["diff"]):
+        return DASH
+    for key in ("distinguishable", "adjusted"):
+        rec[key] = str(rec[key]).lower() in ("true", "1", "1.0")
+    return interval_text(rec)
+
+
+def view_trend_verdict(results: Results, modality: str, number: str) -> str:
+    """Trend (number)'s verdict in trends.csv: 'holds', 'does not hold', 'not known yet', ..."""
+    return str(trend_lines(results, modality, trend=number)["verdict"].iloc[0])
+
+
 def view_csv(results: Results, name: str) -> str:
     """A measurement file (analysis/figures/<preset>/<name>.csv, written by the script its '#'
-    header names) as a Markdown table, its columns in file order: for tables that are not a
-    report's (feature probes, recipe searches, benchmarks)."""
-    df = results.frame(name)
-    cells = [[DASH if (isinstance(v, float) and math.isnan(v)) else str(v) for v in r] for r in df.itertuples(index=False)]
+    header names) as a Markdown table, its columns in file order and its values as written (a
+    blank is –): for tables that are not a report's (feature probes, recipe searches, benchmarks)."""
+    df = results.frame(name, as_written=True)
+    cells = [[v if v != "" else DASH for v in r] for r in df.itertuples(index=False)]
     return "\n" + markdown([str(c) for c in df.columns], cells)
 
 
-def view_cell(results: Results, name: str, *where_and_column: str) -> str:
-    """One value of a measurement file: `cell video_search point=hog_b probe` is the `probe`
-    column of the line whose `point` is hog_b ('_' in a value stands for ' ' only when the file
-    has no such value with '_')."""
-    *where, column = where_and_column
-    df = results.frame(name)
+def matching(results: Results, name: str, where: list[str]) -> pd.DataFrame:
+    """The lines of a measurement file (values as written) that meet every condition: key=value
+    or key!=value ('_' in a value stands for ' ' only when the file has no such value with '_')."""
+    df = results.frame(name, as_written=True)
     pick = pd.Series(True, index=df.index)
     for cond in where:
-        key, _, value = cond.partition("=")
-        col = df[key].astype(str)
-        pick &= (col == value) if (col == value).any() else (col == value.replace("_", " "))
-    hit = df[pick]
+        key, op, value = cond.partition("!=") if "!=" in cond else cond.partition("=")
+        if key not in df.columns:
+            raise DocsError(
+                f"{results.folder}/{name}.csv has no column {key!r}. Valid: {', '.join(df.columns)}"
+            )
+        col = df[key]
+        same = (col == value) if (col == value).any() else (col == value.replace("_", " "))
+        pick &= ~same if op == "!=" else same
+    return df[pick]
+
+
+def view_cell(results: Results, name: str, *where_and_column: str) -> str:
+    """One value of a measurement file, as written: `cell video_search point=hog_b probe` is the
+    `probe` column of the line whose `point` is hog_b (conditions as in matching())."""
+    *where, column = where_and_column
+    hit = matching(results, name, where)
     if len(hit) != 1:
         raise DocsError(f"{results.folder}/{name}.csv: {len(hit)} lines match {' '.join(where)} (need 1)")
-    value = hit[column].iloc[0]
-    return DASH if (isinstance(value, float) and math.isnan(value)) else str(value)
+    return hit[column].iloc[0] or DASH
+
+
+def view_range(results: Results, name: str, column: str, *where: str) -> str:
+    """The smallest and largest value of a column over the lines that meet `where`, as written:
+    '0.71-1.08x' (a unit both share is written once)."""
+    values = [v for v in matching(results, name, list(where))[column] if v]
+    if not values:
+        raise DocsError(f"{results.folder}/{name}.csv: no {column} in the lines matching {' '.join(where)}")
+    number = lambda v: float(v.rstrip("x% s"))  # noqa: E731
+    low, high = min(values, key=number), max(values, key=number)
+    if number(low) == number(high):
+        return high
+    unit = high[len(high.rstrip("x% s")) :]
+    if unit and low.endswith(unit):
+        low = low[: -len(unit)]
+    return f"{low}-{high}"
 
 
 def view_times(results: Results, table: str, modality: str, mode: str = "") -> str:
@@ -406,6 +461,9 @@ VIEWS = {
     "times": view_times,
     "verdict": view_verdict,
     "resolution": view_resolution,
+    "trend": view_trend,
+    "trendverdict": view_trend_verdict,
     "csv": view_csv,
     "cell": view_cell,
+    "range": view_range,
 }

@@ -3,16 +3,20 @@ README.md and docs/ show, written into the pages from the committed results file
 
 The results files are the report's CSVs of the published runs, one folder per preset beside the
 figures the pages show: analysis/figures/<preset>/runs.csv (one line per run), table1.csv,
-fig8.csv, table3.csv, <table>.csv, *_differences.csv, *_interactions.csv (analysis/report.py
-writes them all into runs/report/<preset>/). A page holds each generated part between markers
+fig8.csv, table3.csv, <table>.csv, *_differences.csv, *_interactions.csv and trends.csv (the
+paper's trends: verdicts and intervals); analysis/report.py writes them all into
+runs/report/<preset>/. Measurements that are not a report's (benchmarks, recipe searches,
+diagnostics) are CSVs in the preset's folder or in analysis/figures/bench/, written by the command
+their first '#' line names. A page holds each generated part between markers
 
     <!-- results: cpu summary image -->...<!-- /results -->
 
-naming the preset folder, a view (analysis/doc_views.py) and its arguments; this command rewrites what is
-between them, `--check` exits 1 naming each stale part (tests/test_docs.py runs it), and
+naming the preset folder, a view (analysis/doc_views.py) and its arguments; this command rewrites
+what is between them, `--check` exits 1 naming each stale part (tests/test_docs.py runs it), and
 `--publish runs/report` first copies a rerun's results files and published figures over the
 committed ones. `--figures` redraws, from the committed results files, the published figures
-that need no more than they hold (Table 1 accuracy and differences, Fig. 8, the interactions).
+that need no more than they hold (Table 1 accuracy, speed and differences, Fig. 8, the
+interactions).
 """
 
 from __future__ import annotations
@@ -108,6 +112,8 @@ def redraw(figures: Path = FIGURES) -> list[Path]:
             out, title = Path(tmp), f"({folder.name})"  # the report's titles
             if res.has("table1") and (folder / "table1_accuracy.png").exists():
                 plots.table1_accuracy(res.frame("table1"), out, f"Table 1 accuracy per row {title}")
+            if res.has("table1") and (folder / "table1_speed.png").exists():
+                plots.table1_speed(res.frame("table1"), out, f"Table 1 speed per row {title}")
             if res.has("fig8") and (folder / "fig8_mae_vs_supervised.png").exists():
                 plots.fig8(res.frame("fig8"), out, f"Fig. 8: MAE vs supervised {title}")
             if res.has("table1_differences") and (folder / "table1_differences.png").exists():

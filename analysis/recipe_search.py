@@ -8,12 +8,16 @@ The grid file names a preset, a row, a seed count and points ({name: {mode:, set
 each point is `ablate.py --step <row> --mode <mode> --preset <preset> --seeds <n> --set ...` with
 --runs-dir <runs-dir>/search/<grid>, so a point is resumable and reused when finished like any
 run. Afterwards results.md there lists every point by top-1 (mean ± std over seeds), with its
-settings, training wall time and what is missing.
+settings, training wall time and what is missing; `--csv PATH` also writes that table as a CSV
+headed by the command and date (the docs' table of a search is such a file, e.g.
+analysis/figures/laptop/recipe_search.csv, rendered by python -m analysis.docs).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import statistics
 import subprocess
@@ -105,6 +109,33 @@ def results_table(name: str, grid: dict, runs_dir: Path) -> str:
     return head + "\n".join(line for _, line in lines) + "\n"
 
 
+CSV_COLUMNS = ["point", "mode", "settings", "top1", "top1_std", "seeds", "wall_min"]
+
+
+def results_csv(grid: dict, points: dict, runs_dir: Path, command: str) -> str:
+    """The results table as CSV (CSV_COLUMNS, best top-1 first, unfinished points last, blank
+    where a point has no number), after a '#' line naming `command` and the date. `points`: the
+    grid's own points, whose settings the file shows (what --set added to every point is in the
+    command)."""
+    lines = []
+    for label, point in points.items():
+        point = point or {}
+        done = point_results(grid, grid["points"][label], runs_dir)
+        top1 = [m["top1"] for m in done]
+        walls = [m["wall_time_s"] for m in done if isinstance(m.get("wall_time_s"), (int, float))]
+        sets = ", ".join(f"{k}={v}" for k, v in (point.get("sets") or {}).items())
+        lines.append([label, point.get("mode") or "mae", sets,
+                      f"{statistics.mean(top1):.1f}" if top1 else "",
+                      f"{statistics.stdev(top1):.1f}" if len(top1) > 1 else "", len(top1),
+                      f"{statistics.mean(walls) / 60:.1f}" if walls else ""])  # fmt: skip
+    lines.sort(key=lambda r: -float(r[3]) if r[3] else float("inf"))
+    out = io.StringIO()
+    out.write(f"# written by: {command} ({time.strftime('%Y-%m-%d')})\n")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerows([CSV_COLUMNS, *lines])
+    return out.getvalue()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.recipe_search", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -116,9 +147,12 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="+", metavar="POINT", help="run only these points")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="extra",
                         help="added to every point's settings (e.g. runtime.threads=1)")  # fmt: skip
+    parser.add_argument("--csv", metavar="PATH", help="also write the results table as CSV to PATH "
+                        "(e.g. analysis/figures/laptop/recipe_search.csv, which the docs show)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         name, grid = load_grid(args.grid)
+        own = grid["points"]
         extra = parse_sets(args.extra)
         points = {
             k: {**(v or {}), "sets": {**((v or {}).get("sets") or {}), **extra}}
@@ -149,6 +183,12 @@ def main(argv=None) -> int:
     table = results_table(name, grid, out)
     write_atomic(out / "results.md", table)
     print(f"\n{table}\nwritten to {out / 'results.md'}")
+    if args.csv:
+        given = argv if argv is not None else sys.argv[1:]
+        command = " ".join(["python -m analysis.recipe_search", *given])
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(Path(args.csv), results_csv(grid, own, out, command))
+        print(f"written to {args.csv}")
     if failed:
         print(f"points that did not finish: {failed}", file=sys.stderr)
     return 1 if failed else 0

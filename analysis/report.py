@@ -211,8 +211,12 @@ def write_report(
         ]
         if {"table1", "fig8"} & set(written):  # the trends read Table 1's and Fig. 8's runs
             builds = provenance.builds_markdown(provenance.table_runs(df, "fig8", variant))
-            write_atomic(vdir / "trends.md", trends.trends_markdown(df, runs_dir, variant) + builds)
-            index += [f"- [trends: do the paper's three trends hold?]({variant}/trends.md)"]
+            assessed = trends.assess(df, runs_dir, variant)
+            write_atomic(vdir / "trends.md", trends.trends_markdown(df, runs_dir, variant, assessed) + builds)
+            csv = trends.trends_frame(assessed).to_csv(index=False, float_format="%.4f", lineterminator="\n")
+            write_atomic(vdir / "trends.csv", csv)
+            title = "trends: do the paper's three trends hold?"
+            index += [f"- [{title}]({variant}/trends.md) ([csv]({variant}/trends.csv))"]
         index += table_report.write_tables(df, runs_dir, vdir, variant, resolve)
         figures = copy_reconstructions(runs_dir, df[df["variant"] == variant], vdir)
         index += [f"- plots: `{variant}/*.png`, `{variant}/*.pdf`"]

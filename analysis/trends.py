@@ -145,12 +145,14 @@ def chance_check(runs_dir: Path, deps: list[Side]) -> tuple[str, list[str]] | No
     return f"{NOT_TESTABLE} (rows {names} at chance)", lines
 
 
-def untestable(runs_dir: Path, deps: list[Side], verdict: str, key: str, lines: list[str], missing: list):
-    """The trend's result, or "not testable" with the same numbers when a row it needs is at chance."""
+def untestable(runs_dir: Path, deps: list[Side], verdict: str, key: str, lines: list[str], missing: list,
+               recs: list[dict]):  # fmt: skip
+    """The trend's result (verdict, key, lines, missing, its comparisons' records), or "not
+    testable" with the same numbers when a row it needs is at chance."""
     chance = chance_check(runs_dir, deps)
     if chance is None:
-        return verdict, key, lines, missing
-    return chance[0], key, chance[1] + lines, missing
+        return verdict, key, lines, missing, recs
+    return chance[0], key, chance[1] + lines, missing, recs
 
 
 def known(rec: dict) -> bool:
@@ -165,8 +167,8 @@ def seeds_text(rec: dict) -> str:
 
 
 def mae_keeps(runs_dir: Path, df: pd.DataFrame, m: str, variant: str, adjusted: dict | None = None
-              ) -> tuple[str, str, list[str], list]:  # fmt: skip
-    """Trend (1): (verdict, its key difference, lines of text, missing (side, why))."""
+              ) -> tuple[str, str, list[str], list, list[dict]]:  # fmt: skip
+    """Trend (1): (verdict, its key difference, lines of text, missing (side, why), records)."""
     adj = family_verdicts(runs_dir, df, m, variant) if adjusted is None else adjusted
     mae = sides(df, m, variant, "mae", *list_rows()[1:])  # a..f: mvitv2 has no MAE run
     recs = [diff(runs_dir, p, c, m, adj) for p, c in zip(mae, mae[1:])] + [
@@ -194,35 +196,35 @@ def mae_keeps(runs_dir: Path, df: pd.DataFrame, m: str, variant: str, adjusted: 
                      + ", ".join(r["comparison"] for r in raw if not r["adjusted"]))  # fmt: skip
     verdict = FAILS if drops else HOLDS if all(known(r) for r in recs) else UNKNOWN
     key = "; ".join(seeds_text(r) for r in drops) if drops else seeds_text(recs[-1])
-    return untestable(runs_dir, mae, verdict, key, lines, [x for r in recs for x in r["missing"]])
+    return untestable(runs_dir, mae, verdict, key, lines, [x for r in recs for x in r["missing"]], recs)
 
 
 def supervised_loses(
     runs_dir: Path, df: pd.DataFrame, m: str, variant: str, adjusted: dict | None = None
-) -> tuple[str, str, list[str], list]:
-    """Trend (2): (verdict, its key difference, lines of text, missing (side, why))."""
+) -> tuple[str, str, list[str], list, list[dict]]:
+    """Trend (2): (verdict, its key difference, lines of text, missing (side, why), records)."""
     adj = family_verdicts(runs_dir, df, m, variant) if adjusted is None else adjusted
     a, b = sides(df, m, variant, "supervised", "mvitv2", "f")
     rec = diff(runs_dir, a, b, m, adj)
     lines = [f"- {a.text()}; {b.text()}", f"- {seeds_text(rec)}"]
     if not known(rec):
-        return untestable(runs_dir, [a, b], UNKNOWN, seeds_text(rec), lines, rec["missing"])
+        return untestable(runs_dir, [a, b], UNKNOWN, seeds_text(rec), lines, rec["missing"], [rec])
     if rec["low"] > 0 and rec["adjusted"]:
         lines.append("- reversed: supervised f is significantly better than supervised mvitv2")
     verdict = HOLDS if rec["high"] < 0 and rec["adjusted"] else FAILS
-    return untestable(runs_dir, [a, b], verdict, seeds_text(rec), lines, rec["missing"])
+    return untestable(runs_dir, [a, b], verdict, seeds_text(rec), lines, rec["missing"], [rec])
 
 
 def mae_beats_supervised(
     runs_dir: Path, df: pd.DataFrame, m: str, variant: str, adjusted: dict | None = None
-) -> tuple[str, str, list[str], list]:
-    """Trend (3): (verdict, its key difference, lines of text, missing (side, why))."""
+) -> tuple[str, str, list[str], list, list[dict]]:
+    """Trend (3): (verdict, its key difference, lines of text, missing (side, why), records)."""
     adj = family_verdicts(runs_dir, df, m, variant) if adjusted is None else adjusted
     (a,), (b,) = sides(df, m, variant, "supervised", "f"), sides(df, m, variant, "mae", "f")
     rec = diff(runs_dir, a, b, m, adj)
     lines = [f"- {b.text()}; {a.text()}", f"- {seeds_text(rec)}"]
     if not known(rec):
-        return untestable(runs_dir, [a, b], UNKNOWN, seeds_text(rec), lines, rec["missing"])
+        return untestable(runs_dir, [a, b], UNKNOWN, seeds_text(rec), lines, rec["missing"], [rec])
     sure = rec["adjusted"]
     winner = (
         "MAE wins"
@@ -233,7 +235,7 @@ def mae_beats_supervised(
     )
     lines.append(f"- {winner}")
     verdict = HOLDS if rec["low"] > 0 and sure else FAILS
-    return untestable(runs_dir, [a, b], verdict, seeds_text(rec), lines, rec["missing"])
+    return untestable(runs_dir, [a, b], verdict, seeds_text(rec), lines, rec["missing"], [rec])
 
 
 TRENDS = (
@@ -266,13 +268,27 @@ def commands(df: pd.DataFrame, m: str, variant: str, missing: list) -> list[str]
     return list(dict.fromkeys(out))
 
 
-def trends_markdown(df: pd.DataFrame, runs_dir: Path, variant: str) -> str:
+def assess(df: pd.DataFrame, runs_dir: Path, variant: str) -> dict[str, list[tuple] | None]:
+    """{modality: [(title, verdict, key, lines, missing, records) per trend in TRENDS]}, None for a
+    modality without Table 1 or Fig. 8 runs. One pass: trends.md and trends.csv both read it."""
+    out = {}
+    for m in MODALITIES:
+        if table_runs(df, m, variant).empty:
+            out[m] = None
+            continue
+        adjusted = family_verdicts(Path(runs_dir), df, m, variant)
+        out[m] = [(title, *trend(Path(runs_dir), df, m, variant, adjusted)) for title, trend in TRENDS]
+    return out
+
+
+def trends_markdown(df: pd.DataFrame, runs_dir: Path, variant: str, assessed: dict | None = None) -> str:
     """trends.md of one variant: per modality, each trend's verdict with its numbers, and the runs
     that are missing with the commands that make them."""
+    assessed = assess(df, runs_dir, variant) if assessed is None else assessed
     text = [INTRO.format(variant=variant)]
     for m in MODALITIES:
         text.append(f"\n## {m}\n")
-        if table_runs(df, m, variant).empty:
+        if assessed.get(m) is None:
             if m in no_recipe(df, variant):
                 preset = df.loc[df["variant"] == variant, "preset"].iloc[0]
                 text.append(f"\nNo {m} runs: preset {preset!r} has no {m} recipe.\n")
@@ -283,9 +299,8 @@ def trends_markdown(df: pd.DataFrame, runs_dir: Path, variant: str) -> str:
                 "\nNo Table 1 or Fig. 8 runs.\n\nTrain them with:\n\n" + "".join(f"    {c}\n" for c in cmds)
             )
             continue
-        missing, adjusted = [], family_verdicts(Path(runs_dir), df, m, variant)
-        for title, trend in TRENDS:
-            verdict, key, lines, lacking = trend(Path(runs_dir), df, m, variant, adjusted)
+        missing = []
+        for title, verdict, key, lines, lacking, _ in assessed[m]:
             text.append(f"\n**{title}: {verdict}.** {key}\n\n" + "\n".join(lines) + "\n")
             for x in lacking:
                 if x[0] not in [s for s, _ in missing]:
@@ -295,6 +310,24 @@ def trends_markdown(df: pd.DataFrame, runs_dir: Path, variant: str) -> str:
             cmds = "".join(f"    {c}\n" for c in commands(df, m, variant, missing))
             text.append(f"\nMissing: {named}. Train them with:\n\n{cmds}")
     return "".join(text)
+
+
+FRAME_COLUMNS = ["trend", "modality", "verdict", "comparison", "diff", "low", "high", "seeds",
+                 "distinguishable", "adjusted", "p"]  # fmt: skip
+
+
+def trends_frame(assessed: dict) -> pd.DataFrame:
+    """trends.csv: one line per comparison of each trend (FRAME_COLUMNS): the trend's number (1-3),
+    its verdict, the comparison ("MAE f - MAE a"), its difference and 95% interval in points, the
+    seeds paired, whether the raw interval excludes 0 and whether that survives Holm over the
+    trends' family ("adjusted"); a modality without runs has no lines."""
+    lines = []
+    for m, results in assessed.items():
+        for number, (_, verdict, _, _, _, recs) in enumerate(results or [], 1):
+            for rec in recs:
+                lines.append({"trend": number, "modality": m, "verdict": verdict} | {
+                    k: rec.get(k, math.nan) for k in FRAME_COLUMNS[3:]})  # fmt: skip
+    return pd.DataFrame(lines, columns=FRAME_COLUMNS)
 
 
 def verdicts(text: str) -> str:

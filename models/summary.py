@@ -3,6 +3,8 @@
     python -m models.summary                       # rows mvitv2..f at sizes cpu-xs, T, B, L (images)
     python -m models.summary --sizes B L --modality video
     python -m models.summary --sizes B --steps f --set pool=avg   # ModelConfig overrides
+    python -m models.summary --sizes T B B+ L H --steps mvitv2 f --modality image video \
+        --csv analysis/figures/bench/model_sizes.csv              # docs/model.md's table
 
 MACs follow the paper (fvcore convention, multiply-adds): torch.utils.flop_counter counts 2 per
 multiply-add, and counts nothing for scaled_dot_product_attention on the CPU unless the MATH
@@ -12,7 +14,10 @@ backend runs it, so we count under that backend and halve.
 from __future__ import annotations
 
 import argparse
+import csv
 import math
+import sys
+import time
 
 import torch
 import yaml
@@ -85,7 +90,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", nargs="+", default=["cpu-xs", "T", "B", "L"], choices=list(SIZES))
     p.add_argument("--steps", nargs="+", default=steps(), choices=steps())
-    p.add_argument("--modality", default="image", choices=["image", "video"])
+    p.add_argument("--modality", nargs="+", default=["image"], choices=["image", "video"])
+    p.add_argument(
+        "--csv", metavar="PATH", help="also write size, step, modality, params_m, gmacs to this CSV"
+    )
     p.add_argument(
         "--set",
         nargs="+",
@@ -102,12 +110,23 @@ def main(argv=None):
         overrides[key] = yaml.safe_load(value)
     torch.set_grad_enabled(False)
     print(f"{'size':>6} {'step':>7} {'params (M)':>11} {'GMACs':>8}   stages: tokens (unit) attention")
-    for size in args.sizes:
-        for step in args.steps:
-            with torch.device("meta"):  # shapes only: counting needs no memory or init
-                s = summarize(size, step, args.modality, **overrides)
-            stages = "; ".join(f"{r['grid']} ({r['unit']}) {r['attention']}" for r in s["stages"])
-            print(f"{size:>6} {step:>7} {s['params_m']:>11.2f} {s['gmacs']:>8.2f}   {stages}")
+    lines = []
+    for modality in args.modality:
+        for size in args.sizes:
+            for step in args.steps:
+                with torch.device("meta"):  # shapes only: counting needs no memory or init
+                    s = summarize(size, step, modality, **overrides)
+                stages = "; ".join(f"{r['grid']} ({r['unit']}) {r['attention']}" for r in s["stages"])
+                print(f"{size:>6} {step:>7} {s['params_m']:>11.2f} {s['gmacs']:>8.2f}   {stages}")
+                lines.append([size, step, modality, f"{s['params_m']:.1f}", f"{s['gmacs']:.2f}"])
+    if args.csv:
+        command = " ".join(["python -m models.summary", *(sys.argv[1:] if argv is None else argv)])
+        with open(args.csv, "w", newline="") as f:
+            f.write(f"# written by: {command} ({time.strftime('%Y-%m-%d')}); GMACs per sample, 224 px")
+            f.write(" images, 16x224x224 clips (per view)\n")
+            csv.writer(f, lineterminator="\n").writerows(
+                [["size", "step", "modality", "params_m", "gmacs"], *lines]
+            )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 writes from the committed results files, and every link to a page section, in the pages and in
 the code's help texts, points at a heading that exists."""
 
+import importlib.util
 import re
 import shutil
 from pathlib import Path
@@ -13,6 +14,7 @@ from ablations.study import config as C
 from analysis import docs as D
 from analysis.report import write_report
 from tests.test_analysis import fake_predictions, fake_run
+from tests.test_trends_table3 import BASE, fake_rows, shifted
 
 ROOT = D.ROOT
 # Text a user reads besides the pages: help strings, presets and tables, the CI script.
@@ -99,18 +101,35 @@ def test_the_command_names_a_missing_report_and_redraws_figures(tmp_path, capsys
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in drawn)
 
 
+MEASURED_BY = re.compile(r"python (?:-m ([\w.]+)|(scripts/\w+\.py)) [^\n]*--csv (analysis/figures/\S+\.csv)")
+
+
 def test_a_transcribed_results_file_says_so_and_what_overwrites_it():
+    """A report's own CSV has no header; a measurement's names the command that wrote it, and a
+    transcribed one says so and names what overwrites it: --publish, or a script's --csv that
+    exists and writes this very file."""
     for csv in sorted(D.FIGURES.glob("*/*.csv")):
         text = csv.read_text()
-        if text.startswith("#"):  # a report's own CSV has no header comment
-            assert "Transcribed from the last published report" in text and "--publish" in text, csv
+        header = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
+        if not header:
+            continue
+        if header.startswith("# written by: "):
+            assert "--csv" in header, csv
+            continue
+        assert "Transcribed from" in header, csv
+        if "--publish" in header:
+            continue
+        m = MEASURED_BY.search(header.replace("\n# ", " "))
+        named = Path(m[3]) if m else Path("")  # this file, or the one whose <name>_<part>.csv it is
+        here = csv.relative_to(ROOT)
+        assert named == here or (named.parent == here.parent and here.stem.startswith(named.stem + "_")), csv
+        script = ROOT / (m[2] or m[1].replace(".", "/") + ".py")
+        assert "--csv" in script.read_text(), f"{csv}: {script} has no --csv"
 
 
-def test_a_report_is_published_and_rendered(tmp_path, monkeypatch):
+def test_a_report_is_published_and_rendered(tmp_path, paper_figures_off):
     """The report writes runs.csv beside its tables; --publish copies them over a results folder,
     and the views render from them (a fresh report, not the transcribed files)."""
-    for name in ("table1_accuracy", "table1_speed", "fig8", "acc_vs_speed", "differences"):  # tables only
-        monkeypatch.setattr(f"analysis.plots.{name}", lambda *a, **k: [])
     top1 = {("table1", "f"): [40.0, 44.0], ("table1", "mvitv2"): [60.0, 62.0], ("fig8", "f"): [50.0, 52.0]}
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 10, 500)
@@ -179,10 +198,230 @@ def test_the_anchor_rules():
 def test_a_measurement_file_renders_as_a_table_and_as_one_cell(tmp_path):
     folder = tmp_path / "cpu"
     folder.mkdir()
-    (folder / "probe.csv").write_text("# written by a script\npoint,probe,spread\nhog b,19.2,0.074\nbase,14.0,\n")
-    page = "<!-- results: cpu csv probe -->x<!-- /results --> <!-- results: cpu cell probe point=hog_b probe -->0<!-- /results -->"
+    (folder / "probe.csv").write_text("# by a script\npoint,probe,spread\nhog b,19.2,0.074\nbase,14.0,\n")
+    page = (
+        "<!-- results: cpu csv probe -->x<!-- /results --> "
+        "<!-- results: cpu cell probe point=hog_b probe -->0<!-- /results -->"
+    )
     out = D.generate(page, tmp_path)
     assert "| hog b | 19.2 | 0.074 |" in out and "| base | 14.0 | – |" in out
     assert "-->19.2<!--" in out
     with pytest.raises(D.DocsError, match="0 lines match point=nope"):
         D.generate("<!-- results: cpu cell probe point=nope probe -->0<!-- /results -->", tmp_path)
+
+
+def test_the_report_writes_the_trends_as_a_csv_the_pages_read(tmp_path, paper_figures_off):
+    """trends.csv holds each trend's verdict and comparisons as trends.md states them; --publish
+    copies it, the trend and trendverdict views render from it, and a page typed otherwise is stale."""
+    fake_rows(tmp_path / "runs", dict.fromkeys("abcdef", shifted(10)), {"mvitv2": shifted(20), "f": BASE})
+    report = write_report(tmp_path / "runs", measure_speed=False)
+    text = (report / "cpu/trends.md").read_text()
+    csv = (report / "cpu/trends.csv").read_text().splitlines()
+    assert csv[0] == "trend,modality,verdict,comparison,diff,low,high,seeds,distinguishable,adjusted,p"
+    assert len(csv) == 1 + 8  # image: six comparisons for (1), one each for (2) and (3); no video lines
+    figures = tmp_path / "figures"
+    (figures / "cpu").mkdir(parents=True)
+    assert figures / "cpu/trends.csv" in D.publish(report, figures)
+    drop = D.render("cpu trend image supervised_f_-_supervised_mvitv2", figures)
+    assert drop.startswith("-20.0 [") and drop.endswith("(Holm: yes)") and drop in text
+    assert D.render("cpu trend image MAE_f_-_MAE_a", figures) == "+0.0 [+0.0, +0.0] n.d."
+    assert [D.render(f"cpu trendverdict image {n}", figures) for n in (1, 2, 3)] == ["holds"] * 3
+    assert "**(2) supervised from scratch loses accuracy from mvitv2 to f: holds.**" in text
+    with pytest.raises(D.DocsError, match="trends.csv has no video line"):
+        D.render("cpu trendverdict video 1", figures)
+    page = tmp_path / "README.md"
+    page.write_text(f"(2) <!-- results: cpu trendverdict image 2 -->does not hold<!-- /results -->: {drop}\n")
+    assert D.stale(tmp_path, figures) == ["README.md: cpu trendverdict image 2"]
+
+
+def test_the_speed_figure_has_a_panel_only_for_the_modalities_timed(tmp_path, monkeypatch):
+    """The cpu results time images only: --figures redraws table1_speed.png with one panel."""
+    figures = tmp_path / "figures"
+    (figures / "cpu").mkdir(parents=True)
+    for name in ("table1.csv", "table1_speed.png"):  # the speed figure alone is redrawn
+        shutil.copyfile(D.FIGURES / "cpu" / name, figures / "cpu" / name)
+    titles, save = {}, D.plots.save
+    monkeypatch.setattr(D.plots, "save", lambda fig, out, stem: titles.update(
+        {stem: [ax.get_title() for ax in fig.axes if ax.get_title()]}) or save(fig, out, stem))  # fmt: skip
+    assert D.redraw(figures) == [figures / "cpu/table1_speed.png"]
+    assert titles["table1_speed"] == ["image"]
+    both = D.Results(figures / "cpu").frame("table1").assign(video_speedup=1.0)
+    D.plots.table1_speed(both, tmp_path, "t")
+    assert titles["table1_speed"] == ["image", "video"]
+
+
+def script(path: str):
+    """A script of scripts/ as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(Path(path).stem, ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_estimate_appends_the_lines_the_time_estimate_table_shows(tmp_path, monkeypatch):
+    bench = script("scripts/bench_estimate.py")
+    fake = {"measured": 84.3, "macs": (113.8, 56.9, 227.5, "MACs"), "rehearsed": (114.5, 57.3, 229.1, "r")}
+    monkeypatch.setattr(
+        bench, "measure", lambda p, r, env, tmp: fake | {"preset": p, "row": r, "load": "1.4-1.6"}
+    )
+    out = tmp_path / "bench/time_estimate.csv"
+    for _ in range(2):  # a second measurement adds its lines under the same header
+        bench.main(["--presets", "cpu", "--rows", "f", "--csv", str(out)])
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("# written by: python scripts/bench_estimate.py --presets cpu --rows f --csv")
+    assert lines[1].split(",") == bench.CSV_COLUMNS and len(lines) == 4
+    assert lines[2] == lines[3] == "cpu,f,1.4-1.6,84.3,113.8 (56.9-227.5),1.35,114.5 (57.3-229.1),1.36"
+    page = "<!-- results: bench cell time_estimate preset=cpu macs_ratio -->0<!-- /results -->"
+    with pytest.raises(D.DocsError, match="2 lines match"):
+        D.generate(page, tmp_path)
+    assert "| cpu | f | 1.4-1.6 | 84.3 | 113.8 (56.9-227.5) |" in D.render(
+        "bench csv time_estimate", tmp_path
+    )
+
+
+def test_bench_compile_writes_the_table_the_compile_section_shows(tmp_path, monkeypatch):
+    from analysis import bench_compile
+
+    times = iter([(2.0, 2.5, 9.0), (1.0, 0.5, 30.0)])  # (eager, compiled, compile s) per row, faked
+
+    def fake_compare(model, x, y, warmup, repeats, modes):
+        eager, compiled, first = next(times)
+        return {"eager": eager, "model": compiled, "compile_s": {"model": first}}
+
+    monkeypatch.setattr(bench_compile, "compare", fake_compare)
+    out = tmp_path / "bench/compile.csv"
+    bench_compile.main(["--size", "cpu-xs", "--rows", "f", "--mae", "f", "--csv", str(out)])
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith(
+        "# written by: python -m analysis.bench_compile --size cpu-xs --rows f --mae f"
+    )
+    assert "size cpu-xs, batch 2" in lines[0]
+    assert lines[1:] == [
+        "model,eager_s_per_step,model_s_per_step,model_speedup,model_compile_s",
+        "f,2.00,2.50,0.80x,9",
+        "MAE f,1.00,0.50,2.00x,30",
+    ]
+    assert D.render("bench range compile model_speedup", tmp_path) == "0.80-2.00x"
+    assert D.render("bench range compile model_compile_s model!=MAE_f", tmp_path) == "9"
+    assert D.render("bench cell compile model=MAE_f model_speedup", tmp_path) == "2.00x"
+    with pytest.raises(D.DocsError, match="no column 'nosuch'"):
+        D.render("bench cell compile nosuch=1 model_speedup", tmp_path)
+
+
+def test_bench_video_writes_the_tables_the_video_loading_section_shows(tmp_path, monkeypatch):
+    from analysis import bench_video as B
+
+    rates = {
+        "reference (decode from 0)": (1.0, 5.0),
+        "ours (seek)": (2.0, 8.0),
+        "ours + repeated 4": (3.0, 20.0),
+    }
+    monkeypatch.setattr(B, "write_kinetics_like", lambda root, videos, gop: None)
+    monkeypatch.setattr(B, "bench", lambda root, rounds, repeated: rates)
+    monkeypatch.setattr(B, "frames_decoded", lambda path, r: (173.0, 133.0 if r == 1 else 52.0))
+    stages = dict.fromkeys(B.STAGES, 1.0) | {"other": 0.5, "total": 4.5}
+    monkeypatch.setattr(B, "profile", lambda root, r: stages)
+    out = tmp_path / "bench/video_loading.csv"
+    B.main(["--gops", "250", "--profile", "--csv", str(out)])
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("# written by: python -m analysis.bench_video --gops 250 --profile --csv")
+    assert lines[1:] == [
+        ",".join(B.SPEED_COLUMNS),
+        "250,reference,173,1.00,1.00x,5.00,1.00x",
+        '250,"ours, seek",133,2.00,2.00x,8.00,1.60x',
+        '250,"ours, repeated 4",52,3.00,3.00x,20.00,4.00x',
+    ]
+    stage_lines = (tmp_path / "bench/video_loading_stages.csv").read_text().splitlines()
+    assert stage_lines[2:] == ["250,1,1.0,1.0,1.0,1.0,0.5,4.5", "250,4,1.0,1.0,1.0,1.0,0.5,4.5"]
+    assert (
+        D.render("bench cell video_loading gop=250 loader=ours,_seek clips_per_cpu_s_ratio", tmp_path)
+        == "1.60x"
+    )
+    monkeypatch.setattr(B, "write_video", lambda path, frames, gop: None)
+    monkeypatch.setattr(B, "moving_texture", lambda *a: None)
+    monkeypatch.setattr(B, "pink_noise", lambda *a: None)
+    monkeypatch.setattr(
+        B, "pixel_difference", lambda path: {"train crops": (3.284, 61.0), "eval views": (2.75, 40.0)}
+    )
+    B.main(["--pixels", "--csv", str(tmp_path / "bench/video_pixels.csv")])
+    assert D.render("bench cell video_pixels content=1/f_noise train_mean", tmp_path) == "3.28"
+
+
+def test_plan_table_writes_the_plans_the_memory_plan_section_shows(tmp_path, monkeypatch):
+    plans = script("scripts/plan_table.py")
+    acts = plans.M.Activations(
+        params=1000, outside=(0.0, 2**27), blocks=((0.0, 2**27),) * 3, inputs=((0.0, 1.0),) * 3
+    )
+    monkeypatch.setattr(plans.M, "activations", lambda cfg, phase, *a, **k: acts)  # measured elsewhere
+    out = tmp_path / "bench/memory_plan.csv"
+    assert plans.main(["--presets", "tiny", "--rows", "f", "--csv", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("# written by: python scripts/plan_table.py --presets tiny --rows f --csv")
+    assert lines[1].split(",") == plans.COLUMNS
+    assert [line.split(",")[:3] for line in lines[2:]] == [
+        ["tiny", "f", "MAE pretrain"],
+        ["tiny", "f", "finetune"],
+    ]
+    assert re.fullmatch(
+        r"\d+ x \d+, [\d.]+", D.render("bench cell memory_plan phase=finetune plan_40_gib", tmp_path)
+    )
+    assert plans.main(["--presets", "nosuch"]) == 2
+
+
+def test_models_summary_writes_the_sizes_the_params_table_shows(tmp_path):
+    from models import summary
+
+    (tmp_path / "bench").mkdir()
+    out = tmp_path / "bench/model_sizes.csv"
+    summary.main(["--sizes", "cpu-xs", "--steps", "f", "--modality", "image", "video", "--csv", str(out)])
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("# written by: python -m models.summary --sizes cpu-xs --steps f")
+    assert [line.split(",")[:3] for line in lines[1:]] == [
+        ["size", "step", "modality"],
+        ["cpu-xs", "f", "image"],
+        ["cpu-xs", "f", "video"],
+    ]
+    assert D.render("bench cell model_sizes modality=image params_m", tmp_path) == "0.6"  # model.md: 0.63 M
+
+
+def test_bench_mae_appends_the_line_the_sparse_against_dense_figures_read(tmp_path, monkeypatch):
+    from analysis import bench_mae as B
+
+    monkeypatch.setattr(B, "_mae", lambda args, step, dense: "dense" if dense else "sparse")  # no model built
+    monkeypatch.setattr(B, "_input", lambda mae, batch, device: None)
+    monkeypatch.setattr(B, "_step_fn", lambda mae, x, opt, amp: mae)
+    monkeypatch.setattr(B, "time_interleaved", lambda fns, *a: {"sparse": 7.2, "dense": 14.9})
+    monkeypatch.setattr(B, "forward_gmacs", lambda mae, x: {"sparse": 10.17, "dense": 18.14}[mae])
+    out = tmp_path / "bench/mae_sparse_dense.csv"
+    for batch in ("16", "8"):
+        B.main(["--optimizer", "--batch", batch, "--csv", str(out)])
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("# written by: python -m analysis.bench_mae --optimizer --batch 16 --csv")
+    assert lines[1].split(",") == B.CSV_COLUMNS and len(lines) == 4
+    assert lines[3] == "B,image,f,8,0.6,fwd+bwd+AdamW,7.2,14.9,2.07x,10.17,18.14,1.78x"
+    assert D.render("bench cell mae_sparse_dense batch=8 dense_over_sparse", tmp_path) == "2.07x"
+
+
+def test_bench_model_appends_the_lines_the_speed_section_reads(tmp_path, monkeypatch):
+    from analysis import bench_model as B
+
+    speeds = iter([10.0, 5.0, 20.0, 10.0] + [10.0, 9.0] * 10)  # ours, timm per pair; then per row
+    pairs = [("row f vs timm x", None, None), ("row mvitv2 vs timm y", None, None)]
+    monkeypatch.setattr(B, "timm_pairs", lambda size: pairs)
+    monkeypatch.setattr(B, "measure", lambda *a: next(speeds))
+    model = type("M", (), {"eval": lambda self: self, "cfg": type("C", (), {"input_size": (8, 8)})})()
+    monkeypatch.setattr(B.models, "build", lambda *a, **k: model)  # nothing built or timed
+    monkeypatch.setattr(B, "gmacs", lambda *a, **k: 1.5)
+    out = tmp_path / "bench/model_speed.csv"
+    B.main(["--device", "cpu", "--rounds", "1", "--table1", "image", "--table1-size", "T", "--csv", str(out)])
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("# written by: python -m analysis.bench_model --device cpu --rounds 1")
+    assert lines[2:] == [
+        "CPU,fp32,8,row f vs timm x,10.0,5.0,2.00x",
+        "CPU,fp32,8,row mvitv2 vs timm y,20.0,10.0,2.00x",
+    ]
+    rows = (tmp_path / "bench/model_speed_table1.csv").read_text().splitlines()
+    assert rows[1].split(",") == B.TABLE1_COLUMNS and len(rows) == 2 + 8  # 7 rows and the conventions line
+    view = "bench cell model_speed_table1 row=mvitv2_with_Hiera_conventions over_mvitv2"
+    assert D.render(view, tmp_path) == "0.90x"
+    assert D.render("bench cell model_speed_table1 row=f paper_over_mvitv2", tmp_path) == "2.42x"

@@ -49,3 +49,28 @@ def test_the_laptop_grid_resolves():
     name, grid = recipe_search.load_grid("laptop")
     for point in grid["points"].values():
         assert recipe_search.resolve(recipe_search.point_selection(grid, point or {}))
+
+
+def test_the_csv_option_writes_the_table_the_docs_render(tmp_path, monkeypatch):
+    """--csv writes the search's results (best first, the grid's own settings, the command in its
+    header) as the file python -m analysis.docs renders; the points' runs are faked."""
+    from analysis import docs
+
+    done = {"short": [{"top1": 55.24, "wall_time_s": 210.0}], "base": [{"top1": 42.4, "wall_time_s": 240}]}
+    monkeypatch.setattr(recipe_search.subprocess, "run", lambda *a, **k: type("P", (), {"returncode": 0}))
+    monkeypatch.setattr(recipe_search, "point_results", lambda g, p, d: done[p["sets"].get("tag", "base")])
+    short = {"sets": {"supervised.warmup_epochs": 1, "tag": "short"}}
+    grid = grid_file(tmp_path, {"base": {}, "short": short})
+    monkeypatch.setattr(recipe_search, "resolve", lambda sel: [sel])  # 'tag' is not a config key
+    out = tmp_path / "figures/laptop/recipe_search.csv"
+    argv = [str(grid), "--runs-dir", str(tmp_path / "runs"), "--set", "runtime.threads=1", "--csv", str(out)]
+    assert recipe_search.main(argv) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith(f"# written by: python -m analysis.recipe_search {grid} --runs-dir")
+    assert lines[1:] == [
+        "point,mode,settings,top1,top1_std,seeds,wall_min",
+        'short,mae,"supervised.warmup_epochs=1, tag=short",55.2,,1,3.5',
+        "base,mae,,42.4,,1,4.0",
+    ]
+    page = "<!-- results: laptop cell recipe_search point=short top1 -->0<!-- /results -->"
+    assert docs.generate(page, tmp_path / "figures") == page.replace(">0<", ">55.2<")
