@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
-import io
 import sys
 import time
 from pathlib import Path
@@ -27,7 +25,7 @@ from pathlib import Path
 import torch
 
 import models
-from ablations.store.atomic import write_atomic
+from ablations.store.measurements import write_measurements
 from analysis.bench_mae import time_interleaved
 from models.compile import compile_for_training
 from models.mae import build_mae
@@ -69,11 +67,7 @@ def write_csv(path: Path, command: str, args, lines: list[list[str]]) -> None:
     cols = ("s_per_step", "speedup", "compile_s")
     head = ["model", "eager_s_per_step"] + [f"{m}_{c}" for m in args.modes for c in cols]
     setting = f"size {args.size}, batch {args.batch}, fp32, cpu ({torch.get_num_threads()} threads)"
-    out = io.StringIO()
-    out.write(f"# written by: {command} ({time.strftime('%Y-%m-%d')}); {setting}\n")
-    csv.writer(out, lineterminator="\n").writerows([head, *lines])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, out.getvalue())
+    write_measurements(path, command, head, lines, note=setting)
 
 
 def main(argv=None) -> None:

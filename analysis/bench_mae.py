@@ -24,14 +24,13 @@ figures are analysis/figures/bench/mae_sparse_dense.csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
+from ablations.store.measurements import write_measurements
 from models.mae import build_mae
 from models.summary import count_macs
 
@@ -145,24 +144,14 @@ def main(argv=None) -> None:
         line = [args.size, args.modality, args.step, args.batch, args.mask_ratio, what, f"{t['sparse']:.1f}",
                 f"{t['dense']:.1f}", f"{ratio_t:.2f}x", f"{g['sparse']:.2f}", f"{g['dense']:.2f}",
                 f"{ratio_g:.2f}x"]  # fmt: skip
-        append_csv(Path(args.csv), command, line)
+        write_measurements(
+            args.csv, command, CSV_COLUMNS, [line], note="s per step, GMACs per image", append=True
+        )
 
 
 CSV_COLUMNS = ["size", "modality", "row", "batch", "mask_ratio", "step", "sparse_s_per_step",
                "dense_s_per_step", "dense_over_sparse", "sparse_gmacs", "dense_gmacs",
                "macs_ratio"]  # fmt: skip
-
-
-def append_csv(path: Path, command: str, line: list) -> None:
-    """One line of CSV_COLUMNS added to `path`; a new file starts with the command and date."""
-    fresh = not path.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        if fresh:
-            f.write(f"# written by: {command} ({time.strftime('%Y-%m-%d')}); s per step, GMACs per image\n")
-            writer.writerow(CSV_COLUMNS)
-        writer.writerow(line)
 
 
 if __name__ == "__main__":

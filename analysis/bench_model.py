@@ -21,15 +21,14 @@ command and date when new: docs/results.md's speed figures are analysis/figures/
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
-import time
 from pathlib import Path
 
 import timm
 import torch
 
 import models
+from ablations.store.measurements import write_measurements
 from analysis.collect import paper_speedup
 from analysis.tables import CONVENTIONS_LABEL
 from models.summary import count_macs
@@ -85,18 +84,6 @@ TABLE1_COLUMNS = ["device", "dtype", "batch_sizes", "size", "modality", "attn_ba
                   "per_s", "over_mvitv2", "paper_over_mvitv2"]  # fmt: skip
 
 
-def append_csv(path: Path, command: str, columns: list[str], lines: list[list]) -> None:
-    """Adds lines to a CSV of `columns`; a new file starts with the command and the date."""
-    fresh = not path.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        if fresh:
-            f.write(f"# written by: {command} ({time.strftime('%Y-%m-%d')})\n")
-            writer.writerow(columns)
-        writer.writerows(lines)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -134,7 +121,7 @@ def main(argv=None):
             print(f"| {label} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f}x |")
             lines.append([*setting, label, f"{ours:.1f}", f"{theirs:.1f}", f"{ours / theirs:.2f}x"])
         if args.csv:
-            append_csv(Path(args.csv), command, TIMM_COLUMNS, lines)
+            write_measurements(args.csv, command, TIMM_COLUMNS, lines, append=True)
 
     modalities = {"none": [], "both": ["image", "video"]}.get(args.table1, [args.table1])
     for modality in modalities:
@@ -160,7 +147,9 @@ def main(argv=None):
             del m
         if args.csv:
             path = Path(args.csv)
-            append_csv(path.with_name(f"{path.stem}_table1.csv"), command, TABLE1_COLUMNS, lines)
+            write_measurements(
+                path.with_name(f"{path.stem}_table1.csv"), command, TABLE1_COLUMNS, lines, append=True
+            )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import csv
-import io
 import os
 import pstats
 import sys
@@ -43,7 +41,7 @@ from ablations.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoTransfor
 from ablations.data.video_folder import VideoFolder, clip_indices
 from ablations.data.video_io import open_clip, reference_windows
 from ablations.data.video_resize import on_chroma_grid
-from ablations.store.atomic import write_atomic
+from ablations.store.measurements import write_measurements
 
 PRETRAIN_AUG = {"rrc_scale": [0.5, 1.0], "hflip": 0.5}  # k400 presets' MAE pretraining aug
 
@@ -145,14 +143,6 @@ SPEED_COLUMNS = ["gop", "loader", "frames_per_clip", "clips_per_s", "clips_per_s
 STAGE_COLUMNS = ["gop", "repeated", "open_frame_index", "seek_decode", "crop_resize_rgb", "flip_normalise",
                  "other", "total"]  # fmt: skip
 LOADERS = {"reference (decode from 0)": "reference", "ours (seek)": "ours, seek"}  # CSV names
-
-
-def write_csv(path: Path, command: str, columns: list[str], lines: list[list]) -> None:
-    out = io.StringIO()
-    out.write(f"# written by: {command} ({time.strftime('%Y-%m-%d')})\n")
-    csv.writer(out, lineterminator="\n").writerows([columns, *lines])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, out.getvalue())
 
 
 def write_kinetics_like(root, videos: int, gop: int, seconds: int = 10, fps: int = 30) -> None:
@@ -303,7 +293,7 @@ def main(argv=None) -> None:
     if args.pixels:
         lines = pixels()
         if args.csv:
-            write_csv(Path(args.csv), command, PIXEL_COLUMNS, lines)
+            write_measurements(Path(args.csv), command, PIXEL_COLUMNS, lines)
         return
     speed_lines, stage_lines = [], []
     torch.set_num_threads(1)  # as in a DataLoader worker
@@ -336,10 +326,12 @@ def main(argv=None) -> None:
             speed_lines.append([gop, LOADERS.get(name, f"ours, repeated {reps}"), f"{frames:.0f}", f"{w:.2f}",
                                 f"{w / base_wall:.2f}x", f"{c:.2f}", f"{c / base_cpu:.2f}x"])  # fmt: skip
         if args.csv:  # after every GOP, so a stopped run keeps what it measured
-            write_csv(Path(args.csv), command, SPEED_COLUMNS, speed_lines)
+            write_measurements(Path(args.csv), command, SPEED_COLUMNS, speed_lines)
             if stage_lines:
                 path = Path(args.csv)
-                write_csv(path.with_name(f"{path.stem}_stages.csv"), command, STAGE_COLUMNS, stage_lines)
+                write_measurements(
+                    path.with_name(f"{path.stem}_stages.csv"), command, STAGE_COLUMNS, stage_lines
+                )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ from ablations.study import homes
 from ablations.study.provenance import build_label
 
 PAPER_FILE = Path(__file__).parent / "paper_numbers.yaml"
-COLUMNS = ["name", "table", "entry", "modality", "variant", "preset", "seed", "mode", "row",
-           "top1", "top5", "throughput", "params", "macs", "train_time_s", "wall_time_s", "config"]  # fmt: skip
+COLUMNS = ["name", "table", "entry", "modality", "variant", "preset", "seed", "mode", "row", "top1",
+           "top5", "throughput", "params", "macs", "train_time_s", "wall_time_s", "config"]  # fmt: skip
 # Row mvitv2's model with Hiera's conventions (models.model_stats.model_summary), beside row a.
 CONVENTION_COLUMNS = ["params_hiera_conventions", "macs_hiera_conventions"]
 # One line per finished run in the report's runs.csv (the results file the docs are built from).

@@ -441,7 +441,9 @@ def view_resolution(results: Results, family: str, modality: str) -> str:
     and the interval's sample and seed parts, as the report prints it."""
     df = results.frame(f"{family}_differences")
     if "adjusted" not in df.columns:
-        raise DocsError(f"{results.folder}/{family}_differences.csv has no Holm columns: publish a current report")
+        raise DocsError(
+            f"{results.folder}/{family}_differences.csv has no Holm columns: publish a current report"
+        )
     df = df[df["modality"] == modality].copy()
     df["distinguishable"] = [bool(flag(v)) for v in df["distinguishable"]]
     df["adjusted"] = [bool(flag(v)) for v in df["adjusted"]]

@@ -16,8 +16,6 @@ analysis/figures/laptop/recipe_search.csv, rendered by python -m analysis.docs).
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import statistics
 import subprocess
@@ -28,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from ablations.store.atomic import write_atomic
+from ablations.store.measurements import measurement_csv
 from ablations.study import runs as R
 from ablations.study.config import ConfigError, Selection, parse_sets, resolve
 
@@ -129,11 +128,7 @@ def results_csv(grid: dict, points: dict, runs_dir: Path, command: str) -> str:
                       f"{statistics.stdev(top1):.1f}" if len(top1) > 1 else "", len(top1),
                       f"{statistics.mean(walls) / 60:.1f}" if walls else ""])  # fmt: skip
     lines.sort(key=lambda r: -float(r[3]) if r[3] else float("inf"))
-    out = io.StringIO()
-    out.write(f"# written by: {command} ({time.strftime('%Y-%m-%d')})\n")
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerows([CSV_COLUMNS, *lines])
-    return out.getvalue()
+    return measurement_csv(command, CSV_COLUMNS, lines)
 
 
 def main(argv=None) -> int:

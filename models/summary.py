@@ -14,15 +14,15 @@ backend runs it, so we count under that backend and halve.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
-import time
 
 import torch
 import yaml
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
+
+from ablations.store.measurements import write_measurements
 
 from .hvit import HierarchicalViT
 from .steps import SIZES, model_config, steps
@@ -121,12 +121,8 @@ def main(argv=None):
                 lines.append([size, step, modality, f"{s['params_m']:.1f}", f"{s['gmacs']:.2f}"])
     if args.csv:
         command = " ".join(["python -m models.summary", *(sys.argv[1:] if argv is None else argv)])
-        with open(args.csv, "w", newline="") as f:
-            f.write(f"# written by: {command} ({time.strftime('%Y-%m-%d')}); GMACs per sample, 224 px")
-            f.write(" images, 16x224x224 clips (per view)\n")
-            csv.writer(f, lineterminator="\n").writerows(
-                [["size", "step", "modality", "params_m", "gmacs"], *lines]
-            )
+        note = "GMACs per sample, 224 px images, 16x224x224 clips (per view)"
+        write_measurements(args.csv, command, ["size", "step", "modality", "params_m", "gmacs"], lines, note)
 
 
 if __name__ == "__main__":

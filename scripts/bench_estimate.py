@@ -15,17 +15,19 @@ measurements under different loads sit side by side: docs/scale.md's table is th
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from ablations.store.measurements import write_measurements  # noqa: E402
+
 DUR = r"(\S+(?: days| s)?)"
 TIME = re.compile(rf"time: ~{DUR} \({DUR} to {DUR}\).*?source: (.*?)(?:;|$)", re.M)
 
@@ -86,15 +88,8 @@ def csv_line(r: dict) -> list:
 
 def write_csv(path: Path, records: list[dict], command: str) -> None:
     """Appends the records to `path`, a CSV headed by the command and date (new when missing)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fresh = not path.exists()
-    with path.open("a", newline="") as f:
-        if fresh:
-            f.write(f"# written by: {command} ({time.strftime('%Y-%m-%d')}); ratio = estimate / measured\n")
-        writer = csv.writer(f, lineterminator="\n")
-        if fresh:
-            writer.writerow(CSV_COLUMNS)
-        writer.writerows(csv_line(r) for r in records)
+    lines = [csv_line(r) for r in records]
+    write_measurements(path, command, CSV_COLUMNS, lines, note="ratio = estimate / measured", append=True)
 
 
 def main(argv=None) -> None:

@@ -13,16 +13,13 @@ fake tensors and cached like --plan's (HIERA_CACHE): a cold run takes minutes pe
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ablations.store.atomic import write_atomic  # noqa: E402
+from ablations.store.measurements import write_measurements  # noqa: E402
 from ablations.study import config as C  # noqa: E402
 from ablations.train import memory_plan as M  # noqa: E402
 
@@ -68,11 +65,7 @@ def main(argv=None) -> int:
     for line in lines:
         print("| " + " | ".join(map(str, line)) + " |")
     if args.csv:
-        out = io.StringIO()
-        out.write(f"# written by: {command} ({time.strftime('%Y-%m-%d')}); 8 devices, GiB per device\n")
-        csv.writer(out, lineterminator="\n").writerows([COLUMNS, *lines])
-        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(Path(args.csv), out.getvalue())
+        write_measurements(args.csv, command, COLUMNS, lines, note="8 devices, GiB per device")
         print(f"written to {args.csv}")
     return 0
 

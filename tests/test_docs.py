@@ -154,7 +154,9 @@ def test_a_report_is_published_and_rendered(tmp_path, paper_figures_off):
     resolution = D.render("cpu resolution fig8 image", figures)
     assert diff.startswith("-") and diff in resolution and "(m=1)" in resolution, (diff, resolution)
     assert D.render("cpu verdict fig8 f:_MAE_-_supervised image", figures) in (
-        "not distinguishable", "distinguishable after Holm (family of 1)")
+        "not distinguishable",
+        "distinguishable after Holm (family of 1)",
+    )
 
 
 def test_every_link_to_a_page_section_exists():
