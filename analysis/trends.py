@@ -332,5 +332,8 @@ def trends_frame(assessed: dict) -> pd.DataFrame:
 
 def verdicts(text: str) -> str:
     """The headline of trends.md: per modality its three verdicts (or that it has no runs)."""
-    keep = [ln.replace("**", "") for ln in text.splitlines() if ln.startswith(("## ", "**(", "No "))]
-    return "\n".join(f"  {ln}" if not ln.startswith("## ") else ln[3:] + ":" for ln in keep) + "\n"
+    body, _, builds = text.partition("\n## Builds\n")
+    keep = [ln.replace("**", "") for ln in body.splitlines() if ln.startswith(("## ", "**(", "No "))]
+    out = [f"  {ln}" if not ln.startswith("## ") else ln[3:] + ":" for ln in keep]
+    mark = next((ln.replace("**", "") for ln in builds.splitlines() if ln.strip()), "")
+    return "\n".join(out + ([f"Builds: {mark}"] if mark else [])) + "\n"

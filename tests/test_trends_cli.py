@@ -38,6 +38,7 @@ def test_table_and_fig_print_the_trend_verdicts(tmp_path, capsys, fake, monkeypa
     assert "The paper's trends at this scale" in out
     assert "(1) MAE keeps accuracy across rows a-f: holds. MAE f - MAE a: +5.0 [" in out
     assert "(3) MAE-pretrained f beats supervised f: not known yet." in out  # no supervised f yet
+    assert "\nBuilds: " in out and "\nBuilds:\n" not in out  # the table's build mark, not a bare heading
     assert ablate(tmp_path, "--fig", "8") == 0
     out = capsys.readouterr().out
     assert "(2) supervised from scratch loses accuracy from mvitv2 to f: does not hold." in out
