@@ -108,13 +108,14 @@ def main(argv=None):
         if not sep:
             p.error(f"--set {item!r}: write KEY=VALUE, e.g. pool=avg")
         overrides[key] = yaml.safe_load(value)
-    torch.set_grad_enabled(False)
     print(f"{'size':>6} {'step':>7} {'params (M)':>11} {'GMACs':>8}   stages: tokens (unit) attention")
     lines = []
     for modality in args.modality:
         for size in args.sizes:
             for step in args.steps:
-                with torch.device("meta"):  # shapes only: counting needs no memory or init
+                # shapes only: counting needs no memory, init or graph (and main() may be called
+                # in-process, so grad mode is not switched off globally)
+                with torch.device("meta"), torch.no_grad():
                     s = summarize(size, step, modality, **overrides)
                 stages = "; ".join(f"{r['grid']} ({r['unit']}) {r['attention']}" for r in s["stages"])
                 print(f"{size:>6} {step:>7} {s['params_m']:>11.2f} {s['gmacs']:>8.2f}   {stages}")

@@ -384,6 +384,9 @@ def test_models_summary_writes_the_sizes_the_params_table_shows(tmp_path):
         ["cpu-xs", "f", "video"],
     ]
     assert D.render("bench cell model_sizes modality=image params_m", tmp_path) == "0.6"  # model.md: 0.63 M
+    import torch
+
+    assert torch.is_grad_enabled()  # called in-process, it leaves grad mode as it found it
 
 
 def test_bench_mae_appends_the_line_the_sparse_against_dense_figures_read(tmp_path, monkeypatch):
