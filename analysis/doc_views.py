@@ -262,6 +262,18 @@ def effect(rec: dict, bold: bool = True) -> str:
     return f"**{text}**" if survives and bold else text
 
 
+def view_effect(results: Results, table: str, component: str, measure: str, modality: str) -> str:
+    """One effect of an interaction table (alone, path or difference) with its interval and
+    verdicts: '-17.2 [-24.4, -9.7] (Holm: n.d.)'."""
+    df = results.frame(f"{table}_interactions")
+    hit = df[(df["component"] == component) & (df["measure"] == measure) & (df["modality"] == modality)]
+    if len(hit) != 1 or math.isnan(hit["diff"].iloc[0]):
+        raise DocsError(
+            f"{results.folder}/{table}_interactions.csv has no {component} {measure} ({modality})"
+        )
+    return effect(hit.iloc[0].to_dict(), bold=False)
+
+
 def view_speed(results: Results, modality: str) -> str:
     """Table 1's speed column: each row's throughput over mvitv2's ([min-max over rounds] where the
     report timed them side by side), beside the paper's ratio."""
@@ -394,6 +406,11 @@ def view_range(results: Results, name: str, column: str, *where: str) -> str:
         raise DocsError(f"{results.folder}/{name}.csv: no {column} in the lines matching {' '.join(where)}")
     number = lambda v: float(v.rstrip("x% s"))  # noqa: E731
     low, high = min(values, key=number), max(values, key=number)
+    if (
+        all(v.replace(".", "", 1).lstrip("-").isdigit() for v in (low, high))
+        and len(high.partition(".")[2]) > 2
+    ):
+        low, high = f"{float(low):.1f}", f"{float(high):.1f}"  # a report's 4-decimal column
     if number(low) == number(high):
         return high
     unit = high[len(high.rstrip("x% s")) :]
@@ -460,6 +477,7 @@ VIEWS = {
     "speed": view_speed,
     "std": view_std,
     "diff": view_diff,
+    "effect": view_effect,
     "times": view_times,
     "verdict": view_verdict,
     "resolution": view_resolution,
