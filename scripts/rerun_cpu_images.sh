@@ -8,8 +8,9 @@
 # SEEDS (default 3..4): 3 seeds of every entry, at most 4 where a comparison is undecided and a
 # 4th seed can resolve it. The 17 distinct entries (Table 1's 7, Fig. 8's 6 more, loo's 4 more)
 # are 51 runs at 3 seeds and 68 at the cap; measured on the 2-core development CPU: 51 runs (no
-# comparison could use a 4th seed) in 93 min, runs of 133-345 s with two side by side. RESOLVE (default: none): the target effect in points; without it each comparison
-# aims at the paper's own Table 1 step. --force retrains runs an earlier build or config trained;
+# comparison could use a 4th seed) in 93 min, runs of 133-345 s with two side by side.
+# RESOLVE (default: none): the target effect in points; without it each comparison aims at the
+# paper's own Table 1 step. --force retrains runs an earlier build or config trained;
 # the rounds' own runs are never retrained. Rerunning the script after a kill resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
