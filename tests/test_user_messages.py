@@ -78,13 +78,30 @@ def test_a_sweep_in_a_tables_set(tmp_path, capsys):
             "extends: not a key here: it belongs in the preset's own section: preset: {extends",
         ),
         ("pretrain: {epoch: 2}\n", "pretrain.epoch: unknown key. Did you mean 'pretrain.epochs'?"),
+        # the memory plan is computed by --device-mem; a hand-written one crashed --dry-run
+        ('runtime: {plan: {"": null}}\n', "runtime.plan: must be nothing (null), got a mapping"),
+        # a control character in a key (YAML "\x1e") is escaped: the message stays one line
+        ('model: {overrides: {"\\x1e": 1, 0: 2}}\n', "model.overrides.\\x1e: unknown"),
     ],
-    ids=["rrc-scale-number", "phase-number", "list-for-number", "top-level-extends", "typo"],
+    ids=[
+        "rrc-scale-number",
+        "phase-number",
+        "list-for-number",
+        "top-level-extends",
+        "typo",
+        "plan",
+        "control-character",
+    ],  # fmt: skip
 )
 def test_preset_files_of_the_wrong_shape(tmp_path, capsys, text, words):
     path = preset(tmp_path, text)
     line = refused(tmp_path, capsys, "--step", "f", "--preset", path)
     assert f"{path}: {words}" in line
+
+
+def test_the_memory_plan_is_not_set_by_hand(tmp_path, capsys):
+    line = refused(tmp_path, capsys, "--step", "f", "--preset", "tiny", "--set", "runtime.plan={a: 1}")
+    assert line.endswith("--set runtime.plan: the memory plan is computed; give --device-mem GIB instead.")
 
 
 def test_the_same_value_by_set_gets_the_same_words(tmp_path, capsys):

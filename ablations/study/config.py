@@ -390,6 +390,8 @@ def check_sets(cfg: dict, sets: dict) -> None:
             raise ConfigError(
                 "--set finetune.init_sha256: it is computed from the file; set finetune.init=<path>."
             )
+        if key == "runtime.plan" or key.startswith("runtime.plan."):
+            raise ConfigError(f"--set {key}: the memory plan is computed; give --device-mem GIB instead.")
         if key not in valid:
             shown = [k for k in _nearby(key, valid) if k not in SELECTION_KEYS and k not in COMPUTED_KEYS]
             pool = [k for k in valid if k not in COMPUTED_KEYS]  # a selection key is told its flag

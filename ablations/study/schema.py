@@ -40,9 +40,9 @@ MORE_KINDS = {
     "runtime.compile": {"text"},  # model, blocks
     "finetune.init": {"text"},  # a checkpoint file
     "finetune.init_sha256": {"text"},  # computed; check_sets says so
-    "runtime.plan": {"mapping"},  # written by --device-mem
 }
-FREE = ("model.overrides", "runtime.plan")  # mappings whose keys are not config keys
+# runtime.plan is not here: --device-mem writes it into a run's config; a file or --set may not
+FREE = ("model.overrides",)  # mappings whose keys are not config keys
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,7 @@ class _Walk:
         if before is not None and isinstance(key, (int, float)) and not isinstance(key, bool):
             name, value = before
             sweep = printable(f"{name}={value},{key}")
-            self.fail(path or "the file", f"{name}: a sweep belongs on the command line "
+            self.fail(path or "the file", f"{printable(str(name))}: a sweep belongs on the command line "
                       f"(--set {sweep}) or in one row per value; {key!r} was read as a key.")  # fmt: skip
         self.fail(path, f"a key must be text, got {found(key)}; quote it or fix the indentation.")
 
