@@ -1,0 +1,201 @@
+"""The cheap stage of a recipe search: MAE-pretrain each grid point, read its encoder, no finetuning.
+
+    python -m analysis.probe_search video --rows b f --csv analysis/figures/cpu/video_search.csv
+    python -m analysis.probe_search video --rows b --only hog_x4 --set runtime.threads=1
+    python -m analysis.probe_search video --dry-run          # the runs and their folders
+
+For each point of a grid (ablations/study/searches/<grid>.yaml, as analysis.recipe_search reads it)
+and each row, the point's MAE run (seed 0) trains only its pretrain phase, in the folder its
+ablate.py run has (<runs-dir>/search/<grid>/...): a later `ablate.py` or `recipe_search` of the same
+point resumes there and trains only the finetuning. Then `analysis.feature_probe` reads the encoder
+(token spread, cosine, linear probe top-1) and the same model at random init. Finetuning 12 epochs
+costs ~3x the pretraining; the probe tells first whether the encoder is worth finetuning.
+
+A point passes when its probe beats the row's random-init probe and its token spread is at least
+--min-spread (below it, MAE has collapsed the tokens within a clip: docs/results.md, video).
+The CSV (one line per point and row, '#' lines naming the command) is rewritten after every
+point, so a search stopped half way keeps what it measured; a probed point is never trained or
+probed twice (<run>/pretrain/feature_probe.json). It is a separate module from recipe_search
+because it trains in this process and stops after one phase, where recipe_search runs whole
+ablate.py commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import yaml
+
+from ablations.store.atomic import write_atomic, write_json_atomic
+from ablations.study import runs as R
+from ablations.study.config import ConfigError, parse_sets, resolve
+from ablations.train.distributed import init_distributed
+from ablations.train.phases import read_done, run_phase
+from analysis import feature_probe
+from analysis.recipe_search import load_grid, point_selection
+
+PROBE = "feature_probe.json"  # in <run>/pretrain/: the encoder's and the random init's probe
+COLUMNS = [
+    "point", "row", "levers", "pretrain clips x epochs", "mask", "target", "MAE loss first", "MAE loss last",
+    "token spread", "token cosine", "probe top-1", "random-init spread", "random-init probe", "passes",
+    "pretrain wall s",
+]  # fmt: skip
+
+
+def point_run(grid: dict, point: dict, row: str):
+    """The point's MAE run of `row`, seed 0 (a grid's supervised points have nothing to probe)."""
+    return resolve(point_selection({**grid, "row": row, "seeds": 1}, {**point, "mode": "mae"}))[0]
+
+
+def pretrain(run, runs_dir: Path, log=print) -> Path:
+    """Train the run's pretrain phase in its ablate.py folder (resumed or reused when there);
+    returns the folder. The wall-clock segment is closed, so wall_time.json holds this time."""
+    with ExitStack() as held:
+        outcome, _, folder = R.claim(held, run, runs_dir, force=False, log=log)
+        if outcome in ("locked", "changed"):
+            raise ConfigError(f"{run.name}: {outcome} (see the line above); probe it once that is settled")
+        if outcome == "train":
+            R.set_threads(run.config)
+            dist = init_distributed(run.config.get("runtime", {}).get("device", "auto"))
+            run_phase("pretrain", run.config, folder / "pretrain", dist, progress=False)
+            R.close_segment(folder)
+    return folder
+
+
+_SCRATCH: dict[str, dict] = {}  # random-init probes by (model, data) config: MAE settings do not change them
+
+
+def probe_folder(folder: Path, train_items: int) -> dict:
+    """The encoder's and the random init's probes (feature_probe.probe), kept in PROBE."""
+    path = folder / "pretrain" / PROBE
+    if path.exists():
+        return json.loads(path.read_text())
+    cfg = yaml.safe_load((folder / R.CONFIG).read_text())
+    key = json.dumps([cfg["model"], cfg["data"], train_items], sort_keys=True)
+    if key not in _SCRATCH:
+        _SCRATCH[key] = feature_probe.probe(folder, True, train_items)
+    out = {
+        "mae": feature_probe.probe(folder, False, train_items),
+        "scratch": _SCRATCH[key],
+        "wall_s": round(sum(e - s for s, e in R.wall_segments(folder) if e is not None)),
+    }
+    write_json_atomic(out, path)
+    return out
+
+
+def csv_line(label: str, point: dict, run, folder: Path, probed: dict, min_spread: float) -> dict:
+    cfg, done = run.config, read_done(folder / "pretrain" / "done.json") or {}
+    mae, scratch = probed["mae"], probed["scratch"]
+    clips = cfg["pretrain"].get("train_size") or cfg["data"]["train_size"]
+    sets = ", ".join(f"{k}={v}" for k, v in (point.get("sets") or {}).items() if not k.startswith("runtime."))
+    passes = mae["linear_probe_top1"] > scratch["linear_probe_top1"] and mae["token_spread"] >= min_spread
+    loss = lambda k: round(done[k], 3) if done.get(k) is not None else None  # noqa: E731
+    return {
+        "point": label, "row": cfg["model"]["step"], "levers": point.get("levers") or sets or "the preset",
+        "pretrain clips x epochs": f"{clips} x {cfg['pretrain']['epochs']}", "mask": cfg["mae"]["mask_ratio"],
+        "target": cfg["mae"]["target"],
+        "MAE loss first": loss("loss_first"), "MAE loss last": loss("loss_last"),
+        "token spread": mae["token_spread"], "token cosine": mae["token_cosine"],
+        "probe top-1": mae["linear_probe_top1"], "random-init spread": scratch["token_spread"],
+        "random-init probe": scratch["linear_probe_top1"], "passes": "yes" if passes else "no",
+        "pretrain wall s": probed["wall_s"],
+    }  # fmt: skip
+
+
+def write_csv(path: Path, command: str, lines: list[dict], grid_name: str, train_items: int) -> None:
+    buf = io.StringIO()
+    buf.write(
+        f"# Written by: {command}\n"
+        f"# Grid ablations/study/searches/{grid_name}.yaml, seed 0, MAE pretrain phase only (no finetuning); "
+        "probes by analysis.feature_probe\n# on the validation set, the linear probe fitted on "
+        f"{train_items} training items; wall = the pretrain phase's wall time, {time.strftime('%Y-%m-%d')}.\n"
+    )
+    w = csv.DictWriter(buf, COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(lines)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, buf.getvalue())
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m analysis.probe_search", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("grid", help="a grid name in ablations/study/searches/ (e.g. video) or a .yaml path")
+    p.add_argument("--rows", nargs="+", metavar="ROW", help="rows to probe (default: the grid's row)")
+    p.add_argument("--runs-dir", default="runs", help="runs go to <runs-dir>/search/<grid> (default: runs)")
+    p.add_argument(
+        "--csv", type=Path, help="also write the table here (default: <runs-dir>/search/<grid>/probes.csv)"
+    )
+    p.add_argument("--only", nargs="+", metavar="POINT", help="probe only these points")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="extra",
+                   help="added to every point's settings (e.g. runtime.threads=1)")  # fmt: skip
+    p.add_argument(
+        "--min-spread", type=float, default=0.25, help="token spread below this is collapse (0.25)"
+    )
+    p.add_argument("--train-items", type=int, default=600, help="training items the probe fits on (600)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their folders; train nothing")
+    args = p.parse_args(argv)
+    try:
+        name, grid = load_grid(args.grid)
+        extra = parse_sets(args.extra)
+        points = {
+            k: {**(v or {}), "sets": {**((v or {}).get("sets") or {}), **extra}}
+            for k, v in grid["points"].items()
+        }
+        points = {k: v for k, v in points.items() if v.get("mode", "mae") == "mae"}
+        unknown = sorted(set(args.only or []) - set(points))
+        if unknown:
+            raise ConfigError(
+                f"unknown or supervised point(s) {unknown}; the grid's MAE points are {list(points)}"
+            )
+        rows = args.rows or [grid["row"]]
+        runs = {(k, r): point_run(grid, v, r) for k, v in points.items() for r in rows}  # all checked first
+    except ConfigError as e:
+        print(f"python -m analysis.probe_search: error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.runs_dir) / "search" / name
+    csv_path = args.csv or out / "probes.csv"
+    given = list(argv if argv is not None else sys.argv[1:])
+    if "--only" in given:  # the header names the whole search: --only's points are one part of it
+        i = given.index("--only")
+        given[i : i + 1 + len(args.only)] = []
+    command = "python -m analysis.probe_search " + " ".join(given)
+    lines = []
+    for (label, row), run in runs.items():
+        folder = R.run_dir(out, run)
+        if args.only and label not in args.only:  # probed before: its line stays in the table
+            if (folder / "pretrain" / PROBE).exists():
+                lines.append(
+                    csv_line(label, points[label], run, folder, probe_folder(folder, 0), args.min_spread)
+                )
+            continue
+        if args.dry_run:
+            print(f"== {label} row {row}: {folder}")
+            continue
+        print(f"== {label} row {row}", flush=True)
+        try:
+            folder = pretrain(run, out)
+        except ConfigError as e:
+            print(f"python -m analysis.probe_search: {e}", file=sys.stderr)
+            continue
+        lines.append(
+            csv_line(
+                label, points[label], run, folder, probe_folder(folder, args.train_items), args.min_spread
+            )
+        )
+        print("   " + ", ".join(f"{k}: {lines[-1][k]}" for k in COLUMNS[2:]), flush=True)
+        write_csv(csv_path, command, lines, name, args.train_items)
+    if not args.dry_run:
+        print(f"written to {csv_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
