@@ -1,8 +1,9 @@
 """The cheap stage of a recipe search: MAE-pretrain each grid point, read its encoder, no finetuning.
 
     python -m analysis.probe_search video --rows b f --csv analysis/figures/cpu/video_search.csv
-    python -m analysis.probe_search video --rows b --only hog_x4 --set runtime.threads=1
+    python -m analysis.probe_search video --rows b --only unlabeled_x4_hog --set runtime.threads=1
     python -m analysis.probe_search video --dry-run          # the runs and their folders
+    python -m analysis.probe_search video --unfinished       # probe what has pretrained so far
 
 For each point of a grid (ablations/study/searches/<grid>.yaml, as analysis.recipe_search reads it)
 and each row, the point's MAE run (seed 0) trains only its pretrain phase, in the folder its
@@ -15,9 +16,11 @@ A point passes when its probe beats the row's random-init probe and its token sp
 --min-spread (below it, MAE has collapsed the tokens within a clip: docs/results.md, video).
 The CSV (one line per point and row, '#' lines naming the command) is rewritten after every
 point, so a search stopped half way keeps what it measured; a probed point is never trained or
-probed twice (<run>/pretrain/feature_probe.json). It is a separate module from recipe_search
-because it trains in this process and stops after one phase, where recipe_search runs whole
-ablate.py commands.
+probed twice (<run>/pretrain/feature_probe.json). --unfinished trains nothing and probes a point
+whose pretraining has not finished (stopped, or still running elsewhere) at its last checkpoint;
+the table says how far it got ("8000 x 2 + 235 steps of 4 (unfinished)"). This is a separate
+module from recipe_search because it trains in this process and stops after one phase, where
+recipe_search runs whole ablate.py commands.
 """
 
 from __future__ import annotations
@@ -27,25 +30,29 @@ import csv
 import io
 import json
 import sys
+import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
+import torch
 import yaml
 
 from ablations.store.atomic import write_atomic, write_json_atomic
 from ablations.study import runs as R
 from ablations.study.config import ConfigError, parse_sets, resolve
+from ablations.train.build import build_mae_model
+from ablations.train.checkpoint import load_checkpoint
 from ablations.train.distributed import init_distributed
+from ablations.train.loop import CKPT
 from ablations.train.phases import read_done, run_phase
 from analysis import feature_probe
 from analysis.recipe_search import load_grid, point_selection
 
 PROBE = "feature_probe.json"  # in <run>/pretrain/: the encoder's and the random init's probe
 COLUMNS = [
-    "point", "row", "levers", "pretrain clips x epochs", "mask", "target", "MAE loss first", "MAE loss last",
-    "token spread", "token cosine", "probe top-1", "random-init spread", "random-init probe", "passes",
-    "pretrain wall s",
+    "point", "row", "levers", "pretrain clips x epochs", "MAE loss", "token spread", "random-init spread",
+    "probe top-1", "random-init probe", "passes", "pretrain wall s",
 ]  # fmt: skip
 
 
@@ -72,22 +79,58 @@ def pretrain(run, runs_dir: Path, log=print) -> Path:
 _SCRATCH: dict[str, dict] = {}  # random-init probes by (model, data) config: MAE settings do not change them
 
 
+def scratch_probe(folder: Path, cfg: dict, train_items: int) -> dict:
+    key = json.dumps([cfg["model"], cfg["data"], train_items], sort_keys=True)
+    if key not in _SCRATCH:
+        _SCRATCH[key] = feature_probe.probe(folder, True, train_items)
+    return _SCRATCH[key]
+
+
 def probe_folder(folder: Path, train_items: int) -> dict:
     """The encoder's and the random init's probes (feature_probe.probe), kept in PROBE."""
     path = folder / "pretrain" / PROBE
     if path.exists():
         return json.loads(path.read_text())
     cfg = yaml.safe_load((folder / R.CONFIG).read_text())
-    key = json.dumps([cfg["model"], cfg["data"], train_items], sort_keys=True)
-    if key not in _SCRATCH:
-        _SCRATCH[key] = feature_probe.probe(folder, True, train_items)
     out = {
         "mae": feature_probe.probe(folder, False, train_items),
-        "scratch": _SCRATCH[key],
+        "scratch": scratch_probe(folder, cfg, train_items),
         "wall_s": round(sum(e - s for s, e in R.wall_segments(folder) if e is not None)),
     }
     write_json_atomic(out, path)
     return out
+
+
+def unfinished_probe(folder: Path, train_items: int) -> dict | None:
+    """Probe the encoder in an unfinished pretraining's last checkpoint (read only: the run may be
+    training), kept in <run>/pretrain/feature_probe-epoch<N>.json; None without a checkpoint."""
+    ckpt = load_checkpoint(folder / "pretrain" / CKPT)
+    if ckpt is None:
+        return None
+    path = folder / "pretrain" / f"feature_probe-epoch{ckpt['epoch']}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    cfg = yaml.safe_load((folder / R.CONFIG).read_text())
+    mae = build_mae_model(cfg)
+    mae.load_state_dict(ckpt["model"])
+    with tempfile.TemporaryDirectory() as tmp:
+        encoder = Path(tmp) / "encoder.pth"
+        torch.save(mae.encoder_state_dict(), encoder)
+        out = {"mae": feature_probe.probe(folder, False, train_items, encoder=encoder)}
+    hist = [h["train_loss"] for h in ckpt.get("history") or []]
+    out |= {"scratch": scratch_probe(folder, cfg, train_items), "wall_s": round(ckpt["elapsed_s"]),
+            "epochs_done": ckpt["epoch"], "steps_into_next": ckpt.get("step", 0),
+            "loss": f"{hist[0]:.3f} -> {hist[-1]:.3f}" if hist else None}  # fmt: skip
+    write_json_atomic(out, path)
+    return out
+
+
+def latest_unfinished(folder: Path) -> dict | None:
+    """The probe of the furthest checkpoint probed so far (unfinished_probe's files), or None."""
+    found = sorted(
+        folder.glob("pretrain/feature_probe-epoch*.json"), key=lambda p: int(p.stem.split("epoch")[1])
+    )
+    return json.loads(found[-1].read_text()) if found else None
 
 
 def csv_line(label: str, point: dict, run, folder: Path, probed: dict, min_spread: float) -> dict:
@@ -96,16 +139,19 @@ def csv_line(label: str, point: dict, run, folder: Path, probed: dict, min_sprea
     clips = cfg["pretrain"].get("train_size") or cfg["data"]["train_size"]
     sets = ", ".join(f"{k}={v}" for k, v in (point.get("sets") or {}).items() if not k.startswith("runtime."))
     passes = mae["linear_probe_top1"] > scratch["linear_probe_top1"] and mae["token_spread"] >= min_spread
-    loss = lambda k: round(done[k], 3) if done.get(k) is not None else None  # noqa: E731
+    first, last = done.get("loss_first"), done.get("loss_last")
+    epochs = cfg["pretrain"]["epochs"]
+    if "epochs_done" in probed:  # an unfinished pretraining, probed at its last checkpoint
+        steps = probed.get("steps_into_next")
+        part = f" + {steps} steps" if steps else ""
+        epochs = f"{probed['epochs_done']}{part} of {epochs} (unfinished)"
     return {
         "point": label, "row": cfg["model"]["step"], "levers": point.get("levers") or sets or "the preset",
-        "pretrain clips x epochs": f"{clips} x {cfg['pretrain']['epochs']}", "mask": cfg["mae"]["mask_ratio"],
-        "target": cfg["mae"]["target"],
-        "MAE loss first": loss("loss_first"), "MAE loss last": loss("loss_last"),
-        "token spread": mae["token_spread"], "token cosine": mae["token_cosine"],
-        "probe top-1": mae["linear_probe_top1"], "random-init spread": scratch["token_spread"],
-        "random-init probe": scratch["linear_probe_top1"], "passes": "yes" if passes else "no",
-        "pretrain wall s": probed["wall_s"],
+        "pretrain clips x epochs": f"{clips} x {epochs}",
+        "MAE loss": probed.get("loss") or (None if None in (first, last) else f"{first:.3f} -> {last:.3f}"),
+        "token spread": mae["token_spread"], "random-init spread": scratch["token_spread"],
+        "probe top-1": mae["linear_probe_top1"], "random-init probe": scratch["linear_probe_top1"],
+        "passes": "yes" if passes else "no", "pretrain wall s": probed["wall_s"],
     }  # fmt: skip
 
 
@@ -141,6 +187,8 @@ def main(argv=None) -> int:
     )
     p.add_argument("--train-items", type=int, default=600, help="training items the probe fits on (600)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their folders; train nothing")
+    p.add_argument("--unfinished", action="store_true",
+                   help="train nothing: probe each point as far as it has pretrained")  # fmt: skip
     args = p.parse_args(argv)
     try:
         name, grid = load_grid(args.grid)
@@ -170,27 +218,37 @@ def main(argv=None) -> int:
     lines = []
     for (label, row), run in runs.items():
         folder = R.run_dir(out, run)
-        if args.only and label not in args.only:  # probed before: its line stays in the table
-            if (folder / "pretrain" / PROBE).exists():
-                lines.append(
-                    csv_line(label, points[label], run, folder, probe_folder(folder, 0), args.min_spread)
-                )
-            continue
+        chosen = not args.only or label in args.only
         if args.dry_run:
-            print(f"== {label} row {row}: {folder}")
+            print(f"== {label} row {row}: {folder}") if chosen else None
             continue
-        print(f"== {label} row {row}", flush=True)
-        try:
-            folder = pretrain(run, out)
-        except ConfigError as e:
-            print(f"python -m analysis.probe_search: {e}", file=sys.stderr)
-            continue
-        lines.append(
-            csv_line(
-                label, points[label], run, folder, probe_folder(folder, args.train_items), args.min_spread
+        if not chosen:  # probed before: its line stays in the table
+            probed = (
+                probe_folder(folder, 0)
+                if (folder / "pretrain" / PROBE).exists()
+                else latest_unfinished(folder)
             )
-        )
-        print("   " + ", ".join(f"{k}: {lines[-1][k]}" for k in COLUMNS[2:]), flush=True)
+        elif args.unfinished:  # train nothing: the finished pretraining, else the last checkpoint
+            print(f"== {label} row {row} (as far as it has pretrained)", flush=True)
+            done = (folder / "pretrain" / "done.json").exists()
+            probed = (
+                probe_folder(folder, args.train_items) if done else unfinished_probe(folder, args.train_items)
+            )
+        else:
+            print(f"== {label} row {row}", flush=True)
+            try:
+                folder = pretrain(run, out)
+            except ConfigError as e:
+                print(f"python -m analysis.probe_search: {e}", file=sys.stderr)
+                continue
+            probed = probe_folder(folder, args.train_items)
+        if probed is None:
+            continue
+        lines.append(csv_line(label, points[label], run, folder, probed, args.min_spread))
+        if chosen:
+            print("   " + ", ".join(f"{k}: {lines[-1][k]}" for k in COLUMNS[2:]), flush=True)
+            write_csv(csv_path, command, lines, name, args.train_items)
+    if lines:
         write_csv(csv_path, command, lines, name, args.train_items)
     if not args.dry_run:
         print(f"written to {csv_path}")

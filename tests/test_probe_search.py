@@ -30,7 +30,6 @@ def probe_base(tmp_path):
     return grid, runs, table, args, folder
 
 
-@pytest.mark.slow  # a pretrain and two probes of the tiny preset (~35 s of CPU)
 def test_points_are_pretrained_and_probed_without_finetuning(tmp_path, capfd):
     grid, runs, table, args, folder = probe_base(tmp_path)
     (line,) = read_csv(table)  # the supervised point has no encoder: not a point here
@@ -81,3 +80,17 @@ def test_the_video_grid_resolves_for_rows_b_and_f():
             for row in ("b", "f"):
                 run = probe_search.point_run(grid, point, row)
                 assert run.modality == "video" and run.config["model"]["step"] == row, label
+
+
+def test_unfinished_probes_the_last_checkpoint_and_trains_nothing(tmp_path, capfd):
+    grid, runs, table, args, folder = probe_base(tmp_path)
+    for name in ("done.json", "encoder.pth", probe_search.PROBE):  # as if stopped after its last epoch
+        (folder / "pretrain" / name).unlink()
+    capfd.readouterr()
+    assert probe_search.main([*args, "--unfinished"]) == 0
+    (line,) = read_csv(table)
+    assert line["pretrain clips x epochs"] == "64 x 1 of 1 (unfinished)" and float(line["token spread"]) > 0
+    assert "[train]" not in capfd.readouterr().out and not (folder / "pretrain/done.json").exists()
+    # a later search keeps the line until the point has a finished probe
+    assert probe_search.main([*args[:-1], "hog"]) == 0
+    assert [r["point"] for r in read_csv(table)] == ["base", "hog"]
