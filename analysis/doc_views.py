@@ -316,10 +316,12 @@ def view_csv(results: Results, name: str) -> str:
 
 def view_cell(results: Results, name: str, *where_and_column: str) -> str:
     """One value of a measurement file: `cell video_search point=hog_b probe` is the `probe`
-    column of the line whose `point` is hog_b ('_' in a value stands for ' ' only when the file
-    has no such value with '_')."""
+    column of the line whose `point` is hog_b ('_' in a value or a column name stands for ' '
+    only when the file has no such value or column with '_')."""
     *where, column = where_and_column
     df = results.frame(name)
+    if column not in df.columns:
+        column = column.replace("_", " ")
     pick = pd.Series(True, index=df.index)
     for cond in where:
         key, _, value = cond.partition("=")
