@@ -155,6 +155,14 @@ def csv_line(label: str, point: dict, run, folder: Path, probed: dict, min_sprea
     }  # fmt: skip
 
 
+def kept_lines(path: Path, rows: list[str]) -> list[dict]:
+    """The lines of an earlier table for rows this command does not probe (they stay in it)."""
+    if not path.exists():
+        return []
+    text = [line for line in path.read_text().splitlines() if not line.startswith("#")]
+    return [r for r in csv.DictReader(text) if r.get("row") not in rows]
+
+
 def write_csv(path: Path, command: str, lines: list[dict], grid_name: str, train_items: int) -> None:
     buf = io.StringIO()
     buf.write(
@@ -215,7 +223,7 @@ def main(argv=None) -> int:
         i = given.index("--only")
         given[i : i + 1 + len(args.only)] = []
     command = "python -m analysis.probe_search " + " ".join(given)
-    lines = []
+    lines = [] if args.dry_run else kept_lines(csv_path, rows)
     for (label, row), run in runs.items():
         folder = R.run_dir(out, run)
         chosen = not args.only or label in args.only
@@ -249,6 +257,8 @@ def main(argv=None) -> int:
             print("   " + ", ".join(f"{k}: {lines[-1][k]}" for k in COLUMNS[2:]), flush=True)
             write_csv(csv_path, command, lines, name, args.train_items)
     if lines:
+        order = list(points)  # the grid's order, then row
+        lines.sort(key=lambda r: (order.index(r["point"]) if r["point"] in order else len(order), r["row"]))
         write_csv(csv_path, command, lines, name, args.train_items)
     if not args.dry_run:
         print(f"written to {csv_path}")
