@@ -393,6 +393,8 @@ def view_cell(results: Results, name: str, *where_and_column: str) -> str:
     `probe` column of the line whose `point` is hog_b (conditions as in matching())."""
     *where, column = where_and_column
     hit = matching(results, name, where)
+    if column not in hit.columns:  # '_' for ' ' in a column name too
+        column = column.replace("_", " ")
     if len(hit) != 1:
         raise DocsError(f"{results.folder}/{name}.csv: {len(hit)} lines match {' '.join(where)} (need 1)")
     return hit[column].iloc[0] or DASH

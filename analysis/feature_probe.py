@@ -74,9 +74,13 @@ class NoEncoder(ValueError):
     """The run has no MAE encoder (a supervised run)."""
 
 
-def probe(run: Path, scratch: bool = False, train_items: int = 600, seed: int = 0) -> dict:
+def probe(
+    run: Path, scratch: bool = False, train_items: int = 600, seed: int = 0, encoder: Path | None = None
+) -> dict:
+    """The run's probe (module docstring); `encoder`: read these weights instead of the run's own
+    pretrain/encoder.pth (an unfinished pretraining's checkpoint, analysis/probe_search.py)."""
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    encoder = run / "pretrain" / "encoder.pth"
+    encoder = encoder or run / "pretrain" / "encoder.pth"
     if not scratch and cfg.get("mode") != "mae":
         raise NoEncoder(
             f"{run} is a {cfg.get('mode')} run: it has no MAE encoder to probe. Pass the folder of an "

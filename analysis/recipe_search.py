@@ -4,7 +4,8 @@
     python -m analysis.recipe_search laptop --dry-run    # the commands, nothing trained
     python -m analysis.recipe_search path/to/grid.yaml --runs-dir runs
 
-The grid file names a preset, a row, a seed count and points ({name: {mode:, sets: {key: value}}});
+The grid file names a preset, a row, optionally a modality (default: the preset's first), a seed
+count and points ({name: {mode:, sets: {key: value}, levers: plain words}});
 each point is `ablate.py --step <row> --mode <mode> --preset <preset> --seeds <n> --set ...` with
 --runs-dir <runs-dir>/search/<grid>, so a point is resumable and reused when finished like any
 run. Afterwards results.md there lists every point by top-1 (mean ± std over seeds), with its
@@ -51,6 +52,7 @@ def point_selection(grid: dict, point: dict) -> Selection:
     return Selection(
         step=grid["row"],
         mode=point.get("mode"),
+        modality=grid.get("modality"),
         preset=grid["preset"],
         sets=dict(point.get("sets") or {}),
         seeds=int(grid.get("seeds", 1)),
@@ -63,6 +65,8 @@ def point_command(grid: dict, point: dict, runs_dir: Path) -> list[str]:
     cmd += ["--seeds", str(sel.seeds), "--runs-dir", str(runs_dir), "--quiet"]
     if sel.mode:
         cmd += ["--mode", sel.mode]
+    if sel.modality:
+        cmd += ["--modality", sel.modality]
     if sel.sets:
         cmd += [
             "--set",

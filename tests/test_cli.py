@@ -286,3 +286,26 @@ def test_each_run_keeps_its_own_log(tmp_path, capsys, monkeypatch, fake):
     # Both attempts, appended: the failure with its traceback, then the resumed, finished run.
     assert log.count("=== ") == 2 and "RuntimeError: boom" in log and "Traceback" in log
     assert log.index("[train]") < log.index("boom") < log.index("[resume]")
+
+
+def test_a_presets_measured_limit_is_said_once_before_its_runs_train(tmp_path, capsys, fake):
+    # cpu preset, video: MAE rows a-e stay at chance (preset.caveats); the runs still train
+    assert ablate(tmp_path, "--step", "b", "--modality", "video") == 0
+    out = capsys.readouterr().out
+    assert out.count("ablate.py: note: video MAE rows a-e stay at chance") == 1 and len(fake.calls) == 1
+    assert out.index("ablate.py: note:") < out.index("[train]")
+    assert ablate(tmp_path, "--table", "1", "--modality", "video", "--dry-run") == 0
+    assert capsys.readouterr().out.count("# note: video MAE rows a-e stay at chance") == 1
+    # row f, the supervised rows and images are not what it is about: no line
+    for args in (("--step", "f"), ("--step", "b", "--mode", "supervised"), ("--fig", "8")):
+        assert ablate(tmp_path, *args, "--modality", "video", "--dry-run") == 0
+        assert "note:" not in capsys.readouterr().out, args
+    assert ablate(tmp_path, "--step", "b", "--dry-run") == 0
+    assert "note:" not in capsys.readouterr().out
+
+
+def test_a_caveat_with_an_unknown_key_is_refused(tmp_path, capsys):
+    preset = tmp_path / "mine.yaml"
+    preset.write_text("preset: {extends: cpu, caveats: [{modality: video, rowz: [a], says: x}]}\n")
+    assert ablate(tmp_path, "--step", "b", "--preset", str(preset), "--dry-run") == 2
+    assert "rowz" in capsys.readouterr().err

@@ -208,6 +208,10 @@ def test_a_measurement_file_renders_as_a_table_and_as_one_cell(tmp_path):
     out = D.generate(page, tmp_path)
     assert "| hog b | 19.2 | 0.074 |" in out and "| base | 14.0 | – |" in out
     assert "-->19.2<!--" in out
+    # a column name with a space is written with '_' (a marker's arguments are split on spaces)
+    (folder / "probe.csv").write_text("# by a script\npoint,probe top-1\nhog b,19.2\n")
+    cell = "<!-- results: cpu cell probe point=hog_b probe_top-1 -->0<!-- /results -->"
+    assert "-->19.2<!--" in D.generate(cell, tmp_path)
     with pytest.raises(D.DocsError, match="0 lines match point=nope"):
         D.generate("<!-- results: cpu cell probe point=nope probe -->0<!-- /results -->", tmp_path)
 

@@ -42,6 +42,7 @@ from ablations.errors import DETERMINISTIC, RunError, advice, kind_of, os_fix
 from ablations.study import config as C
 from ablations.study import failure, homes
 from ablations.study import runs as R
+from ablations.study.caveats import caveat_lines
 from ablations.study.definitions import check_definition, save_definition
 from ablations.study.identity import files_fingerprint
 from ablations.study.provenance import build_at_start
@@ -179,7 +180,8 @@ def command(args, argv: list[str] | None) -> int:
         per_run, total = E.estimates(runs, devices)
         times = {name: E.run_line(name, est, notes, devices) for name, (est, notes) in per_run.items()}
         shown = dry_run_text(runs, args.runs_dir, devices, devices_from, times)
-        print(refused_text(refused) + (rounds.dry_run(args, runs, shown) if comps else shown))
+        notes = "".join(f"# note: {line}\n" for line in caveat_lines(sel.preset, runs)) if sel else ""
+        print(refused_text(refused) + notes + (rounds.dry_run(args, runs, shown) if comps else shown))
         print(f"# {E.selection_line(total, len(runs), devices)}")
         if args.launcher:  # what would be submitted, submitting nothing
             print(job_scripts(args, runs, sys.argv[1:] if argv is None else argv, main))
@@ -191,6 +193,9 @@ def command(args, argv: list[str] | None) -> int:
         )
         return 0
     print(refused_text(refused), end="")
+    if sel is not None and not args.bench:  # a preset's measured limit for these runs: said, not refused
+        for line in caveat_lines(sel.preset, runs):
+            print(f"ablate.py: note: {line}", flush=True)
     if sel is not None and not args.only and not args.bench and D.env_world()[0] == 0:
         try:  # a user table's rows, kept beside its runs for --report (study/definitions.py)
             save_definition(args.runs_dir, C.selected_table(sel))

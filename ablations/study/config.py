@@ -43,7 +43,8 @@ PRESET_META_KEYS = (
     "video",
     "coupled",
 )  # keys of a preset file that are not config
-PRESET_SECTION_KEYS = ("description", "modalities", "extends", "gpus")  # a preset file's `preset:` section
+# a preset file's `preset:` section
+PRESET_SECTION_KEYS = ("description", "modalities", "extends", "gpus", "caveats")
 PAPER_TABLES = ("table1", "table3", "fig8")  # the paper's: --mode moves between table1 and fig8
 # Keys the selection flags own: setting them with --set would make a run's name lie.
 SELECTION_KEYS = {"mode": "--mode", "model.step": "--step", "model.modality": "--modality", "seed": "--seeds"}
@@ -135,6 +136,15 @@ def config_schema() -> schema.Node:
     return schema.config_node(trees, T.flags_node())
 
 
+# A measured limit of a preset, said in one line before its matching runs train (ablations/study/caveats.py).
+CAVEAT = schema.node(
+    "mapping",
+    keys={"modality": schema.TEXT, "mode": schema.TEXT, "rows": schema.node("list", items=schema.TEXT),
+          "says": schema.TEXT},
+    example="caveats: [{modality: video, mode: mae, rows: [a, b], says: ...}]",
+)  # fmt: skip
+
+
 @functools.cache
 def preset_schema() -> schema.Node:
     """A preset file: the config tree, its `preset:` section, image/video overlays, coupled rules."""
@@ -145,6 +155,7 @@ def preset_schema() -> schema.Node:
         "modalities": schema.node("list", items=schema.node("text"), example="modalities: [image, video]"),
         "extends": schema.node("text", example="extends: cpu"),
         "gpus": schema.node("number", example="gpus: 8"),
+        "caveats": schema.node("list", items=CAVEAT, example=CAVEAT.example),
     }
     assert set(section) == set(PRESET_SECTION_KEYS)
     rule = schema.node("mapping", keys={"if": overlay, "set": overlay}, example="{if: {...}, set: {...}}")
