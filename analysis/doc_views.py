@@ -352,9 +352,7 @@ def view_trend(results: Results, modality: str, label: str) -> str:
     rec = trend_lines(results, modality, comparison=label.replace("_", " ")).iloc[0].to_dict()
     if math.isnan(rec["diff"]):
         return DASH
-    for key in ("distinguishable", "adjusted"):
-        rec[key] = str(rec[key]).lower() in ("true", "1", "1.0")
-    return interval_text(rec)
+    return interval_text(verdicts(rec))
 
 
 def view_trend_verdict(results: Results, modality: str, number: str) -> str:
