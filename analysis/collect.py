@@ -158,7 +158,7 @@ def run_results(df: pd.DataFrame, variant: str) -> pd.DataFrame:
 
 
 def no_recipe(df: pd.DataFrame, variant: str) -> tuple[str, ...]:
-    """The modalities the variant's preset has no recipe for (laptop: video), so reports can say
+    """The modalities the variant's preset has no recipe for (in1k-b: video), so reports can say
     so instead of "no runs yet"."""
     presets = df.loc[df["variant"] == variant, "preset"]
     if presets.empty or presets.iloc[0] not in C.list_presets():

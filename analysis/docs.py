@@ -14,7 +14,8 @@ their first '#' line names. A page holds each generated part between markers
 naming the preset folder, a view (analysis/doc_views.py) and its arguments; this command rewrites
 what is between them, `--check` exits 1 naming each stale part (tests/test_docs.py runs it), and
 `--publish runs/report` first copies a rerun's results files and published figures over the
-committed ones. `--figures` redraws, from the committed results files, the published figures
+committed ones (`--publish runs/report/<preset> --into FOLDER`: one preset's report into a folder
+of its own, e.g. laptop-video). `--figures` redraws, from the committed results files, the published figures
 that need no more than they hold (Table 1 accuracy, speed and differences, Fig. 8, the
 interactions).
 """
@@ -87,19 +88,44 @@ def stale(root: Path = ROOT, figures: Path = FIGURES) -> list[str]:
     return out
 
 
+# The figures `--figures` can redraw from results files alone: what a new results folder starts with
+REDRAWN = ("table1_accuracy.png", "table1_speed.png", "table1_differences.png", "fig8_mae_vs_supervised.png")
+
+
 def publish(report: Path, figures: Path = FIGURES) -> list[Path]:
     """Copies a report's results files (every CSV) and the figures already published, for each
     preset folder of `figures` the report has; returns the files written."""
     written = []
     for folder in sorted(p for p in figures.iterdir() if p.is_dir()):
-        src = Path(report) / folder.name
-        if not src.is_dir():
-            continue
-        names = [p.name for p in src.glob("*.csv")] + [p.name for p in folder.glob("*.png")]
-        for name in names:
-            if (src / name).exists():
-                shutil.copyfile(src / name, folder / name)
-                written.append(folder / name)
+        if (Path(report) / folder.name).is_dir():
+            written += _copy(Path(report) / folder.name, folder)
+    return written
+
+
+def publish_into(src: Path, name: str, figures: Path = FIGURES) -> list[Path]:
+    """Copies one preset's report folder (runs/report/<preset>) into the results folder `name`,
+    made if new: a second folder for a preset whose other runs are published already (the laptop
+    preset's video runs beside its image ones). A new folder gets the figures `--figures` redraws."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise DocsError(f"--into {name!r}: give a folder name (letters, digits, . _ -), not a path")
+    if not any(Path(src).glob("*.csv")):
+        raise DocsError(f"{src} holds no results files: give a preset's report folder, e.g. runs/report/laptop")
+    folder = figures / name
+    if not folder.is_dir():
+        folder.mkdir(parents=True)
+        for png in REDRAWN:
+            if (Path(src) / png).exists():
+                shutil.copyfile(Path(src) / png, folder / png)
+    return _copy(Path(src), folder)
+
+
+def _copy(src: Path, folder: Path) -> list[Path]:
+    names = [p.name for p in src.glob("*.csv")] + [p.name for p in folder.glob("*.png")]
+    written = []
+    for name in names:
+        if (src / name).exists():
+            shutil.copyfile(src / name, folder / name)
+            written.append(folder / name)
     return written
 
 
@@ -145,6 +171,12 @@ def main(argv=None) -> int:
         help="first copy a report's results files and figures "
         "(e.g. runs/report) over analysis/figures/<preset>/",
     )
+    p.add_argument(
+        "--into",
+        metavar="FOLDER",
+        help="with --publish runs/report/<preset>: copy that one preset's report into "
+        "analysis/figures/FOLDER instead (made if new), e.g. a preset's video runs beside its images",
+    )
     p.add_argument("--figures", action="store_true", help="redraw the figures the results files hold")
     args = p.parse_args(argv)
     try:
@@ -153,7 +185,13 @@ def main(argv=None) -> int:
                 raise DocsError(
                     f"{args.publish} is not a report folder (python -m analysis writes runs/report)"
                 )
-            print(f"published {len(publish(Path(args.publish)))} files into {FIGURES.relative_to(ROOT)}/")
+            if args.into:
+                done = publish_into(Path(args.publish), args.into)
+                print(f"published {len(done)} files into {(FIGURES / args.into).relative_to(ROOT)}/")
+            else:
+                print(f"published {len(publish(Path(args.publish)))} files into {FIGURES.relative_to(ROOT)}/")
+        elif args.into:
+            raise DocsError("--into names where --publish copies to: add --publish runs/report/<preset>")
         if args.figures:
             print(f"redrew {len(redraw())} figures")
         if args.check:

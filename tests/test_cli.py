@@ -302,6 +302,11 @@ def test_a_presets_measured_limit_is_said_once_before_its_runs_train(tmp_path, c
         assert "note:" not in capsys.readouterr().out, args
     assert ablate(tmp_path, "--step", "b", "--dry-run") == 0
     assert "note:" not in capsys.readouterr().out
+    # the line names the preset that does better, and that preset says nothing
+    assert ablate(tmp_path, "--table", "1", "--modality", "video", "--dry-run") == 0
+    assert "--modality video --preset laptop" in capsys.readouterr().out
+    assert ablate(tmp_path, "--table", "1", "--modality", "video", "--preset", "laptop", "--dry-run") == 0
+    assert "note:" not in capsys.readouterr().out
 
 
 def test_a_caveat_with_an_unknown_key_is_refused(tmp_path, capsys):

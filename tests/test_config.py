@@ -38,6 +38,11 @@ def test_a_preset_extends_another_by_its_changes_only(tmp_path, monkeypatch):
     assert {k: v for k, v in laptop["pretrain"].items() if k != "train_size"} == {
         k: v for k, v in cpu["pretrain"].items() if k != "train_size"
     }
+    # video: the cpu preset's clips and recipe, MAE on 4x unlabeled clips on pixels (HOG is images')
+    laptop_v, cpu_v = C.preset_config("laptop", "video"), C.preset_config("cpu", "video")
+    assert (laptop_v["pretrain"]["train_size"], laptop_v["mae"]) == (8000, cpu_v["mae"])
+    for key in ("finetune", "supervised", "model", "data", "runtime"):
+        assert laptop_v[key] == cpu_v[key], key
     # its runs are its own (folder variant "laptop"), and the supervised ones train what cpu's do
     (sup,) = resolve(step="f", mode="supervised", preset="laptop")
     (cpu_sup,) = resolve(step="f", mode="supervised", preset="cpu")

@@ -158,6 +158,21 @@ def test_a_report_is_published_and_rendered(tmp_path, paper_figures_off):
         "distinguishable after Holm (family of 1)",
     )
 
+    # one preset's report into a folder of its own (made, with the figures --figures redraws),
+    # leaving the preset's own folder as it was; a path or an empty folder is refused
+    for png in ("table1_accuracy.png", "reconstructions.png"):
+        (tmp_path / "runs/report/cpu" / png).write_bytes(b"png")
+    before = (figures / "cpu/runs.csv").read_text()
+    done = D.publish_into(tmp_path / "runs/report/cpu", "cpu-video", figures)
+    assert figures / "cpu-video/runs.csv" in done and (figures / "cpu-video/table1_accuracy.png").exists()
+    assert D.render("cpu-video seeds table1 f image mae", figures) == "40.0 / 44.0"
+    assert (figures / "cpu/runs.csv").read_text() == before
+    assert not (figures / "cpu-video/reconstructions.png").exists()
+    for bad, says in (("../x", "not a path"), ("cpu-video", "holds no results files")):
+        with pytest.raises(D.DocsError, match=says):
+            D.publish_into(tmp_path / ("runs/report/cpu" if bad == "../x" else "runs"), bad, figures)
+    assert D.main(["--into", "x"]) == 2
+
 
 def test_every_link_to_a_page_section_exists():
     bad = []

@@ -40,6 +40,25 @@ def test_mae_then_finetune_tiny(tmp_path):
     assert done["top1"] == m["top1"]
 
 
+def test_the_laptop_video_recipe_trains_at_tiny_scale(tmp_path):
+    """The laptop preset's video recipe end to end, shrunk to seconds with its ratio kept: MAE on
+    4x the labeled clips (row b, pixel targets, the video mask ratio), then finetuning on them."""
+    torch.set_num_threads(2)
+    cfg = preset_config("laptop", "video")
+    ratio = cfg["pretrain"]["train_size"] // cfg["data"]["train_size"]
+    assert (ratio, cfg["mae"]["target"], cfg["mae"]["mask_ratio"]) == (4, "pixel", 0.9)
+    cfg["model"]["step"] = "b"
+    cfg["data"].update(train_size=16, val_size=8, final_val_size=None)
+    cfg["pretrain"]["train_size"] = 16 * ratio
+    cfg["runtime"].update(device="cpu", log_every=1)
+    for p in ("pretrain", "finetune"):
+        cfg[p].update(epochs=1, batch_size=8)
+    m = run_training(cfg, tmp_path, progress=False)
+    steps = {p: json.loads((tmp_path / p / "done.json").read_text())["steps_per_epoch"] for p in m["phases"]}
+    assert steps == {"pretrain": 8, "finetune": 2}
+    assert math.isfinite(m["pretrain_loss_first"]) and 0.0 <= m["top1"] <= 100.0
+
+
 def test_pretraining_set_extends_the_labeled_set():
     """pretrain.train_size: the pretraining set is the finetuning set plus more items of the same
     generator (a semi-supervised reading of the paper's setup), not another sample."""

@@ -142,15 +142,15 @@ def test_trends_hold_as_in_the_paper(tmp_path):
 
 
 def test_trends_name_no_command_for_a_modality_the_preset_has_no_recipe_for(tmp_path, monkeypatch):
-    """laptop is images only: its video section says so instead of printing a command that fails."""
+    """in1k-b is images only: its video section says so instead of printing a command that fails."""
     for table, row in (("table1", "f"), ("fig8", "f")):
-        r = next(x for x in C.resolve(C.Selection(table=table, preset="laptop")) if x.entry == row)
+        r = next(x for x in C.resolve(C.Selection(table=table, preset="in1k-b")) if x.entry == row)
         run(tmp_path, r, BASE)
-    video = trends.trends_markdown(load_runs(tmp_path), tmp_path, "laptop").split("## video")[1]
-    assert "No video runs: preset 'laptop' has no video recipe." in video
+    video = trends.trends_markdown(load_runs(tmp_path), tmp_path, "in1k-b").split("## video")[1]
+    assert "No video runs: preset 'in1k-b' has no video recipe." in video
     assert "ablate.py" not in video
     df = load_runs(tmp_path)
-    assert no_recipe(df, "laptop") == ("video",)
+    assert no_recipe(df, "in1k-b") == ("video",)
     texts, titles = [], []
     save = plots.save
     monkeypatch.setattr(
@@ -162,9 +162,9 @@ def test_trends_name_no_command_for_a_modality_the_preset_has_no_recipe_for(tmp_
             or save(fig, *a)
         ),
     )
-    plots.fig8(tables.fig8(df, "laptop", paper_numbers())[0], tmp_path / "out", "t", no_recipe(df, "laptop"))
+    plots.fig8(tables.fig8(df, "in1k-b", paper_numbers())[0], tmp_path / "out", "t", no_recipe(df, "in1k-b"))
     assert titles == ["image"] and texts == []  # a panel only for the modality with results
-    plots.fig8(tables.fig8(df.iloc[:0], "laptop", paper_numbers())[0], tmp_path / "o2", "t", ("video",))
+    plots.fig8(tables.fig8(df.iloc[:0], "in1k-b", paper_numbers())[0], tmp_path / "o2", "t", ("video",))
     assert texts == ["no image runs yet", "no video recipe in this preset"]  # none has: each says why
 
 
