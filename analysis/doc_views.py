@@ -467,6 +467,28 @@ def view_resolution(results: Results, family: str, modality: str) -> str:
     return resolution_markdown(df).replace(RESOLUTION_NOTE, "")
 
 
+def view_chance(results: Results, modality: str) -> str:
+    """Per Table 1 row, MAE and supervised top-1 with the 95% interval over the val samples
+    (chance.csv), and whether it lies above chance: '21.7 [19.2, 24.3] above'."""
+    df = results.frame("chance")
+    df = df[df["modality"] == modality]
+    if df.empty:
+        raise DocsError(f"{results.folder}/chance.csv has no {modality} lines")
+
+    def cell(mode: str, row: str) -> str:
+        line = df[(df["mode"] == mode) & (df["row"] == row)]
+        if line.empty:
+            return "–"
+        r = line.iloc[0]
+        where = "**above**" if flag(r["above_chance"]) else "at chance"
+        return f"{num(r['top1'])} [{num(r['low'])}, {num(r['high'])}] {where}"
+
+    chance = num(df["chance"].iloc[0])
+    header = ["row", f"MAE top-1 [95% CI], chance {chance}%", f"supervised top-1 [95% CI], chance {chance}%"]
+    rows = [[row, cell("mae", row), cell("supervised", row)] for row in list_rows()]
+    return markdown(header, rows)
+
+
 VIEWS = {
     "summary": view_summary,
     "table3": view_table3,
@@ -483,6 +505,7 @@ VIEWS = {
     "resolution": view_resolution,
     "trend": view_trend,
     "trendverdict": view_trend_verdict,
+    "chance": view_chance,
     "csv": view_csv,
     "cell": view_cell,
     "range": view_range,

@@ -109,7 +109,9 @@ def publish_into(src: Path, name: str, figures: Path = FIGURES) -> list[Path]:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise DocsError(f"--into {name!r}: give a folder name (letters, digits, . _ -), not a path")
     if not any(Path(src).glob("*.csv")):
-        raise DocsError(f"{src} holds no results files: give a preset's report folder, e.g. runs/report/laptop")
+        raise DocsError(
+            f"{src} holds no results files: give a preset's report folder, e.g. runs/report/laptop"
+        )
     folder = figures / name
     if not folder.is_dir():
         folder.mkdir(parents=True)

@@ -215,6 +215,10 @@ def write_report(
             write_atomic(vdir / "trends.md", trends.trends_markdown(df, runs_dir, variant, assessed) + builds)
             csv = trends.trends_frame(assessed).to_csv(index=False, float_format="%.4f", lineterminator="\n")
             write_atomic(vdir / "trends.csv", csv)
+            chance = trends.chance_frame(df, runs_dir, variant)
+            write_atomic(
+                vdir / "chance.csv", chance.to_csv(index=False, float_format="%.4f", lineterminator="\n")
+            )
             title = "trends: do the paper's three trends hold?"
             index += [f"- [{title}]({variant}/trends.md) ([csv]({variant}/trends.csv))"]
         index += table_report.write_tables(df, runs_dir, vdir, variant, resolve)

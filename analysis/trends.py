@@ -126,6 +126,31 @@ def accuracy_interval(runs_dir: Path, side: Side) -> tuple[float, float, float, 
     return 100.0 * float(right.mean()), float(low), float(high), chance
 
 
+CHANCE_COLUMNS = ["modality", "mode", "row", "seeds", "top1", "low", "high", "chance", "above_chance"]
+
+
+def chance_frame(df: pd.DataFrame, runs_dir: Path, variant: str) -> pd.DataFrame:
+    """chance.csv: each Table 1 (MAE) and Fig. 8 (supervised) row with predictions, its top-1 with
+    the 95% interval over the val samples (accuracy_interval: seeds pooled per sample) and whether
+    that interval lies above chance, the test the trends' "at chance" verdicts use."""
+    lines = []
+    for m in MODALITIES:
+        for mode, rows in (("mae", list_rows()[1:]), ("supervised", list_rows())):
+            for s in sides(df, m, variant, mode, *rows):
+                acc = accuracy_interval(runs_dir, s)
+                if acc is not None:
+                    top1, low, high, chance = acc
+                    lines.append(
+                        dict(
+                            zip(
+                                CHANCE_COLUMNS,
+                                (m, mode, s.row, len(s.runs), top1, low, high, chance, low > chance),
+                            )
+                        )
+                    )
+    return pd.DataFrame(lines, columns=CHANCE_COLUMNS)
+
+
 def chance_check(runs_dir: Path, deps: list[Side]) -> tuple[str, list[str]] | None:
     """(verdict "not testable (rows X at chance)", lines) when any side the trend depends on is at
     chance (its interval reaches chance from above or lies below it), else None."""

@@ -146,6 +146,8 @@ def test_a_report_is_published_and_rendered(tmp_path, paper_figures_off):
     assert D.publish(tmp_path / "runs/report", figures)
     assert D.render("cpu seeds table1 f image mae", figures) == "40.0 / 44.0"
     assert D.render("cpu times table1 image mae", figures) == "12-12 s (median 12 s, 2 runs)"
+    chance = D.render("cpu chance image", figures)  # the report's chance.csv: every row learned
+    assert "| f | 4" in chance and "at chance" not in chance and "| mvitv2 | – | 6" in chance
     table = D.render("cpu summary image", figures)
     assert "| f | 42.0 ± 2.8 (40.0, 44.0) |" in table and "| 51.0 ± 1.4 (50.0, 52.0) |" in table
     assert "| mvitv2 | – | 61.0 ± 1.4 (60.0, 62.0) |" in table

@@ -37,3 +37,24 @@ def test_a_row_just_above_chance_is_tested(tmp_path):
     s = statements(tmp_path)
     assert s["(1)"] == trends.HOLDS and s["(2)"] == trends.FAILS and s["(3)"] == trends.FAILS
     assert "at chance" not in s["image"]
+
+
+def test_each_rows_interval_against_chance_is_a_results_file_the_docs_render(tmp_path):
+    # chance.csv: the test behind "at chance", per row, so a page can show which rows left chance
+    from analysis.collect import load_runs
+    from analysis.doc_views import Results, view_chance
+
+    fake_rows(
+        tmp_path, dict.fromkeys("abcde", CHANCE) | {"f": shifted(-15)}, {"mvitv2": shifted(20), "f": BASE}
+    )
+    frame = trends.chance_frame(load_runs(tmp_path), tmp_path, "cpu")
+    above = {(r.mode, r.row): r.above_chance for r in frame.itertuples()}
+    assert above == {**{("mae", r): False for r in "abcde"}, ("mae", "f"): True,
+                     ("supervised", "mvitv2"): True, ("supervised", "f"): True}  # fmt: skip
+    assert (frame["low"] <= frame["top1"]).all() and (frame["top1"] <= frame["high"]).all()
+    assert set(frame["chance"]) == {10.0} and set(frame["modality"]) == {"image"}
+    (tmp_path / "fig").mkdir()
+    frame.to_csv(tmp_path / "fig/chance.csv", index=False)
+    table = view_chance(Results(tmp_path / "fig"), "image")
+    assert "| f | " in table and "**above** | " in table and table.count("at chance") == 5
+    assert "| b | – | –" not in table and "| b | " in table and "| e | " in table
