@@ -2,7 +2,7 @@
 # Train the laptop preset's video Table 1 (MAE rows, MViTv2 supervised) and Fig. 8 (supervised
 # rows), two one-thread processes side by side, then write the report.
 #
-#   scripts/rerun_laptop_video.sh              # seed 0: 12 runs
+#   scripts/rerun_laptop_video.sh              # seed 0: 13 runs
 #   SEEDS=2 scripts/rerun_laptop_video.sh      # seeds 0 and 1 (a finished seed 0 is reused)
 # Rerunning the script after a kill resumes.
 set -euo pipefail
@@ -11,9 +11,9 @@ PY=${PYTHON:-.venv/bin/python}
 args=(--preset laptop --modality video --seeds "${SEEDS:-1}" --set runtime.threads=1 --quiet)
 mkdir -p runs
 # Two workers over the same runs in opposite order: a run one worker holds, the other skips
-# ([busy]) and takes the next, so both cores stay busy until the last run. Fig. 8's row a is
-# Table 1's MViTv2 row (the same resolved config): trained once. A worker's exit status is not
-# the script's (a [busy] skip exits 1): the last two commands' are.
+# ([busy]) and takes the next, so both cores stay busy until the last run; each run is trained
+# once. A worker's exit status is not the script's (a [busy] skip exits 1): the last two
+# commands' are.
 { "$PY" ablate.py --table 1 "${args[@]}" || :; "$PY" ablate.py --fig 8 "${args[@]}" || :; } > runs/rerun_video_1.log 2>&1 & one=$!
 { "$PY" ablate.py --fig 8 "${args[@]}" || :; "$PY" ablate.py --table 1 "${args[@]}" || :; } > runs/rerun_video_2.log 2>&1 & two=$!
 wait "$one" "$two"
