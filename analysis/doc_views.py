@@ -431,6 +431,8 @@ def view_times(results: Results, table: str, modality: str, mode: str = "") -> s
     t = pd.to_numeric(df.loc[pick, "wall_time_s"], errors="coerce").dropna()
     if t.empty:
         raise DocsError(f"{results.folder}/runs.csv has no timed {table} {modality} {mode} run")
+    if len(t) == 1:
+        return f"{t.iloc[0]:.0f} s (1 run)"
     return f"{t.min():.0f}-{t.max():.0f} s (median {t.median():.0f} s, {len(t)} runs)"
 
 
@@ -486,7 +488,7 @@ def view_chance(results: Results, modality: str) -> str:
     chance = num(df["chance"].iloc[0])
     header = ["row", f"MAE top-1 [95% CI], chance {chance}%", f"supervised top-1 [95% CI], chance {chance}%"]
     rows = [[row, cell("mae", row), cell("supervised", row)] for row in list_rows()]
-    return markdown(header, rows)
+    return "\n" + markdown(header, rows)
 
 
 VIEWS = {

@@ -3,11 +3,12 @@ README.md and docs/ show, written into the pages from the committed results file
 
 The results files are the report's CSVs of the published runs, one folder per preset beside the
 figures the pages show: analysis/figures/<preset>/runs.csv (one line per run), table1.csv,
-fig8.csv, table3.csv, <table>.csv, *_differences.csv, *_interactions.csv and trends.csv (the
-paper's trends: verdicts and intervals); analysis/report.py writes them all into
-runs/report/<preset>/. Measurements that are not a report's (benchmarks, recipe searches,
-diagnostics) are CSVs in the preset's folder or in analysis/figures/bench/, written by the command
-their first '#' line names. A page holds each generated part between markers
+fig8.csv, table3.csv, <table>.csv, *_differences.csv, *_interactions.csv, trends.csv (the
+paper's trends: verdicts and intervals) and chance.csv (each row's top-1 interval against
+chance); analysis/report.py writes them all into runs/report/<preset>/. Measurements that are
+not a report's (benchmarks, recipe searches, diagnostics) are CSVs in the preset's folder or in
+analysis/figures/bench/, written by the command their first '#' line names. A page holds each
+generated part between markers
 
     <!-- results: cpu summary image -->...<!-- /results -->
 

@@ -305,8 +305,13 @@ def test_a_presets_measured_limit_is_said_once_before_its_runs_train(tmp_path, c
     # the line names the preset that does better, and that preset says nothing
     assert ablate(tmp_path, "--table", "1", "--modality", "video", "--dry-run") == 0
     assert "--modality video --preset laptop" in capsys.readouterr().out
-    assert ablate(tmp_path, "--table", "1", "--modality", "video", "--preset", "laptop", "--dry-run") == 0
+    assert ablate(tmp_path, "--step", "b", "--modality", "video", "--preset", "laptop", "--dry-run") == 0
     assert "note:" not in capsys.readouterr().out
+    # its own measured limit: video row a, in both modes
+    for args in (("--table", "1"), ("--fig", "8")):
+        assert ablate(tmp_path, *args, "--modality", "video", "--preset", "laptop", "--dry-run") == 0
+        notes = [ln for ln in capsys.readouterr().out.splitlines() if "note:" in ln]
+        assert len(notes) == 1 and "video row a stays at chance" in notes[0], args
 
 
 def test_a_caveat_with_an_unknown_key_is_refused(tmp_path, capsys):
