@@ -480,7 +480,7 @@ def view_chance(results: Results, modality: str) -> str:
     def cell(mode: str, row: str) -> str:
         line = df[(df["mode"] == mode) & (df["row"] == row)]
         if line.empty:
-            return "–"
+            return DASH
         r = line.iloc[0]
         where = "**above**" if flag(r["above_chance"]) else "at chance"
         return f"{num(r['top1'])} [{num(r['low'])}, {num(r['high'])}] {where}"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from ablations.errors import ConfigError
-from ablations.store.atomic import write_atomic
+from ablations.store.atomic import write_atomic, write_csv_atomic
 from ablations.study.config import MODALITIES, list_rows
 from ablations.study.definitions import definitions
 from ablations.train.reconstructions import FILE as RECONSTRUCTIONS
@@ -147,8 +147,7 @@ def write_report(
         vdir = out / variant
         vdir.mkdir(parents=True, exist_ok=True)
         written = tables_with_runs(df, variant)
-        runs_csv = run_results(df, variant).to_csv(index=False, float_format="%.4f", lineterminator="\n")
-        write_atomic(vdir / "runs.csv", runs_csv)
+        write_csv_atomic(run_results(df, variant), vdir / "runs.csv")
         speeds = table1_speeds(df, runs_dir, variant, measure_speed) if "table1" in written else {}
         built = build_tables(df, variant, paper, speeds)
         diff_of = {
@@ -174,12 +173,10 @@ def write_report(
                     + differences.differences_markdown(diffs[name])
                     + extra
                 )
-                csv = diffs[name].to_csv(index=False, float_format="%.4f", lineterminator="\n")
-                write_atomic(vdir / f"{name}_differences.csv", csv)
+                write_csv_atomic(diffs[name], vdir / f"{name}_differences.csv")
             extra += provenance.builds_markdown(provenance.table_runs(df, name, variant))
             write_atomic(vdir / f"{name}.md", render(name, variant, md, extra))
-            csv = frame.to_csv(index=False, float_format="%.4f", lineterminator="\n")
-            write_atomic(vdir / f"{name}.csv", csv)
+            write_csv_atomic(frame, vdir / f"{name}.csv")
         t1, f8 = built["table1"][0], built["fig8"][0]
         nr = no_recipe(df, variant)
         if "table1" in written:
@@ -213,12 +210,8 @@ def write_report(
             builds = provenance.builds_markdown(provenance.table_runs(df, "fig8", variant))
             assessed = trends.assess(df, runs_dir, variant)
             write_atomic(vdir / "trends.md", trends.trends_markdown(df, runs_dir, variant, assessed) + builds)
-            csv = trends.trends_frame(assessed).to_csv(index=False, float_format="%.4f", lineterminator="\n")
-            write_atomic(vdir / "trends.csv", csv)
-            chance = trends.chance_frame(df, runs_dir, variant)
-            write_atomic(
-                vdir / "chance.csv", chance.to_csv(index=False, float_format="%.4f", lineterminator="\n")
-            )
+            write_csv_atomic(trends.trends_frame(assessed), vdir / "trends.csv")
+            write_csv_atomic(trends.chance_frame(df, runs_dir, variant), vdir / "chance.csv")
             title = "trends: do the paper's three trends hold?"
             index += [f"- [{title}]({variant}/trends.md) ([csv]({variant}/trends.csv))"]
         index += table_report.write_tables(df, runs_dir, vdir, variant, resolve)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ablations.store.atomic import write_atomic
+from ablations.store.atomic import write_atomic, write_csv_atomic
 from analysis.differences import compare, family, interval_text, resolution_markdown
 from analysis.plots import MODS, OURS, PAPER, plt, save, with_results
 from analysis.tables import fmt, markdown, stat
@@ -137,9 +137,7 @@ def write_sweeps(df: pd.DataFrame, runs_dir: Path, out: Path, resolve: float | N
         md += resolution_markdown(fam) if len(fam) else ""
         folder.mkdir(parents=True, exist_ok=True)
         write_atomic(folder / "sweep.md", md)
-        write_atomic(
-            folder / "sweep.csv", frame.to_csv(index=False, float_format="%.4f", lineterminator="\n")
-        )
+        write_csv_atomic(frame, folder / "sweep.csv")
         sweep_plot(frame, keys, folder, f"Sweep over {', '.join(keys)} ({sweep})")
         lines.append(f"- sweep [{sweep}](sweeps/{sweep}/sweep.md): {', '.join(keys)}")
     return lines

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ablations.errors import ConfigError
-from ablations.store.atomic import write_atomic
+from ablations.store.atomic import write_atomic, write_csv_atomic
 from ablations.study.definitions import definitions
 from analysis import interaction_plot, interactions, provenance
 from analysis.collect import say_failed
@@ -32,9 +32,7 @@ def write_tables(
         title = spec.get("title", name)
         builds = provenance.builds_markdown(provenance.table_runs(df, name, variant))
         write_atomic(vdir / f"{name}.md", f"# {title}\n\nRuns: `{variant}`.\n\n{md}{builds}")
-        write_atomic(
-            vdir / f"{name}.csv", frame.to_csv(index=False, float_format="%.4f", lineterminator="\n")
-        )
+        write_csv_atomic(frame, vdir / f"{name}.csv")
         lines.append(f"- [{name}]({variant}/{name}.md): {title}")
         if spec.get("interaction"):
             inter = interactions.interactions(df, runs_dir, variant, name, spec, resolve)
@@ -42,8 +40,7 @@ def write_tables(
             write_atomic(
                 vdir / f"{name}_interactions.md", f"# {title}: interactions\n\nRuns: `{variant}`.\n\n{md}"
             )
-            csv = inter.to_csv(index=False, float_format="%.4f", lineterminator="\n")
-            write_atomic(vdir / f"{name}_interactions.csv", csv)
+            write_csv_atomic(inter, vdir / f"{name}_interactions.csv")
             interaction_plot.interactions(inter, vdir, f"{name}_interactions", f"{title} ({variant})")
             lines.append(f"- [{name}: alone vs in the path]({variant}/{name}_interactions.md)")
     return lines

@@ -126,6 +126,11 @@ def accuracy_interval(runs_dir: Path, side: Side) -> tuple[float, float, float, 
     return 100.0 * float(right.mean()), float(low), float(high), chance
 
 
+def at_chance(acc: tuple[float, float, float, float]) -> bool:
+    """An accuracy_interval at chance: its low bound does not clear 1 / classes."""
+    return acc[1] <= acc[3]
+
+
 CHANCE_COLUMNS = ["modality", "mode", "row", "seeds", "top1", "low", "high", "chance", "above_chance"]
 
 
@@ -139,15 +144,8 @@ def chance_frame(df: pd.DataFrame, runs_dir: Path, variant: str) -> pd.DataFrame
             for s in sides(df, m, variant, mode, *rows):
                 acc = accuracy_interval(runs_dir, s)
                 if acc is not None:
-                    top1, low, high, chance = acc
-                    lines.append(
-                        dict(
-                            zip(
-                                CHANCE_COLUMNS,
-                                (m, mode, s.row, len(s.runs), top1, low, high, chance, low > chance),
-                            )
-                        )
-                    )
+                    values = (m, mode, s.row, len(s.runs), *acc, not at_chance(acc))
+                    lines.append(dict(zip(CHANCE_COLUMNS, values)))
     return pd.DataFrame(lines, columns=CHANCE_COLUMNS)
 
 
@@ -157,7 +155,7 @@ def chance_check(runs_dir: Path, deps: list[Side]) -> tuple[str, list[str]] | No
     at = []
     for s in deps:
         acc = accuracy_interval(runs_dir, s)
-        if acc is not None and acc[1] <= acc[3]:
+        if acc is not None and at_chance(acc):
             at.append((s, acc))
     if not at:
         return None

@@ -77,6 +77,11 @@ def write_json_atomic(obj, path: Path) -> None:
     write_atomic(path, json.dumps(obj, indent=1, sort_keys=True, default=str))
 
 
+def write_csv_atomic(frame, path: Path) -> None:
+    """A results table (a pandas DataFrame) as the report's CSVs are written: no index, 4 decimals."""
+    write_atomic(path, frame.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
+
+
 def save_torch_atomic(obj, path: Path) -> None:
     """torch.save atomically (a crash mid-write leaves the previous file intact)."""
     import torch
